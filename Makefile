@@ -1,0 +1,29 @@
+# Everything runs from the project's own virtualenv in .venv, created and
+# refreshed on demand from requirements-dev.txt (which includes requirements.txt).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test bench lint clean servicebus
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+test: venv
+	$(PY) -m pytest
+
+bench: venv
+	$(PY) -m benchmarks.servicebus
+
+# Run the Service Bus emulator in the foreground with this app's entities.
+servicebus: venv
+	$(PY) -m emulators.servicebus --config emulators/servicebus/config.json
+
+clean:
+	rm -rf .devstack .pytest_cache
