@@ -1,0 +1,129 @@
+"""End-to-end composition of the pure pieces: detect -> read -> validate -> pain.001 + pain.002.
+
+The Azure Functions (FileValidator -> FileAdaptor -> FileCreator) can call the
+pieces separately; :func:`process_file` strings them together for one file
+and is what the tests and benchmarks use. Only local paths and streams are
+touched: no Azure, no network, no wall clock (``now`` is passed in).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import BinaryIO, Container
+
+from file_pipeline.domain.model import FileFormat, FileRejected
+from file_pipeline.domain.reason_codes import ReasonCode
+from file_pipeline.domain.reference import ReferenceData
+from file_pipeline.domain.validator import FileValidation, RejectionLog, ValidationResult
+from file_pipeline.formats.detect import Detection, sniff
+from file_pipeline.formats.pain001_writer import Pain001Summary, Pain001Writer
+from file_pipeline.formats.pain002_writer import OriginalMessage, write_status_report
+from file_pipeline.formats.readers import open_reader
+from file_pipeline.formats.xsd import validate_stream
+
+
+@dataclass
+class PipelineResult:
+    detection: Detection | None
+    validation: ValidationResult
+    pain001: Pain001Summary | None
+
+
+def make_writer(
+    ref: ReferenceData, client_id: str, msg_id: str, now: datetime, spool_dir: str | None = None
+) -> Pain001Writer:
+    client = ref.clients[client_id]
+    return Pain001Writer(
+        msg_id=msg_id,
+        created=now,
+        initiating_party=client.name,
+        debtor_name=client.name,
+        accounts={a.id: a for a in client.accounts},
+        minor_units={c.code: c.minor_units for c in ref.currencies.values()},
+        spool_dir=spool_dir,
+    )
+
+
+def process_file(
+    source: BinaryIO,
+    ref: ReferenceData,
+    client_id: str,
+    now: datetime,
+    *,
+    file_id: str,
+    pain001_path: str | None = None,
+    pain002_path: str | None = None,
+    seen_msg_ids: Container[str] = frozenset(),
+    validate_output: bool = True,
+    spool_dir: str | None = None,
+) -> PipelineResult:
+    """Validate one uploaded file; write pain.001.001.09 (if allowed) and the pain.002 report.
+
+    ``file_id`` is a server-side id (never the blob name): it becomes the
+    output MsgId and the payment block id of CSV files. ``result.validation.rejections``
+    stays readable afterwards (e.g. for :func:`~file_pipeline.formats.safe_csv.write_error_report`).
+    """
+    client = ref.clients.get(client_id)
+    detection: Detection | None = None
+    layout = ref.csv_layout_for(client) if client else None
+    try:
+        if client is None:
+            raise FileRejected(ReasonCode.NARR, f"unknown client {client_id!r}")
+        detection, stream = sniff(source)
+        reader = open_reader(stream, detection.format, layout=layout, file_id=file_id)
+        validation = FileValidation(
+            reader,
+            ref,
+            client_id,
+            now,
+            file_format=detection.format,
+            layout_name=layout.name if layout and detection.format is FileFormat.CSV else "",
+            seen_msg_ids=seen_msg_ids,
+            spool_dir=spool_dir,
+        )
+    except FileRejected as exc:
+        result = ValidationResult(
+            client_id,
+            client.rejection_policy if client else "reject-file",
+            file_findings=[exc.finding],
+            rejections=RejectionLog(spool_dir),
+        )
+        if pain002_path:
+            _write_report(pain002_path, result, file_id, now, detection, layout)
+        return PipelineResult(detection, result, None)
+
+    summary = None
+    with make_writer(ref, client_id, file_id[:35], now, spool_dir) as writer:
+        for tx in validation.accepted():
+            writer.add(tx)
+        result = validation.result
+        if pain001_path and result.output_allowed:
+            with open(pain001_path, "wb") as out:
+                summary = writer.write_to(out)
+            if validate_output:
+                validate_stream(pain001_path, "pain.001.001.09")
+    if pain002_path:
+        _write_report(pain002_path, result, file_id, now, detection, layout)
+    return PipelineResult(detection, result, summary)
+
+
+def _write_report(
+    path: str, result: ValidationResult, file_id: str, now: datetime, detection: Detection | None, layout
+) -> None:
+    header = result.header
+    if detection is None:
+        name = "UNKNOWN"
+    elif detection.format is FileFormat.CSV:
+        name = layout.name if layout else "CSV"
+    else:
+        name = detection.format.value
+    original = OriginalMessage(
+        msg_id=(header.msg_id if header and header.msg_id else file_id),
+        msg_name=name,
+        nb_of_txs=header.nb_of_txs if header else 0,
+        ctrl_sum=header.ctrl_sum if header else Decimal(0),
+    )
+    with open(path, "wb") as out:
+        write_status_report(out, result, msg_id=f"STS-{file_id}"[:35], created=now, original=original)

@@ -1,0 +1,602 @@
+"""Validation rules: pure functions of (record, reference data, injected clock).
+
+Transaction rules return a :class:`Finding` (ISO reason code + description) or
+``None``; :class:`TransactionRules` binds the reference data, the client and
+the clock and applies them all to one transaction. File rules compare declared
+header/trailer controls with what the reader computed.
+
+No rule reads the wall clock: the caller passes ``now`` (an aware datetime).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Container, Iterable, Mapping
+from datetime import date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+
+from file_pipeline.domain.model import FileFormat, FileHeader, Finding, Transaction
+from file_pipeline.domain.reason_codes import NACHA_ERROR_CODES, ReasonCode
+from file_pipeline.domain.reference import Client, ReferenceData
+
+R = ReasonCode
+
+# --------------------------------------------------------------------------- IBAN
+# SWIFT IBAN registry: country, IBAN length, BBAN structure (n digits, a upper-case
+# letters, c alphanumerics). Non-registry "aspirational" IBAN countries are left out.
+_IBAN_REGISTRY_TEXT = """
+AD24:4n4n12c AE23:3n16n AL28:8n16c AT20:5n11n AX18:3n11n AZ28:4a20c BA20:3n3n8n2n BE16:3n7n2n
+BG22:4a4n2n8c BH22:4a14c BI27:5n5n11n2n BL27:5n5n11c2n BR29:8c5n10n1c1c BY28:4c4n16c CH21:5n12c
+CR22:4n14n CY28:3n5n16c CZ24:4n6n10n DE22:8n10n DJ27:23n DK18:4n9n1n DO28:4c20n EE20:2n2n11n1n
+EG29:4n4n17n ES24:4n4n1n1n10n FI18:3n11n FK18:2a12n FO18:4n9n1n FR27:5n5n11c2n GB22:4a6n8n
+GE22:2a16n GF27:5n5n11c2n GG22:4a6n8n GI23:4a15c GL18:4n9n1n GP27:5n5n11c2n GR27:3n4n16c GT28:4c20c
+HN28:4a20n HR21:7n10n HU28:3n4n1n15n1n IE22:4a6n8n IL23:3n3n13n IM22:4a6n8n IQ23:4a3n12n
+IS26:4n2n6n10n IT27:1a5n5n12c JE22:4a6n8n JO30:4a4n18c KW30:4a22c KZ20:3n13c LB28:4n20c LC32:4a24c
+LI21:5n12c LT20:5n11n LU20:3n13c LV21:4a13c LY25:3n3n15n MC27:5n5n11c2n MD24:2c18c ME22:3n13n2n
+MF27:5n5n11c2n MK19:3n10c2n MN20:4n12n MQ27:5n5n11c2n MR27:5n5n11n2n MT31:4a5n18c MU30:4a2n2n12n3n3a
+NC27:5n5n11c2n NI28:4a20n NL18:4a10n NO15:4n6n1n OM23:3n16c PF27:5n5n11c2n PK24:4a16c PL28:8n16n
+PM27:5n5n11c2n PS29:4a21c PT25:4n4n11n2n QA29:4a21c RE27:5n5n11c2n RO24:4a16c RS22:3n13n2n
+RU33:9n5n15c SA24:2n18c SC31:4a2n2n16n3a SD18:2n12n SE24:3n16n1n SI19:5n8n2n SK24:4n6n10n
+SM27:1a5n5n12c SO23:4n3n12n ST25:4n4n11n2n SV28:4a20n TF27:5n5n11c2n TL23:3n14n2n TN24:2n3n13n2n
+TR26:5n1n16c UA29:6n19c VA22:3n15n VG24:4a16n WF27:5n5n11c2n XK20:4n10n2n YE30:4a4n18c
+YT27:5n5n11c2n
+"""
+_CLASS = {"n": "[0-9]", "a": "[A-Z]", "c": "[A-Z0-9]"}
+
+
+def _registry() -> dict[str, tuple[int, re.Pattern[str]]]:
+    out = {}
+    for item in _IBAN_REGISTRY_TEXT.split():
+        head, spec = item.split(":")
+        parts = re.findall(r"(\d+)([nac])", spec)
+        pattern = "".join(f"{_CLASS[k]}{{{n}}}" for n, k in parts)
+        out[head[:2]] = (int(head[2:]), re.compile(pattern + r"\Z"))
+    return out
+
+
+IBAN_REGISTRY: Mapping[str, tuple[int, re.Pattern[str]]] = _registry()
+_IBAN_TO_DIGITS = {ord(c): str(ord(c) - 55) for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}
+_IBAN_SHAPE = re.compile(r"[A-Z]{2}[0-9]{2}[A-Z0-9]{1,30}\Z")
+
+
+def normalize_iban(value: str) -> str:
+    """Print format (spaces, lower case) to electronic format."""
+    return value.replace(" ", "").upper()
+
+
+def iban_problem(iban: str) -> str | None:
+    """Why ``iban`` (electronic format) is not a valid IBAN, or ``None``."""
+    if not _IBAN_SHAPE.match(iban):
+        return "not an IBAN (2 letters, 2 check digits, up to 30 alphanumerics)"
+    spec = IBAN_REGISTRY.get(iban[:2])
+    if spec is None:
+        return f"country {iban[:2]} does not use IBAN"
+    length, bban = spec
+    if len(iban) != length:
+        return f"{iban[:2]} IBAN must have {length} characters, has {len(iban)}"
+    if not bban.match(iban, 4):
+        return f"BBAN does not match the {iban[:2]} national format"
+    if int((iban[4:] + iban[:4]).translate(_IBAN_TO_DIGITS)) % 97 != 1:
+        return "IBAN check digits (mod-97) are wrong"
+    return None
+
+
+def check_iban(iban: str) -> Finding | None:
+    problem = iban_problem(iban)
+    return Finding(R.AC01, f"creditor IBAN {iban!r}: {problem}") if problem else None
+
+
+def iban_check_digits(country: str, bban: str) -> str:
+    """Compute the two IBAN check digits for ``country`` + ``bban``."""
+    return f"{98 - int((bban + country + '00').translate(_IBAN_TO_DIGITS)) % 97:02d}"
+
+
+# --------------------------------------------------------------------------- BIC / ABA
+BIC_RE = re.compile(r"[A-Z0-9]{4}[A-Z]{2}[A-Z0-9]{2}(?:[A-Z0-9]{3})?\Z")  # XSD BICFIDec2014Identifier
+
+
+def check_bic(bic: str, ref: ReferenceData, role: str = "creditor agent") -> Finding | None:
+    if not BIC_RE.match(bic):
+        return Finding(R.RC01, f"{role} BIC {bic!r} is not a valid BIC (4!a/c 2!a 2!c [3!c])")
+    bank = ref.bank(bic)
+    if bank is None:
+        return Finding(R.RC01, f"{role} BIC {bic} is not in the bank directory")
+    if not bank.reachable:
+        return Finding(R.RC01, f"{role} BIC {bic} ({bank.name}) is not reachable")
+    return None
+
+
+_ABA_WEIGHTS = (3, 7, 1, 3, 7, 1, 3, 7, 1)
+
+
+def aba_check_digit_ok(routing: str) -> bool:
+    """ABA routing number checksum: weights 3-7-1 repeated, sum divisible by 10."""
+    if len(routing) != 9 or not routing.isdigit() or not routing.isascii():
+        return False
+    return sum(int(d) * w for d, w in zip(routing, _ABA_WEIGHTS)) % 10 == 0
+
+
+def aba_check_digit(first8: str) -> str:
+    """The 9th digit that makes ``first8`` a valid routing number."""
+    s = sum(int(d) * w for d, w in zip(first8, _ABA_WEIGHTS))
+    return str((10 - s % 10) % 10)
+
+
+def check_routing(routing: str, ref: ReferenceData) -> Finding | None:
+    if not aba_check_digit_ok(routing):
+        return Finding(R.RC10, f"routing number {routing!r} fails the ABA check digit (3-7-1)")
+    entry = ref.aba.get(routing)
+    if entry is None:
+        return Finding(R.RC10, f"routing number {routing} is not in the ABA directory")
+    if not entry.reachable:
+        return Finding(R.RC10, f"routing number {routing} ({entry.name}) is not an active ACH participant")
+    return None
+
+
+# --------------------------------------------------------------------------- currency / amount
+_CCY_RE = re.compile(r"[A-Z]{3}\Z")
+
+
+def check_currency(ccy: str, ref: ReferenceData, client: Client) -> Finding | None:
+    if not ccy:
+        return Finding(R.AM11, "currency is missing")
+    if not _CCY_RE.match(ccy):
+        return Finding(R.AM11, f"currency {ccy!r} is not a 3-letter ISO 4217 code")
+    currency = ref.currencies.get(ccy)
+    if currency is None:
+        return Finding(R.AM03, f"currency {ccy} is not a supported ISO 4217 currency")
+    if not currency.enabled:
+        return Finding(R.AM03, f"currency {ccy} is not enabled for processing")
+    if ccy not in client.allowed_currencies:
+        return Finding(R.AM03, f"currency {ccy} is not agreed for client {client.client_id}")
+    return None
+
+
+def decimal_places(amount: Decimal) -> int:
+    """Significant decimal places: 12.50 -> 1, 100.00 -> 0, 1.005 -> 3."""
+    exp = amount.normalize().as_tuple().exponent
+    return -exp if isinstance(exp, int) and exp < 0 else 0
+
+
+def check_amount(
+    amount: Decimal | None, ccy: str, ref: ReferenceData, client: Client, amount_text: str = ""
+) -> list[Finding]:
+    """AM12 unparsable/negative, AM01 zero, CH20 decimals, AM02 currency maximum, AM14 client limit.
+
+    Decimals are checked by value: ``100.00`` JPY is accepted as 100 (the writer
+    normalises it), ``100.5`` JPY is CH20. The pain.001 XSD allows 5 decimals
+    for every currency and cannot catch this.
+    """
+    if amount is None:
+        return [Finding(R.AM12, f"amount {amount_text!r} is missing or not a number")]
+    if not amount.is_finite():
+        return [Finding(R.AM12, f"amount {amount_text or amount!s} is not a finite number")]
+    if amount < 0:
+        return [Finding(R.AM12, f"amount {amount} is negative")]
+    if amount == 0:
+        return [Finding(R.AM01, "amount is zero")]
+    out = []
+    currency = ref.currencies.get(ccy)
+    if currency is not None:
+        places = decimal_places(amount)
+        if places > currency.minor_units:
+            out.append(
+                Finding(R.CH20, f"amount {amount} has {places} decimals, {ccy} allows {currency.minor_units}")
+            )
+        if currency.max_amount is not None and amount > currency.max_amount:
+            out.append(
+                Finding(R.AM02, f"amount {amount} {ccy} exceeds the {ccy} maximum {currency.max_amount}")
+            )
+    limit = client.tx_limits.get(ccy)
+    if limit is not None and amount > limit:
+        out.append(
+            Finding(R.AM14, f"amount {amount} {ccy} exceeds the client's per-transaction limit {limit}")
+        )
+    if amount.adjusted() >= 13:  # pain.001: totalDigits 18 incl. 5 fraction digits
+        out.append(Finding(R.AM12, f"amount {amount} has more than 13 integer digits"))
+    return out
+
+
+def parse_amount(text: str, decimal_separator: str = ".", thousands_separator: str = "") -> Decimal | None:
+    """Parse a plain decimal amount (no exponent, no sign other than a leading '-')."""
+    s = text.strip()
+    if thousands_separator:
+        s = s.replace(thousands_separator, "")
+    if decimal_separator != ".":
+        if "." in s:
+            return None
+        s = s.replace(decimal_separator, ".")
+    if not s or not _AMOUNT_RE.match(s):
+        return None
+    try:
+        return Decimal(s)
+    except InvalidOperation:  # pragma: no cover - the regex already guarantees a number
+        return None
+
+
+_AMOUNT_RE = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)\Z")
+
+# --------------------------------------------------------------------------- text fields
+_XML_BAD_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def check_text(value: str, max_len: int, what: str, code: ReasonCode = R.CH16) -> Finding | None:
+    if len(value) > max_len:
+        return Finding(code, f"{what} is {len(value)} characters, at most {max_len} allowed")
+    if _XML_BAD_CHARS.search(value):
+        return Finding(code, f"{what} contains control characters")
+    return None
+
+
+# --------------------------------------------------------------------------- dates
+def earliest_execution_date(ref: ReferenceData, client: Client, currency: str, now: datetime) -> date | None:
+    """First date a payment in ``currency`` received at ``now`` can be executed."""
+    cutoff = ref.cutoff_for(currency)
+    if cutoff is None:
+        return None
+    local = now.astimezone(cutoff.tz)
+    today = local.date()
+    cut_time = client.cutoff_time or cutoff.time
+    if ref.is_business_day(today, cutoff.calendar) and local.time() < cut_time:
+        start = today
+    else:
+        start = ref.next_business_day(today, cutoff.calendar, include=False)
+    return ref.add_business_days(start, cutoff.lead_days, cutoff.calendar)
+
+
+def check_execution_date(
+    requested: date, currency: str, ref: ReferenceData, client: Client, now: datetime
+) -> Finding | None:
+    """CH04 in the past, CH03 too far ahead, DT03 non-business day, DT05 after cut-off."""
+    cutoff = ref.cutoff_for(currency)
+    if cutoff is None:
+        return None  # unknown currency: reported by the currency rule
+    local = now.astimezone(cutoff.tz)
+    today = local.date()
+    if requested < today:
+        return Finding(
+            R.CH04, f"requested execution date {requested} is in the past (today is {today} in {cutoff.zone})"
+        )
+    if requested > today + timedelta(days=cutoff.max_days_ahead):
+        return Finding(
+            R.CH03, f"requested execution date {requested} is more than {cutoff.max_days_ahead} days ahead"
+        )
+    if not ref.is_business_day(requested, cutoff.calendar):
+        kind = "weekend" if requested.weekday() >= 5 else "holiday"
+        return Finding(
+            R.DT03, f"requested execution date {requested} is a {kind} in the {cutoff.calendar} calendar"
+        )
+    earliest = earliest_execution_date(ref, client, currency, now)
+    if earliest is not None and requested < earliest:
+        cut_time = client.cutoff_time or cutoff.time
+        return Finding(
+            R.DT05,
+            f"requested execution date {requested} is before the earliest possible "
+            f"{earliest} ({cutoff.name} cut-off {cut_time:%H:%M} {cutoff.zone}, "
+            f"{cutoff.lead_days} lead day(s))",
+        )
+    return None
+
+
+# --------------------------------------------------------------------------- per transaction
+class TransactionRules:
+    """All transaction rules bound to reference data, one client and a clock reading.
+
+    Stateful only for DU04 (EndToEndIds seen in this file). Date and currency
+    verdicts are cached per (currency, date) since files repeat them a lot.
+    """
+
+    def __init__(self, ref: ReferenceData, client: Client, now: datetime) -> None:
+        if now.tzinfo is None:
+            raise ValueError("now must be timezone-aware")
+        self.ref = ref
+        self.client = client
+        self.now = now
+        self._seen_e2e: set[str] = set()
+        self._date_cache: dict[tuple[str, date], Finding | None] = {}
+        self._ccy_cache: dict[str, Finding | None] = {}
+        self._bic_cache: dict[str, Finding | None] = {}
+        self._routing_cache: dict[str, Finding | None] = {}
+        self._earliest: dict[str, date | None] = {}
+        self._amount_params: dict[str, tuple[Decimal, Decimal | None, Decimal | None] | None] = {}
+
+    def default_execution_date(self, currency: str) -> date | None:
+        if currency not in self._earliest:
+            self._earliest[currency] = earliest_execution_date(self.ref, self.client, currency, self.now)
+        return self._earliest[currency]
+
+    def _amount_fast_path(self, ccy: str) -> tuple[Decimal, Decimal | None, Decimal | None] | None:
+        """(quantum of the minor unit, currency maximum, client limit) for a known currency."""
+        if ccy not in self._amount_params:
+            currency = self.ref.currencies.get(ccy)
+            self._amount_params[ccy] = (
+                None
+                if currency is None
+                else (
+                    Decimal(1).scaleb(-currency.minor_units),
+                    currency.max_amount,
+                    self.client.tx_limits.get(ccy),
+                )
+            )
+        return self._amount_params[ccy]
+
+    def check(self, tx: Transaction) -> list[Finding]:
+        """All findings for ``tx`` (empty list: the transaction is valid)."""
+        out: list[Finding] = list(tx.format_findings) if tx.format_findings else []
+        if tx.kind != "credit":
+            out.append(Finding(R.AG03, f"{tx.kind} entries are not credit transfers and are not supported"))
+        e2e, name, remit, instr = tx.end_to_end_id, tx.creditor_name, tx.remittance_info, tx.instruction_id
+        # text fields: one regex pass over all of them; per-field detail only when something is off
+        if (
+            len(e2e) > 35
+            or len(name) > 140
+            or len(remit) > 140
+            or len(instr) > 35
+            or _XML_BAD_CHARS.search(e2e + name + remit + instr)
+        ):
+            for value, limit, what, code in (
+                (e2e, 35, "EndToEndId", R.FF08),
+                (instr, 35, "InstrId", R.CH16),
+                (name, 140, "creditor name", R.CH16),
+                (remit, 140, "remittance information", R.CH16),
+            ):
+                f = check_text(value, limit, what, code)
+                if f:
+                    out.append(f)
+        if not e2e:
+            out.append(Finding(R.FF08, "EndToEndId is missing"))
+        elif e2e in self._seen_e2e:
+            out.append(Finding(R.DU04, f"EndToEndId {e2e!r} occurs more than once in the file"))
+        else:
+            self._seen_e2e.add(e2e)
+        # currency and amount
+        ccy = tx.currency
+        if ccy in self._ccy_cache:
+            f = self._ccy_cache[ccy]
+        else:
+            f = self._ccy_cache[ccy] = check_currency(ccy, self.ref, self.client)
+        if f:
+            out.append(f)
+        amount = tx.amount
+        params = self._amount_fast_path(ccy)
+        if (
+            params is not None
+            and amount is not None
+            and amount.is_finite()
+            and amount > 0
+            and amount.adjusted() < 13
+            and amount.quantize(params[0]) == amount
+            and (params[1] is None or amount <= params[1])
+            and (params[2] is None or amount <= params[2])
+        ):
+            pass  # the common case: positive, right decimals, within maxima
+        else:
+            out.extend(check_amount(amount, ccy, self.ref, self.client, tx.amount_text))
+        # parties
+        if not name.strip():
+            out.append(Finding(R.BE22, "creditor name is missing"))
+        self._check_creditor_account(tx, out)
+        self._check_debtor_account(tx, out)
+        # execution date
+        d = tx.requested_execution_date
+        if d is None and tx.date_text:
+            out.append(Finding(R.DT01, f"requested execution date {tx.date_text!r} is not a valid date"))
+        elif d is not None:
+            key = (ccy, d)
+            if key in self._date_cache:
+                f = self._date_cache[key]
+            else:
+                f = self._date_cache[key] = check_execution_date(d, ccy, self.ref, self.client, self.now)
+            if f:
+                out.append(f)
+        return out
+
+    def _check_creditor_account(self, tx: Transaction, out: list[Finding]) -> None:
+        if tx.creditor_iban:
+            f = check_iban(tx.creditor_iban)
+            if f:
+                out.append(f)
+        elif tx.creditor_account:
+            acct = tx.creditor_account
+            if len(acct) > 34 or _XML_BAD_CHARS.search(acct):
+                out.append(
+                    Finding(
+                        R.AC01,
+                        f"creditor account {acct[:40]!r} is longer than 34 characters "
+                        "or has control characters",
+                    )
+                )
+            if not tx.creditor_routing and not tx.creditor_bic:
+                out.append(
+                    Finding(
+                        R.RC01, "creditor agent (BIC or ABA routing number) is missing for a non-IBAN account"
+                    )
+                )
+        else:
+            out.append(Finding(R.AC01, "creditor account (IBAN or account number) is missing"))
+        if tx.creditor_routing:
+            r = tx.creditor_routing
+            if r not in self._routing_cache:
+                self._routing_cache[r] = check_routing(r, self.ref)
+            if self._routing_cache[r]:
+                out.append(self._routing_cache[r])
+        if tx.creditor_bic:
+            b = tx.creditor_bic
+            if b not in self._bic_cache:
+                self._bic_cache[b] = check_bic(b, self.ref)
+            if self._bic_cache[b]:
+                out.append(self._bic_cache[b])
+
+    def _check_debtor_account(self, tx: Transaction, out: list[Finding]) -> None:
+        if tx.debtor_account:
+            if self.client.account(tx.debtor_account) is None:
+                out.append(
+                    Finding(
+                        R.AC02,
+                        f"debtor account {tx.debtor_account!r} is not an account of "
+                        f"client {self.client.client_id}",
+                    )
+                )
+        elif self.client.default_account(tx.currency) is None:
+            out.append(Finding(R.AC02, f"client {self.client.client_id} has no debtor account"))
+
+
+# --------------------------------------------------------------------------- file rules
+def check_format_allowed(fmt: FileFormat, client: Client, layout_name: str = "") -> Finding | None:
+    name = layout_name if fmt is FileFormat.CSV else fmt.family
+    if name not in client.allowed_formats:
+        return Finding(R.FF01, f"format {name or fmt.value} is not agreed for client {client.client_id}")
+    return None
+
+
+def check_duplicate_msg_id(msg_id: str, seen_msg_ids: Container[str]) -> Finding | None:
+    """DU01: ``seen_msg_ids`` is whatever store the adapter keeps of earlier files."""
+    if msg_id and msg_id in seen_msg_ids:
+        return Finding(R.DU01, f"MsgId {msg_id!r} was already used in an earlier file")
+    return None
+
+
+def check_pain001_controls(header: FileHeader) -> list[Finding]:
+    """Group header and PmtInf NbOfTxs/CtrlSum vs. recomputed values; DU02 duplicate PmtInfId."""
+    out: list[Finding] = []
+    if header.declared_nb_of_txs is not None and header.declared_nb_of_txs != header.nb_of_txs:
+        out.append(
+            Finding(
+                R.AM19,
+                f"GrpHdr/NbOfTxs declares {header.declared_nb_of_txs}, the file has {header.nb_of_txs}",
+            )
+        )
+    if header.declared_ctrl_sum is not None and header.declared_ctrl_sum != header.ctrl_sum:
+        out.append(
+            Finding(
+                R.AM16,
+                f"GrpHdr/CtrlSum declares {header.declared_ctrl_sum}, "
+                f"the amounts add up to {header.ctrl_sum}",
+            )
+        )
+    seen: set[str] = set()
+    for block in header.blocks:
+        if block.block_id in seen:
+            out.append(Finding(R.DU02, f"PmtInfId {block.block_id!r} is used by more than one block"))
+        seen.add(block.block_id)
+        if block.declared_nb_of_txs is not None and block.declared_nb_of_txs != block.nb_of_txs:
+            out.append(
+                Finding(
+                    R.AM20,
+                    f"PmtInf {block.block_id}: NbOfTxs declares "
+                    f"{block.declared_nb_of_txs}, the block has {block.nb_of_txs}",
+                )
+            )
+        if block.declared_ctrl_sum is not None and block.declared_ctrl_sum != block.ctrl_sum:
+            out.append(
+                Finding(
+                    R.AM17,
+                    f"PmtInf {block.block_id}: CtrlSum declares "
+                    f"{block.declared_ctrl_sum}, the amounts add up to {block.ctrl_sum}",
+                )
+            )
+    return out
+
+
+def _hash10(value: int) -> int:
+    return value % 10_000_000_000
+
+
+def check_nacha_controls(header: FileHeader) -> list[Finding]:
+    """Batch control (8) and file control (9) records vs. recomputed counts, hash and totals."""
+    N = NACHA_ERROR_CODES
+    out: list[Finding] = []
+    for b in header.blocks:
+        name = f"batch {b.block_id}"
+        if b.declared_entry_addenda != b.entry_addenda:
+            out.append(
+                Finding(
+                    N["batch-entry-count"],
+                    f"{name}: control entry/addenda count {b.declared_entry_addenda} != {b.entry_addenda}",
+                )
+            )
+        if b.declared_entry_hash != _hash10(b.entry_hash):
+            out.append(
+                Finding(
+                    N["batch-entry-hash"],
+                    f"{name}: control entry hash {b.declared_entry_hash} != {_hash10(b.entry_hash)}",
+                )
+            )
+        if b.declared_debit_cents != b.debit_cents:
+            out.append(
+                Finding(
+                    N["batch-totals"],
+                    f"{name}: control total debit {b.declared_debit_cents} != {b.debit_cents} (cents)",
+                )
+            )
+        if b.declared_credit_cents != b.credit_cents:
+            out.append(
+                Finding(
+                    N["batch-totals"],
+                    f"{name}: control total credit {b.declared_credit_cents} != {b.credit_cents} (cents)",
+                )
+            )
+    fc = header.nacha
+    if fc is None:
+        return out
+    entry_addenda = sum(b.entry_addenda for b in header.blocks)
+    entry_hash = _hash10(sum(b.entry_hash for b in header.blocks))
+    debit = sum(b.debit_cents for b in header.blocks)
+    credit = sum(b.credit_cents for b in header.blocks)
+    if fc.declared_batch_count != len(header.blocks):
+        out.append(
+            Finding(
+                N["file-batch-count"],
+                f"file control batch count {fc.declared_batch_count} != {len(header.blocks)}",
+            )
+        )
+    if fc.declared_entry_addenda != entry_addenda:
+        out.append(
+            Finding(
+                N["file-entry-count"],
+                f"file control entry/addenda count {fc.declared_entry_addenda} != {entry_addenda}",
+            )
+        )
+    if fc.declared_entry_hash != entry_hash:
+        out.append(
+            Finding(N["file-entry-hash"], f"file control entry hash {fc.declared_entry_hash} != {entry_hash}")
+        )
+    if fc.declared_debit_cents != debit:
+        out.append(
+            Finding(N["file-totals"], f"file control total debit {fc.declared_debit_cents} != {debit}")
+        )
+    if fc.declared_credit_cents != credit:
+        out.append(
+            Finding(N["file-totals"], f"file control total credit {fc.declared_credit_cents} != {credit}")
+        )
+    blocks = -(-fc.record_count // 10)
+    if fc.declared_block_count != blocks:
+        out.append(
+            Finding(N["block-count"], f"file control block count {fc.declared_block_count} != {blocks}")
+        )
+    return out
+
+
+def check_file_limits(totals: Mapping[str, Decimal], client: Client) -> list[Finding]:
+    """Per-file limit per currency (sum of the file's accepted-so-far amounts)."""
+    out = []
+    for ccy, total in sorted(totals.items()):
+        limit = client.file_limits.get(ccy)
+        if limit is not None and total > limit:
+            out.append(
+                Finding(R.AM14, f"file total {total} {ccy} exceeds the client's per-file limit {limit}")
+            )
+    return out
+
+
+def check_file_controls(header: FileHeader) -> list[Finding]:
+    if header.format is FileFormat.NACHA:
+        return check_nacha_controls(header)
+    if header.format in (FileFormat.PAIN001_03, FileFormat.PAIN001_09):
+        return check_pain001_controls(header)
+    return []
+
+
+def first_codes(findings: Iterable[Finding]) -> list[str]:
+    """Codes in order, for compact assertions and logs."""
+    return [f.code.value for f in findings]

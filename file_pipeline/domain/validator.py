@@ -1,0 +1,248 @@
+"""Apply transaction and file rules to a reader's stream, under the client's policy.
+
+:class:`FileValidation` consumes a reader (CSV, pain.001, NACHA), yields the
+transactions that pass every rule (with debtor account and execution date
+resolved, ready for :class:`~file_pipeline.formats.pain001_writer.Pain001Writer`),
+spools rejections to disk, and at the end applies the file rules. Its
+:class:`ValidationResult` decides the group status:
+
+* any file-level finding (format, structure, controls, duplicates, per-file
+  limit) -> ``RJCT``;
+* otherwise, with policy ``reject-file`` any rejected transaction -> ``RJCT``;
+  with ``pass-valid`` -> ``PART`` (``RJCT`` if none is valid);
+* no rejection -> ``ACCP``.
+
+Because the decision is known only at the end of the stream, callers spool the
+accepted transactions (the pain.001 writer does) and emit output only when
+:attr:`ValidationResult.output_allowed` is true.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Container
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Iterable, Iterator, Protocol
+
+from file_pipeline.domain import rules
+from file_pipeline.domain.model import FileFormat, FileHeader, FileRejected, Finding, Transaction
+from file_pipeline.domain.reason_codes import ReasonCode
+from file_pipeline.domain.reference import PASS_VALID, Client, ReferenceData
+
+ACCP, PART, RJCT = "ACCP", "PART", "RJCT"
+
+
+class Reader(Protocol):
+    header: FileHeader
+
+    def __iter__(self) -> Iterator[Transaction]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    index: int
+    line: int | None
+    end_to_end_id: str
+    instruction_id: str
+    block_id: str
+    amount: str
+    currency: str
+    findings: tuple[Finding, ...]
+
+    def to_json(self) -> str:
+        return json.dumps(
+            [
+                self.index,
+                self.line,
+                self.end_to_end_id,
+                self.instruction_id,
+                self.block_id,
+                self.amount,
+                self.currency,
+                [[f.code.value, f.description] for f in self.findings],
+            ],
+            ensure_ascii=False,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> "Rejection":
+        i, line, e2e, instr, block, amount, ccy, fs = json.loads(text)
+        return cls(i, line, e2e, instr, block, amount, ccy, tuple(Finding(ReasonCode(c), d) for c, d in fs))
+
+
+class RejectionLog:
+    """Append-only, re-iterable log of rejections; in memory up to 1 MiB, then on disk."""
+
+    def __init__(self, spool_dir: str | None = None) -> None:
+        self._file = tempfile.SpooledTemporaryFile(max_size=1 << 20, mode="w+b", dir=spool_dir)
+        self._count = 0
+
+    def append(self, rejection: Rejection) -> None:
+        self._file.write(rejection.to_json().encode("utf-8") + b"\n")
+        self._count += 1
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[Rejection]:
+        self._file.flush()
+        self._file.seek(0)
+        for line in self._file:
+            yield Rejection.from_json(line.decode("utf-8"))
+        self._file.seek(0, 2)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+@dataclass
+class ValidationResult:
+    client_id: str
+    policy: str
+    header: FileHeader | None = None
+    file_findings: list[Finding] = field(default_factory=list)
+    total: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    accepted_sum: Decimal = Decimal(0)
+    rejected_sum: Decimal = Decimal(0)
+    totals_by_currency: dict[str, Decimal] = field(default_factory=dict)
+    rejections: RejectionLog | None = None
+
+    @property
+    def group_status(self) -> str:
+        if self.file_findings:
+            return RJCT
+        if self.rejected == 0:
+            return ACCP if self.accepted else RJCT
+        if self.policy == PASS_VALID and self.accepted:
+            return PART
+        return RJCT
+
+    @property
+    def output_allowed(self) -> bool:
+        return self.group_status in (ACCP, PART)
+
+    def group_reasons(self) -> list[Finding]:
+        """Reasons to put at group level of the status report."""
+        if self.file_findings:
+            return list(self.file_findings)
+        if self.group_status == RJCT and self.rejected:
+            why = "policy reject-file" if self.policy != PASS_VALID else "no valid transaction"
+            return [
+                Finding(
+                    ReasonCode.NARR,
+                    f"file rejected as a whole ({why}): {self.rejected} of "
+                    f"{self.total} transactions failed validation",
+                )
+            ]
+        if self.group_status == RJCT:
+            return [Finding(ReasonCode.AM18, "the file contains no transactions")]
+        return []
+
+
+class FileValidation:
+    """One validation run over one file for one client, at one clock reading ``now``."""
+
+    def __init__(
+        self,
+        reader: Reader,
+        ref: ReferenceData,
+        client_id: str,
+        now: datetime,
+        *,
+        file_format: FileFormat | None = None,
+        layout_name: str = "",
+        seen_msg_ids: Container[str] = frozenset(),
+        spool_dir: str | None = None,
+    ) -> None:
+        client = ref.clients.get(client_id)
+        if client is None:
+            raise FileRejected(ReasonCode.NARR, f"unknown client {client_id!r}")
+        self.reader = reader
+        self.ref = ref
+        self.client: Client = client
+        self.now = now
+        self.rules = rules.TransactionRules(ref, client, now)
+        self.file_format = file_format or reader.header.format
+        self.layout_name = layout_name
+        self.seen_msg_ids = seen_msg_ids
+        self.result = ValidationResult(client_id, client.rejection_policy, rejections=RejectionLog(spool_dir))
+        self._done = False
+
+    def accepted(self) -> Iterator[Transaction]:
+        """Validate the whole stream; yield transactions that pass every transaction rule."""
+        if self._done:
+            raise RuntimeError("a FileValidation runs once")
+        self._done = True
+        res = self.result
+        res.header = self.reader.header
+        allowed = rules.check_format_allowed(self.file_format, self.client, self.layout_name)
+        if allowed:
+            res.file_findings.append(allowed)
+            return
+        check = self.rules.check
+        client = self.client
+        totals = res.totals_by_currency
+        log = res.rejections
+        try:
+            for tx in self.reader:
+                res.total += 1
+                findings = check(tx)
+                if tx.amount is not None and tx.amount.is_finite():
+                    totals[tx.currency] = totals.get(tx.currency, Decimal(0)) + tx.amount
+                if findings:
+                    res.rejected += 1
+                    if tx.amount is not None and tx.amount.is_finite():
+                        res.rejected_sum += tx.amount
+                    log.append(
+                        Rejection(
+                            tx.index,
+                            tx.line,
+                            tx.end_to_end_id,
+                            tx.instruction_id,
+                            tx.payment_block_id,
+                            tx.amount_text,
+                            tx.currency,
+                            tuple(findings),
+                        )
+                    )
+                    continue
+                if not tx.debtor_account:
+                    tx.debtor_account = client.default_account(tx.currency).id
+                if tx.requested_execution_date is None:
+                    tx.requested_execution_date = self.rules.default_execution_date(tx.currency)
+                res.accepted += 1
+                res.accepted_sum += tx.amount
+                yield tx
+        except FileRejected as exc:
+            res.file_findings.append(exc.finding)
+            return
+        header = self.reader.header
+        dup = rules.check_duplicate_msg_id(header.msg_id, self.seen_msg_ids)
+        if dup:
+            res.file_findings.append(dup)
+        res.file_findings.extend(rules.check_file_controls(header))
+        res.file_findings.extend(rules.check_file_limits(totals, client))
+
+    def run(self) -> ValidationResult:
+        """Validate without keeping the accepted transactions."""
+        for _ in self.accepted():
+            pass
+        return self.result
+
+
+def validate_all(
+    reader: Reader, ref: ReferenceData, client_id: str, now: datetime, **kwargs
+) -> tuple[ValidationResult, list[Transaction]]:
+    """Convenience for small files and tests: result plus the accepted transactions in memory."""
+    v = FileValidation(reader, ref, client_id, now, **kwargs)
+    accepted = list(v.accepted())
+    return v.result, accepted
+
+
+def codes(findings: Iterable[Finding]) -> list[str]:
+    return [f.code.value for f in findings]

@@ -1,0 +1,282 @@
+"""Streaming reader for NACHA ACH files (94-character fixed-width records).
+
+Structure checks are done while reading and are fatal (``FileRejected`` with
+``FF01``): record length, record type, order 1 -> 5 -> 6/7 -> 8 -> 9, batch
+header vs. batch control consistency, numeric fields, padding with all-9
+records to a multiple of 10. Control totals (batch and file entry/addenda
+counts, entry hash, debit/credit totals, block count) are collected into the
+:class:`FileHeader` and compared by
+:func:`file_pipeline.domain.rules.check_nacha_controls`; entry-level problems
+(routing check digit, zero amounts, debits) are transaction rules.
+
+Records may be separated by LF or CRLF, or not separated at all (a stream of
+94-byte records). IAT batches are not supported.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import BinaryIO, Iterator
+
+from file_pipeline.domain.model import (
+    FileFormat,
+    FileHeader,
+    FileRejected,
+    NachaFileControl,
+    PaymentBlock,
+    Transaction,
+)
+from file_pipeline.domain.reason_codes import NACHA_ERROR_CODES as N
+from file_pipeline.formats.detect import peek_head
+
+RECORD_LEN = 94
+FILLER = "9" * RECORD_LEN
+CREDIT_CODES = {
+    "22": "credit",
+    "32": "credit",
+    "23": "prenote",
+    "33": "prenote",
+    "27": "debit",
+    "37": "debit",
+    "28": "prenote",
+    "38": "prenote",
+}
+_SERVICE_CLASSES = {"200", "220", "225"}
+
+
+def _reject(kind: str, text: str, line: int | None) -> FileRejected:
+    return FileRejected(N[kind], text, line)
+
+
+def _num(field: str, what: str, line: int) -> int:
+    if not (field.isdigit() and field.isascii()):
+        raise _reject("numeric-field", f"{what} {field!r} is not numeric", line)
+    return int(field)
+
+
+def _yymmdd(text: str) -> date | None:
+    if len(text) != 6 or not text.isdigit():
+        return None
+    try:
+        return date(2000 + int(text[:2]), int(text[2:4]), int(text[4:]))
+    except ValueError:
+        return None
+
+
+class NachaReader:
+    """Iterate entry detail records as :class:`Transaction`; ``header`` fills as it streams."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        head, self._stream, _ = peek_head(stream, RECORD_LEN + 2)
+        self._fixed_block = len(head) > RECORD_LEN and head[RECORD_LEN : RECORD_LEN + 1] not in (b"\r", b"\n")
+        self.header = FileHeader(FileFormat.NACHA, nacha=NachaFileControl())
+
+    def _records(self) -> Iterator[tuple[int, str]]:
+        line = 0
+        if self._fixed_block:
+            read = self._stream.read
+            while True:
+                raw = read(RECORD_LEN)
+                if not raw:
+                    return
+                line += 1
+                if len(raw) < RECORD_LEN and raw.strip(b"\r\n"):
+                    raise _reject(
+                        "missing-record",
+                        f"file is truncated: last record has {len(raw)} of {RECORD_LEN} characters",
+                        line,
+                    )
+                if raw in (b"\n", b"\r\n"):
+                    continue
+                yield line, self._decode(raw, line)
+        else:
+            for raw in self._stream:
+                line += 1
+                if not raw.endswith(b"\n") and len(raw.rstrip(b"\r")) < RECORD_LEN:
+                    raise _reject(
+                        "missing-record",
+                        f"file is truncated: last record has {len(raw)} of {RECORD_LEN} characters",
+                        line,
+                    )
+                raw = raw.rstrip(b"\r\n")
+                if raw:
+                    yield line, self._decode(raw, line)
+
+    @staticmethod
+    def _decode(raw: bytes, line: int) -> str:
+        if len(raw) != RECORD_LEN:
+            raise _reject("record-length", f"record is {len(raw)} characters, expected {RECORD_LEN}", line)
+        try:
+            return raw.decode("ascii")
+        except UnicodeDecodeError:
+            raise _reject("record-type", "record contains non-ASCII bytes", line) from None
+
+    def __iter__(self) -> Iterator[Transaction]:
+        header = self.header
+        fc = header.nacha
+        state = "start"  # start | file | batch | entry | closed
+        batch: PaymentBlock | None = None
+        batch_date: date | None = None
+        batch_date_text = ""
+        pending: Transaction | None = None
+        addenda_expected = False
+        n = 0
+        records = 0
+        for line, rec in self._records():
+            records += 1
+            rtype = rec[0]
+            if state == "closed":
+                if rec != FILLER:
+                    raise _reject(
+                        "padding", "only all-9 filler records may follow the file control record", line
+                    )
+                continue
+            if rtype == "6" or rtype == "7" or rtype == "8":
+                if state not in ("batch", "entry"):
+                    raise _reject("record-order", f"type {rtype} record outside a batch", line)
+            if rtype != "7" and pending is not None:
+                yield pending
+                pending = None
+            if rtype == "6":
+                code = rec[1:3]
+                routing8 = rec[3:11]
+                amount_text = rec[29:39]
+                trace = rec[79:94]
+                if not (routing8.isdigit() and amount_text.isdigit() and trace.isdigit()):
+                    _num(routing8, "RDFI routing", line)
+                    _num(amount_text, "amount", line)
+                    _num(trace, "trace number", line)
+                rdfi = int(routing8)
+                check = rec[11]
+                cents = int(amount_text)
+                kind = CREDIT_CODES.get(code, "other")
+                if not code.isdigit():
+                    raise _reject("numeric-field", f"transaction code {code!r} is not numeric", line)
+                if code[1] in "01234":
+                    batch.credit_cents += cents
+                else:
+                    batch.debit_cents += cents
+                batch.entry_hash += rdfi
+                batch.entry_addenda += 1
+                batch.nb_of_txs += 1
+                n += 1
+                amount = Decimal(cents).scaleb(-2)
+                batch.ctrl_sum += amount
+                addenda_expected = rec[78] == "1"
+                pending = Transaction(
+                    index=n,
+                    line=line,
+                    end_to_end_id=trace,
+                    amount=amount,
+                    currency="USD",
+                    amount_text=rec[29:39],
+                    creditor_name=rec[54:76].strip(),
+                    creditor_account=rec[12:29].strip(),
+                    creditor_routing=routing8 + check,
+                    requested_execution_date=batch_date,
+                    date_text=batch_date_text,
+                    instruction_id=rec[39:54].strip(),
+                    payment_block_id=batch.block_id,
+                    kind=kind,
+                )
+                state = "entry"
+            elif rtype == "7":
+                if state != "entry" or pending is None:
+                    raise _reject("record-order", "addenda record without a preceding entry", line)
+                if not addenda_expected:
+                    raise _reject(
+                        "record-order", "addenda record but the entry's addenda indicator is 0", line
+                    )
+                batch.entry_addenda += 1
+                if rec[1:3] == "05":
+                    info = rec[3:83].strip()
+                    pending.remittance_info = (pending.remittance_info + " " + info).strip()
+            elif rtype == "5":
+                if state != "file":
+                    raise _reject("record-order", "batch header record out of order", line)
+                scc = rec[1:4]
+                if scc not in _SERVICE_CLASSES:
+                    raise _reject("numeric-field", f"service class code {scc!r} is not 200, 220 or 225", line)
+                sec = rec[50:53]
+                if sec == "IAT":
+                    raise _reject("unsupported-sec", "IAT (international) batches are not supported", line)
+                _num(rec[79:87], "ODFI identification", line)
+                batch_no = rec[87:94]
+                _num(batch_no, "batch number", line)
+                batch_date_text = rec[69:75].strip()
+                batch_date = _yymmdd(batch_date_text)
+                batch = PaymentBlock(
+                    block_id=batch_no,
+                    line=line,
+                    service_class=scc,
+                    company_id=rec[40:50],
+                    odfi=rec[79:87],
+                    effective_date=batch_date,
+                )
+                state = "batch"
+            elif rtype == "8":
+                if (
+                    rec[1:4] != batch.service_class
+                    or rec[87:94] != batch.block_id
+                    or rec[44:54] != batch.company_id
+                    or rec[79:87] != batch.odfi
+                ):
+                    raise _reject(
+                        "header-control-mismatch",
+                        f"batch control does not match batch header "
+                        f"{batch.block_id} (service class, company id, "
+                        "ODFI or batch number)",
+                        line,
+                    )
+                batch.declared_entry_addenda = _num(rec[4:10], "entry/addenda count", line)
+                batch.declared_entry_hash = _num(rec[10:20], "entry hash", line)
+                batch.declared_debit_cents = _num(rec[20:32], "total debit", line)
+                batch.declared_credit_cents = _num(rec[32:44], "total credit", line)
+                header.blocks.append(batch)
+                header.nb_of_txs += batch.nb_of_txs
+                header.ctrl_sum += batch.ctrl_sum
+                batch = None
+                state = "file"
+            elif rtype == "1":
+                if state != "start":
+                    raise _reject("record-order", "second file header record", line)
+                if rec[1:3] != "01" or rec[34:37] != "094" or rec[37:39] != "10" or rec[39] != "1":
+                    raise _reject(
+                        "numeric-field",
+                        "file header priority code, record size (094), blocking "
+                        "factor (10) or format code (1) is wrong",
+                        line,
+                    )
+                fc.immediate_destination = rec[3:13].strip()
+                fc.immediate_origin = rec[13:23].strip()
+                fc.file_id_modifier = rec[33]
+                header.msg_id = f"{fc.immediate_origin}-{rec[23:29]}{rec[29:33]}{rec[33]}"
+                header.creation = rec[23:33]
+                header.initiating_party = rec[63:86].strip()
+                state = "file"
+            elif rtype == "9":
+                if state != "file":
+                    raise _reject(
+                        "record-order",
+                        "file control record out of order (inside a batch or before the file header)",
+                        line,
+                    )
+                fc.declared_batch_count = _num(rec[1:7], "batch count", line)
+                fc.declared_block_count = _num(rec[7:13], "block count", line)
+                fc.declared_entry_addenda = _num(rec[13:21], "entry/addenda count", line)
+                fc.declared_entry_hash = _num(rec[21:31], "entry hash", line)
+                fc.declared_debit_cents = _num(rec[31:43], "total debit", line)
+                fc.declared_credit_cents = _num(rec[43:55], "total credit", line)
+                state = "closed"
+            else:
+                raise _reject("record-type", f"unknown record type {rtype!r}", line)
+        if pending is not None:  # file ends right after an entry: yield it, then fail below
+            yield pending
+        if state == "start":
+            raise _reject("missing-record", "no file header record", None)
+        if state != "closed":
+            raise _reject("missing-record", "file control record missing (truncated file?)", None)
+        fc.record_count = records
+        if records % 10:
+            raise _reject("padding", f"{records} records is not a multiple of 10 (missing 9-filler)", None)

@@ -1,0 +1,380 @@
+"""Every reason code has a test that triggers it (see test_every_reason_code_is_triggered)."""
+
+import dataclasses
+import io
+from datetime import date, datetime, timezone
+from decimal import Decimal
+
+import pytest
+
+from file_pipeline.domain import rules
+from file_pipeline.domain.model import FileFormat, FileHeader, FileRejected, PaymentBlock, Transaction
+from file_pipeline.domain.reason_codes import ReasonCode
+from file_pipeline.domain.reference import CsvLayout
+from file_pipeline.domain.rules import TransactionRules, iban_problem
+from file_pipeline.domain.validator import FileValidation, codes
+from file_pipeline.formats.csv_reader import CsvReader
+from file_pipeline.formats.pain001_reader import Pain001Reader
+
+from .conftest import NOW, data_bytes, data_stream
+
+R = ReasonCode
+BERLIN_1600 = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)  # 16:00 in Frankfurt, after SEPA cut-off
+
+BASE = Transaction(
+    index=1,
+    line=2,
+    end_to_end_id="E2E-1",
+    amount=Decimal("100.00"),
+    currency="EUR",
+    creditor_name="Anna Schmidt",
+    creditor_iban="DE89370400440532013000",
+    creditor_bic="COBADEFFXXX",
+    requested_execution_date=date(2026, 11, 23),
+)
+
+
+def check(ref, client="ACME001", now=NOW, **changes):
+    tx = dataclasses.replace(BASE, **changes)
+    return codes(TransactionRules(ref, ref.clients[client], now).check(tx))
+
+
+# (id, client, now, changes, expected codes)
+TX_CASES = [
+    ("valid", "ACME001", NOW, {}, []),
+    ("iban checksum", "ACME001", NOW, {"creditor_iban": "DE00370400440532013000"}, ["AC01"]),
+    ("iban length", "ACME001", NOW, {"creditor_iban": "DE8937040044053201300"}, ["AC01"]),
+    ("iban national format", "ACME001", NOW, {"creditor_iban": "GB29NWBK6016133192681X"}, ["AC01"]),
+    ("iban unknown country", "ACME001", NOW, {"creditor_iban": "US12345678901234"}, ["AC01"]),
+    ("account missing", "ACME001", NOW, {"creditor_iban": ""}, ["AC01"]),
+    ("debtor not client's", "ACME001", NOW, {"debtor_account": "DE62370400440532013001"}, ["AC02"]),
+    ("debit entry", "ACME001", NOW, {"kind": "debit"}, ["AG03"]),
+    ("zero amount", "ACME001", NOW, {"amount": Decimal("0.00")}, ["AM01"]),
+    (
+        "currency maximum",
+        "GLOBEX02",
+        NOW,
+        {
+            "amount": Decimal("60000000.000"),
+            "currency": "BHD",
+            "creditor_iban": "BH67BMAG00001299123456",
+            "creditor_bic": "BMAGBHBMXXX",
+            "requested_execution_date": date(2026, 11, 24),
+        },
+        ["AM02", "AM14"],
+    ),
+    ("currency not agreed", "ACME001", NOW, {"currency": "JPY", "amount": Decimal("100")}, ["AM03"]),
+    ("currency disabled", "GLOBEX02", NOW, {"currency": "SEK"}, ["AM03"]),
+    ("currency not ISO", "ACME001", NOW, {"currency": "XYZ"}, ["AM03"]),
+    ("currency malformed", "ACME001", NOW, {"currency": "eur"}, ["AM11"]),
+    ("currency missing", "ACME001", NOW, {"currency": ""}, ["AM11"]),
+    ("amount unparsable", "ACME001", NOW, {"amount": None, "amount_text": "12,5x"}, ["AM12"]),
+    ("amount negative", "ACME001", NOW, {"amount": Decimal("-5.00")}, ["AM12"]),
+    ("client limit", "ACME001", NOW, {"amount": Decimal("250000.01")}, ["AM14"]),
+    ("creditor name missing", "ACME001", NOW, {"creditor_name": "  "}, ["BE22"]),
+    ("too far ahead", "ACME001", NOW, {"requested_execution_date": date(2027, 3, 1)}, ["CH03"]),
+    ("in the past", "ACME001", NOW, {"requested_execution_date": date(2026, 11, 19)}, ["CH04"]),
+    ("name too long", "ACME001", NOW, {"creditor_name": "x" * 141}, ["CH16"]),
+    ("remittance too long", "ACME001", NOW, {"remittance_info": "r" * 141}, ["CH16"]),
+    ("control character", "ACME001", NOW, {"creditor_name": "Anna\x07"}, ["CH16"]),
+    (
+        "JPY with decimals",
+        "GLOBEX02",
+        NOW,
+        {
+            "currency": "JPY",
+            "amount": Decimal("1500.50"),
+            "creditor_iban": "",
+            "creditor_account": "1234567",
+            "creditor_bic": "BOTKJPJTXXX",
+            "requested_execution_date": date(2026, 11, 24),
+        },
+        ["CH20"],
+    ),
+    ("EUR with 3 decimals", "ACME001", NOW, {"amount": Decimal("10.005")}, ["CH20"]),
+    (
+        "date unparsable",
+        "ACME001",
+        NOW,
+        {"requested_execution_date": None, "date_text": "31.02.2026"},
+        ["DT01"],
+    ),
+    ("weekend", "ACME001", NOW, {"requested_execution_date": date(2026, 11, 21)}, ["DT03"]),
+    ("TARGET holiday", "ACME001", NOW, {"requested_execution_date": date(2026, 12, 25)}, ["DT03"]),
+    (
+        "Fed holiday",
+        "ACME001",
+        NOW,
+        {
+            "currency": "USD",
+            "creditor_iban": "",
+            "creditor_account": "123456789",
+            "creditor_routing": "021000021",
+            "creditor_bic": "",
+            "requested_execution_date": date(2026, 11, 26),
+        },
+        ["DT03"],
+    ),
+    ("after cut-off", "ACME001", BERLIN_1600, {"requested_execution_date": date(2026, 11, 20)}, ["DT05"]),
+    (
+        "lead day (GBP)",
+        "ACME001",
+        NOW,
+        {
+            "currency": "GBP",
+            "creditor_iban": "GB29NWBK60161331926819",
+            "creditor_bic": "NWBKGB2LXXX",
+            "requested_execution_date": date(2026, 11, 20),
+        },
+        ["DT05"],
+    ),
+    ("e2e missing", "ACME001", NOW, {"end_to_end_id": ""}, ["FF08"]),
+    ("e2e too long", "ACME001", NOW, {"end_to_end_id": "E" * 36}, ["FF08"]),
+    (
+        "row format",
+        "ACME001",
+        NOW,
+        {"format_findings": (rules.Finding(R.FF01, "row has 3 fields"),)},
+        ["FF01"],
+    ),
+    ("bic malformed", "ACME001", NOW, {"creditor_bic": "COBA-DEFF"}, ["RC01"]),
+    ("bic unknown", "ACME001", NOW, {"creditor_bic": "ZZZZDEFFXXX"}, ["RC01"]),
+    ("bic unreachable", "ACME001", NOW, {"creditor_bic": "DRESDEFFXXX"}, ["RC01"]),
+    (
+        "non-IBAN without agent",
+        "ACME001",
+        NOW,
+        {"creditor_iban": "", "creditor_account": "1234", "creditor_bic": ""},
+        ["RC01"],
+    ),
+    (
+        "routing check digit",
+        "ACME001",
+        NOW,
+        {
+            "currency": "USD",
+            "creditor_iban": "",
+            "creditor_account": "123456789",
+            "creditor_routing": "021000022",
+            "creditor_bic": "",
+        },
+        ["RC10"],
+    ),
+    (
+        "routing not in directory",
+        "ACME001",
+        NOW,
+        {
+            "currency": "USD",
+            "creditor_iban": "",
+            "creditor_account": "123456789",
+            "creditor_routing": "011000015",
+            "creditor_bic": "",
+        },
+        ["RC10"],
+    ),
+]
+
+
+@pytest.mark.parametrize("name,client,now,changes,expected", TX_CASES, ids=[c[0] for c in TX_CASES])
+def test_transaction_rules(ref, name, client, now, changes, expected):
+    assert check(ref, client, now, **changes) == expected
+
+
+def test_cut_off_boundaries(ref):
+    monday = date(2026, 11, 23)
+    # Friday 14:59 Frankfurt: same day is fine; 15:00 is too late; Monday is always fine
+    before = datetime(2026, 11, 20, 13, 59, tzinfo=timezone.utc)
+    at = datetime(2026, 11, 20, 14, 0, tzinfo=timezone.utc)
+    assert check(ref, now=before, requested_execution_date=date(2026, 11, 20)) == []
+    assert check(ref, now=at, requested_execution_date=date(2026, 11, 20)) == ["DT05"]
+    assert check(ref, now=at, requested_execution_date=monday) == []
+    # client-specific cut-off: GLOBEX02 closes at 13:00 instead of 15:00
+    g = {"creditor_iban": "FR7630004000031234567890143", "creditor_bic": "BNPAFRPPXXX"}
+    half_past_one = datetime(2026, 11, 20, 12, 30, tzinfo=timezone.utc)
+    assert check(ref, "GLOBEX02", half_past_one, requested_execution_date=date(2026, 11, 20), **g) == ["DT05"]
+    assert check(ref, "ACME001", half_past_one, requested_execution_date=date(2026, 11, 20)) == []
+
+
+def test_earliest_date_skips_weekend_and_holidays(ref):
+    christmas_eve_late = datetime(2026, 12, 24, 16, 0, tzinfo=timezone.utc)
+    acme = ref.clients["ACME001"]
+    assert rules.earliest_execution_date(ref, acme, "EUR", christmas_eve_late) == date(2026, 12, 28)
+    assert rules.earliest_execution_date(ref, acme, "USD", NOW) == date(2026, 11, 20)
+    assert rules.earliest_execution_date(ref, acme, "GBP", NOW) == date(2026, 11, 23)
+    assert rules.earliest_execution_date(ref, acme, "XXX", NOW) is None
+
+
+def test_rules_need_an_aware_clock(ref):
+    with pytest.raises(ValueError):
+        TransactionRules(ref, ref.clients["ACME001"], datetime(2026, 11, 20, 9, 0))
+
+
+def test_duplicate_end_to_end_id_du04(ref):
+    r = TransactionRules(ref, ref.clients["ACME001"], NOW)
+    assert codes(r.check(BASE)) == []
+    assert codes(r.check(dataclasses.replace(BASE, index=2))) == ["DU04"]
+
+
+def test_several_findings_are_all_reported(ref):
+    assert check(ref, creditor_iban="DE00370400440532013000", amount=Decimal("0"), creditor_name="") == [
+        "AM01",
+        "BE22",
+        "AC01",
+    ]
+
+
+@pytest.mark.parametrize(
+    "iban",
+    [
+        "NL91ABNA0417164300",
+        "GB29NWBK60161331926819",
+        "CH9300762011623852957",
+        "BH67BMAG00001299123456",
+        "FR1420041010050500013M02606",
+        "IE29AIBK93115212345678",
+        "BE68539007547034",
+        "AT611904300234573201",
+        "ES9121000418450200051332",
+        "IT60X0542811101000000123456",
+        "FI2112345600000785",
+        "NO9386011117947",
+        "MT84MALT011000012345MTLCAST001S",
+        "SE4550000000058398257466",
+    ],
+)
+def test_registry_examples_are_valid_ibans(iban):
+    assert iban_problem(iban) is None
+
+
+def test_decimal_places_by_value():
+    assert [rules.decimal_places(Decimal(x)) for x in ("100", "100.00", "12.50", "1.005", "1E+2")] == [
+        0,
+        0,
+        1,
+        3,
+        0,
+    ]
+
+
+def test_parse_amount_separators():
+    assert rules.parse_amount("1.234,56", ",", ".") == Decimal("1234.56")
+    assert rules.parse_amount("1234.56", ",") is None  # dot in a comma layout
+    assert rules.parse_amount(" 7 ") == Decimal("7")
+    assert rules.parse_amount("1e3") is None
+
+
+# ------------------------------------------------------------------------ file rules
+def _pain001_with(old: bytes, new: bytes) -> bytes:
+    xml = data_bytes("pain001_09_valid.xml")
+    assert old in xml
+    return xml.replace(old, new, 1)
+
+
+FILE_CASES = [
+    ("group CtrlSum", b"<CtrlSum>2149.60</CtrlSum>", b"<CtrlSum>2149.61</CtrlSum>", ["AM16"]),
+    ("block CtrlSum", b"<CtrlSum>1349.50</CtrlSum>", b"<CtrlSum>1349.00</CtrlSum>", ["AM17"]),
+    ("group NbOfTxs", b"<NbOfTxs>3</NbOfTxs>", b"<NbOfTxs>4</NbOfTxs>", ["AM19"]),
+    ("block NbOfTxs", b"<NbOfTxs>2</NbOfTxs>", b"<NbOfTxs>3</NbOfTxs>", ["AM20"]),
+    ("duplicate PmtInfId", b"ACME-PMT-GBP-01", b"ACME-PMT-EUR-01", ["DU02"]),
+]
+
+
+@pytest.mark.parametrize("name,old,new,expected", FILE_CASES, ids=[c[0] for c in FILE_CASES])
+def test_pain001_file_rules(ref, name, old, new, expected):
+    v = FileValidation(Pain001Reader(io.BytesIO(_pain001_with(old, new))), ref, "ACME001", NOW)
+    result = v.run()
+    assert codes(result.file_findings) == expected
+    assert result.group_status == "RJCT" and result.rejected == 0
+
+
+def test_valid_pain001_files_are_accepted(ref):
+    assert (
+        FileValidation(Pain001Reader(data_stream("pain001_09_valid.xml")), ref, "ACME001", NOW)
+        .run()
+        .group_status
+        == "ACCP"
+    )
+    assert (
+        FileValidation(Pain001Reader(data_stream("pain001_03_valid.xml")), ref, "GLOBEX02", NOW)
+        .run()
+        .group_status
+        == "ACCP"
+    )
+
+
+def test_duplicate_msg_id_du01(ref):
+    v = FileValidation(
+        Pain001Reader(data_stream("pain001_09_valid.xml")),
+        ref,
+        "ACME001",
+        NOW,
+        seen_msg_ids={"ACME-MSG-20261120-01"},
+    )
+    assert codes(v.run().file_findings) == ["DU01"]
+
+
+def test_format_not_agreed_ff01(ref):
+    v = FileValidation(Pain001Reader(data_stream("pain001_09_valid.xml")), ref, "INITECH03", NOW)
+    result = v.run()
+    assert codes(result.file_findings) == ["FF01"] and result.total == 0
+
+
+def test_per_file_limit_am14(ref):
+    rows = "\n".join(f"E{i},Anna,DE89370400440532013000,100000.00,EUR,2026-11-23" for i in range(21))
+    content = ("EndToEndId,CreditorName,CreditorIBAN,Amount,Currency,ExecutionDate\n" + rows).encode()
+    reader = CsvReader(
+        io.BytesIO(content),
+        CsvLayout(
+            "T",
+            columns={
+                "end_to_end_id": "EndToEndId",
+                "creditor_name": "CreditorName",
+                "creditor_iban": "CreditorIBAN",
+                "amount": "Amount",
+                "currency": "Currency",
+                "requested_execution_date": "ExecutionDate",
+            },
+        ),
+    )
+    # GLOBEX02: per-transaction limit EUR 100,000, per-file limit EUR 2,000,000
+    result = FileValidation(
+        reader, ref, "GLOBEX02", NOW, file_format=FileFormat.CSV, layout_name="CSV-EU"
+    ).run()
+    assert codes(result.file_findings) == ["AM14"]
+    assert "per-file limit" in result.file_findings[0].description
+
+
+def test_empty_file_am18(ref):
+    reader = CsvReader(io.BytesIO(b"EndToEndId,CreditorName,Amount,Currency\n"), ref.formats["CSV-v1"].csv)
+    result = FileValidation(reader, ref, "ACME001", NOW, layout_name="CSV-v1").run()
+    assert result.group_status == "RJCT"
+    assert codes(result.group_reasons()) == ["AM18"]
+
+
+def test_reject_file_policy_narr(ref):
+    content = data_bytes("csv_v1_valid.csv").replace(b"DE62370400440532013001", b"DE00370400440532013001")
+    reader = CsvReader(io.BytesIO(content), ref.formats["CSV-v1"].csv)
+    result = FileValidation(reader, ref, "ACME001", NOW, layout_name="CSV-v1").run()
+    assert (result.group_status, result.accepted, result.rejected) == ("RJCT", 5, 1)
+    assert codes(result.group_reasons()) == ["NARR"]
+
+
+def test_unknown_client_is_narr(ref):
+    with pytest.raises(FileRejected) as exc:
+        FileValidation(Pain001Reader(data_stream("pain001_09_valid.xml")), ref, "NOPE", NOW)
+    assert exc.value.code is R.NARR
+
+
+def test_nacha_controls_none_when_nothing_declared():
+    h = FileHeader(FileFormat.PAIN001_09, blocks=[PaymentBlock("P1")])
+    assert rules.check_pain001_controls(h) == []
+
+
+# ------------------------------------------------------------------------ completeness
+def test_every_reason_code_is_triggered():
+    """Codes expected by the tables above plus the ones asserted in the other test modules."""
+    here = {c for case in TX_CASES for c in case[4]} | {c for case in FILE_CASES for c in case[3]}
+    here |= {"DU01", "DU04", "AM14", "AM18", "NARR", "FF01"}
+    nacha = {"AM10", "AM16", "AM17", "AM19", "AM20", "RC10", "AM01", "AG03", "DU04", "FF01"}  # test_nacha.py
+    assert {c.value for c in ReasonCode} == here | nacha
