@@ -7,7 +7,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: venv test bench lint clean servicebus
 
-venv: $(STAMP)
+AZURITE := tools/azurite/node_modules/.package-lock.json
+
+venv: $(STAMP) $(AZURITE)
+
+# Azurite is pinned by tools/azurite/package-lock.json and installed exactly from it.
+$(AZURITE): tools/azurite/package.json tools/azurite/package-lock.json
+	npm ci --prefix tools/azurite --no-audit --no-fund --silent
+	touch $(AZURITE)
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
