@@ -25,7 +25,8 @@ DEFAULT_CONFIG = Path(__file__).with_name("config.json")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m emulators.servicebus",
                                      description="Docker-free Azure Service Bus emulator (AMQP 1.0).")
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="Config.json in the shape of Microsoft's emulator")
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG),
+                        help="Config.json in the shape of Microsoft's emulator")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5672, help="0 picks a free port")
     storage = parser.add_mutually_exclusive_group()

@@ -15,8 +15,9 @@ from __future__ import annotations
 import heapq
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Protocol
 
 from proton import symbol, timestamp
 

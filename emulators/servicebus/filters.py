@@ -97,11 +97,12 @@ import math
 import operator
 import re
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 __all__ = [
     "FilterError",

@@ -21,14 +21,26 @@ import logging
 import uuid
 from typing import Any
 
-from proton import (Array, Condition, Data, Delivery, Described, Endpoint, Link, Message, Terminus, symbol,
-                    timestamp, ulong)
-from cproton_ffi import ffi as _ffi, lib as _lib
-from proton import Handler
+from cproton_ffi import ffi as _ffi
+from cproton_ffi import lib as _lib
+from proton import (
+    Array,
+    Condition,
+    Data,
+    Delivery,
+    Described,
+    Endpoint,
+    Handler,
+    Link,
+    Message,
+    Terminus,
+    symbol,
+    timestamp,
+)
 from proton.reactor import Container
 
 from . import codec
-from .broker import (ARGUMENT_ERROR, NOT_ALLOWED, TIMEOUT, Broker, BrokerError, Holder, Msg, Topic, now_ms)
+from .broker import ARGUMENT_ERROR, NOT_ALLOWED, TIMEOUT, Broker, BrokerError, Holder, Msg, Topic, now_ms
 
 log = logging.getLogger("emulators.servicebus")
 
@@ -83,10 +95,9 @@ class OutLink:
     def session_lost(self) -> None:
         if not self.closed:
             self.closed = True
-            self.link.close_with = (symbol("com.microsoft:session-lock-lost"),
-                                    f"The session lock has expired on the MessageSession. Accept a new "
-                                    f"MessageSession. Entity:{self.holder.display}")
-            self.server.close_link(self.link, *self.link.close_with)
+            self.server.close_link(self.link, "com.microsoft:session-lock-lost",
+                                   "The session lock has expired on the MessageSession. Accept a new "
+                                   f"MessageSession. Entity:{self.holder.display}")
 
 
 class AmqpServer(Handler):
@@ -372,12 +383,11 @@ class AmqpServer(Handler):
 
     def _check_sendable(self, entity: Holder | Topic, env: codec.Envelope) -> None:
         if env.size > self.broker.max_message_bytes:
-            self.broker.send  # size is checked again inside send; fail fast for the batch here
             raise BrokerError("amqp:link:message-size-exceeded",
                               f"The received message (size {env.size} bytes) exceeds the limit "
                               f"({self.broker.max_message_bytes} bytes) currently allowed on the link.")
         if isinstance(entity, Holder) and entity.requires_session and env.session_id is None:
-            self.broker.send(entity, env, 0)  # raises the Service Bus error
+            self.broker.send(entity, env, 0)  # refuses it with the Service Bus error, storing nothing
 
     def _outgoing_disposition(self, link: Link, delivery: Delivery) -> None:
         out: OutLink | None = getattr(link, "out", None)
@@ -451,7 +461,8 @@ class AmqpServer(Handler):
                condition: str | None, cbs: bool) -> None:
         reply_link = None
         for candidate in _links(link.session):
-            if getattr(candidate, "kind", None) == "reply" and candidate.reply_address in (reply_to, link.remote_target.address):
+            if getattr(candidate, "kind", None) == "reply" and candidate.reply_address in (
+                    reply_to, link.remote_target.address):
                 reply_link = candidate
                 if candidate.reply_address == reply_to:
                     break
@@ -554,8 +565,6 @@ class AmqpServer(Handler):
                 holder.set_session_state(owner, None if state is None else bytes(state))
                 return 200, {}
             expiration = holder.renew_session(owner, now)
-            link_props = {LOCKED_UNTIL_UTC: _ticks(expiration)}
-            del link_props
             return 200, {"expiration": timestamp(expiration)}
         if op == "get-message-sessions":
             ids = sorted(sid for sid, s in holder.sessions.items()
@@ -668,4 +677,4 @@ def _dead_letter_details(condition: Condition | None) -> tuple[str | None, str |
     return reason, description
 
 
-__all__ = ["AmqpServer", "ulong"]
+__all__ = ["AmqpServer"]

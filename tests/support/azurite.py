@@ -47,7 +47,8 @@ class Azurite:
         for port in (self.blob_port, self.queue_port, self.table_port):
             while True:
                 if self.proc.poll() is not None:
-                    raise RuntimeError("Azurite exited: " + (self.proc.stderr.read().decode() if self.proc.stderr else ""))
+                    detail = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                    raise RuntimeError("Azurite exited: " + detail)
                 try:
                     socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
                     break

@@ -12,11 +12,23 @@ import uuid
 from typing import Any
 
 import pytest
-from azure.servicebus import (NEXT_AVAILABLE_SESSION, ServiceBusClient, ServiceBusMessage, ServiceBusReceiveMode,
-                              ServiceBusSubQueue)
-from azure.servicebus.exceptions import (MessageLockLostError, MessageSizeExceededError,
-                                         MessagingEntityNotFoundError, OperationTimeoutError, ServiceBusError,
-                                         SessionCannotBeLockedError, SessionLockLostError)
+from azure.servicebus import (
+    NEXT_AVAILABLE_SESSION,
+    ServiceBusClient,
+    ServiceBusMessage,
+    ServiceBusReceiveMode,
+    ServiceBusSubQueue,
+)
+from azure.servicebus.exceptions import (
+    MessageAlreadySettled,
+    MessageLockLostError,
+    MessageSizeExceededError,
+    MessagingEntityNotFoundError,
+    OperationTimeoutError,
+    ServiceBusError,
+    SessionCannotBeLockedError,
+    SessionLockLostError,
+)
 
 
 def collect(receiver: Any, count: int, timeout: float = 15.0) -> list[Any]:
@@ -55,7 +67,7 @@ def test_send_and_receive_single_message_with_properties(client: ServiceBusClien
         assert msg.sequence_number >= 1
         assert msg.delivery_count == 0
         assert msg.enqueued_time_utc is not None
-        assert msg.locked_until_utc > dt.datetime.now(dt.timezone.utc)
+        assert msg.locked_until_utc > dt.datetime.now(dt.UTC)
         assert msg.lock_token is not None
         receiver.complete_message(msg)
         assert collect(receiver, 1, timeout=1.5) == []
@@ -184,7 +196,7 @@ def test_settling_twice_is_refused(client: ServiceBusClient) -> None:
     with client.get_queue_receiver("settle") as r:
         (msg,) = collect(r, 1)
         r.complete_message(msg)
-        with pytest.raises(Exception):
+        with pytest.raises(MessageAlreadySettled):
             r.complete_message(msg)
 
 
@@ -218,7 +230,7 @@ def test_defer_and_receive_deferred_by_sequence_number(client: ServiceBusClient)
 
 
 def test_scheduled_message_appears_at_its_time(client: ServiceBusClient) -> None:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     with client.get_queue_sender("schedule") as sender:
         (far,) = sender.schedule_messages(ServiceBusMessage("far"), now + dt.timedelta(minutes=10))
         (soon,) = sender.schedule_messages(ServiceBusMessage("tick"), now + dt.timedelta(seconds=1))
@@ -235,7 +247,7 @@ def test_scheduled_message_appears_at_its_time(client: ServiceBusClient) -> None
 
 
 def test_cancel_scheduled_message(client: ServiceBusClient) -> None:
-    when = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=2)
+    when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
     with client.get_queue_sender("schedule") as sender:
         seqs = sender.schedule_messages([ServiceBusMessage("x"), ServiceBusMessage("y")], when)
         sender.cancel_scheduled_messages(seqs)
@@ -246,7 +258,7 @@ def test_cancel_scheduled_message(client: ServiceBusClient) -> None:
 
 def test_scheduled_enqueue_time_on_a_plain_send(client: ServiceBusClient) -> None:
     msg = ServiceBusMessage("plain-scheduled")
-    msg.scheduled_enqueue_time_utc = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1)
+    msg.scheduled_enqueue_time_utc = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
     with client.get_queue_sender("schedule") as sender:
         sender.send_messages(msg)
     with client.get_queue_receiver("schedule") as r:
@@ -478,7 +490,7 @@ def test_topic_duplicate_detection(client: ServiceBusClient) -> None:
 
 
 def test_scheduled_message_on_topic_fans_out_when_due(client: ServiceBusClient) -> None:
-    when = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1)
+    when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
     with client.get_topic_sender("scheduled-topic") as sender:
         (seq,) = sender.schedule_messages(ServiceBusMessage("due"), when)
         cancelled = sender.schedule_messages(ServiceBusMessage("never"), when)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -98,7 +98,7 @@ def test_numeric_system_properties():
 
 
 def test_datetime_system_property_and_arithmetic():
-    t = datetime(2024, 1, 1, 12, 0, tzinfo=timezone.utc)
+    t = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
     v = view({"EnqueuedTimeUtc": t, "TimeToLive": timedelta(minutes=5)}, sent=t - timedelta(seconds=30))
     assert matches("sys.EnqueuedTimeUtc > sent", v)
     assert matches("sys.EnqueuedTimeUtc - sent < sys.TimeToLive", v)
@@ -193,7 +193,7 @@ def test_ordering_on_booleans_and_guids_is_unknown():
 
 
 def test_naive_vs_aware_datetimes_do_not_crash():
-    v = view(a=datetime(2024, 1, 1), b=datetime(2024, 1, 1, tzinfo=timezone.utc))
+    v = view(a=datetime(2024, 1, 1), b=datetime(2024, 1, 1, tzinfo=UTC))
     assert not matches("a < b", v)
     assert not matches("NOT a < b", v)
 
