@@ -1,0 +1,323 @@
+"""Blob triggers: container polling with the host's blob receipts and poison queue.
+
+Contract, per ``blobTrigger`` function (``path`` = ``container/pattern``, ``connection``
+names the app setting, default ``Storage`` → ``AzureWebJobsStorage``):
+
+* The container is listed every ``poll_interval`` seconds (1 s by default; Azure's polling
+  trigger may take minutes, the Event Grid-based one seconds). ``{param}`` in the pattern
+  matches any text, ``/`` included, as the host's blob path templates do; literal text
+  must match exactly. A missing container is waited for, not an error.
+* A blob version (name + ETag) is processed at most once per function: before running the
+  function devhost creates a receipt blob, as the host does, in container
+  ``azure-webjobs-hosts`` at ``blobreceipts/{hostId}/Host.Functions.{name}/"{etag}"/{container}/{blob}``
+  (metadata ``Incomplete`` until done), holding a lease on it while it works. Receipts live
+  in the host's storage account (``AzureWebJobsStorage``; the trigger's own account if that
+  is unset), so they survive restarts. Overwriting a blob gives it a new ETag, hence a new
+  run; deleting a receipt makes the version run again.
+* The function gets ``func.InputStream`` (``name`` = ``container/blob``, ``uri``, ``length``,
+  ``blob_properties``, ``metadata`` and the content), or the content itself when the
+  parameter is annotated ``bytes``/``str``. The Python worker passes no path parameters as
+  arguments (it refuses parameters without a binding), so neither does devhost.
+* A failing function is retried until ``poisonBlobThreshold`` attempts (host.json
+  ``extensions.blobs``, default 5; attempts are counted in the receipt, so a restart does not
+  reset them); then the message ``{"Type": "BlobTrigger", "FunctionId", "BlobType",
+  "ContainerName", "BlobName", "ETag"}`` goes base64-encoded onto the storage queue
+  ``webjobs-blobtrigger-poison`` and the receipt is completed.
+* At most ``maxDegreeOfParallelism`` blob invocations run at once across all blob functions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.functions.blob import InputStream
+from azure.storage.blob import BlobProperties
+from azure.storage.blob.aio import BlobClient, BlobLeaseClient, ContainerClient
+
+from .clients import Clients
+from .invoke import InvocationFailed, Invoker
+from .loader import FunctionEntry, LoadError
+from .servicebus import Backoff
+from .settings import BlobsOptions
+
+log = logging.getLogger("devhost.blobs")
+
+HOSTS_CONTAINER = "azure-webjobs-hosts"
+POISON_QUEUE = "webjobs-blobtrigger-poison"
+INCOMPLETE = "Incomplete"
+ATTEMPTS = "DevhostAttempts"  # devhost's own receipt metadata: tries made so far
+LEASE_SECONDS = 60
+_PARAM = re.compile(r"\{([^{}]+)\}")
+
+
+def split_path(entry: FunctionEntry) -> tuple[str, str]:
+    path = str(entry.trigger.get("path") or "").strip("/")
+    container, _, pattern = path.partition("/")
+    if not container:
+        raise LoadError(f"function {entry.name!r}: blobTrigger path {path!r} names no container")
+    if "{" in container:
+        raise LoadError(f"function {entry.name!r}: blobTrigger path {path!r}: the container name must be literal")
+    return container, pattern
+
+
+def compile_pattern(pattern: str) -> tuple[re.Pattern[str], str]:
+    """(regex for blob names, literal prefix to list with) for a blob path pattern."""
+    if not pattern:
+        return re.compile(r".+", re.DOTALL), ""
+    regex, position, names = "", 0, set()
+    for match in _PARAM.finditer(pattern):
+        regex += re.escape(pattern[position:match.start()])
+        name = match.group(1)
+        group = re.sub(r"\W", "_", name)
+        if group in names:
+            regex += f"(?P={group})"
+        else:
+            names.add(group)
+            regex += f"(?P<{group}>.+?)"
+        position = match.end()
+    regex += re.escape(pattern[position:])
+    first = _PARAM.search(pattern)
+    prefix = pattern[: first.start()] if first else pattern
+    return re.compile(regex, re.DOTALL), prefix
+
+
+def quoted(etag: str) -> str:
+    # Listings carry bare ETags, HEAD answers quoted ones; the host's receipts use the quoted form.
+    return etag if etag.startswith('"') else f'"{etag}"'
+
+
+class BlobListener:
+    def __init__(self, entry: FunctionEntry, options: BlobsOptions, clients: Clients, invoker: Invoker,
+                 connection_string: str, host_connection_string: str, host_id: str,
+                 parallelism: asyncio.Semaphore) -> None:
+        self.entry = entry
+        self._options = options
+        self._clients = clients
+        self._invoker = invoker
+        self._connection_string = connection_string
+        self._host_connection_string = host_connection_string
+        self._host_id = host_id
+        self._parallelism = parallelism
+        self.container, pattern = split_path(entry)
+        self._regex, self._prefix = compile_pattern(pattern)
+        self._annotation = entry.annotations.get(entry.trigger.name)
+        self._finished: set[tuple[str, str]] = set()  # versions with a completed receipt
+        self._active: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.running = asyncio.Event()
+        self.last_error: str | None = None
+        self._hosts_ready = False
+
+    @property
+    def description(self) -> str:
+        return f"blobTrigger ({self.entry.trigger.get('path')})"
+
+    def start(self) -> None:
+        if str(self.entry.trigger.get("source") or "").lower() == "eventgrid":
+            log.warning("Blob trigger %s: source=EventGrid is polled locally like LogsAndContainerScan",
+                        self.entry.name)
+        self._task = asyncio.create_task(self._poll())
+
+    async def stop(self, timeout: float) -> None:
+        self._stopping.set()
+        tasks = [t for t in [self._task, *self._active.values()] if t is not None]
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=5)
+
+    async def _pause(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    async def _poll(self) -> None:
+        service = self._clients.blob_service(self._connection_string)
+        container = service.get_container_client(self.container)
+        backoff = Backoff()
+        while not self._stopping.is_set():
+            delay = self._options.poll_interval
+            try:
+                await self._scan(container)
+            except ResourceNotFoundError:
+                pass  # the container does not exist yet: the host waits for it too
+            except Exception as exc:
+                delay = backoff.next()
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("Blob trigger %s: listing %s failed: %s; retrying in %.0fs",
+                            self.entry.name, self.container, self.last_error, delay)
+                await self._pause(delay)
+                continue
+            backoff.reset()
+            self.last_error = None
+            self.running.set()
+            await self._pause(delay)
+        if self._active:
+            await asyncio.wait(set(self._active.values()))
+
+    async def _scan(self, container: ContainerClient) -> None:
+        async for item in container.list_blobs(name_starts_with=self._prefix or None):
+            if self._stopping.is_set():
+                return
+            if not self._regex.fullmatch(item.name):
+                continue
+            key = (item.name, quoted(item.etag))
+            if key in self._finished or key in self._active:
+                continue
+            task = asyncio.create_task(self._process(item, key[1]))
+            self._active[key] = task
+            task.add_done_callback(lambda t, k=key: self._active.pop(k, None))
+
+    def _receipt(self, blob_name: str, etag: str) -> BlobClient:
+        hosts = self._clients.blob_service(self._host_connection_string).get_container_client(HOSTS_CONTAINER)
+        return hosts.get_blob_client(
+            f"blobreceipts/{self._host_id}/{self.entry.full_name}/{etag}/{self.container}/{blob_name}")
+
+    async def _create_receipt(self, receipt: BlobClient) -> bool:
+        """Create an incomplete receipt; False when someone else already has one."""
+        for _ in range(2):
+            try:
+                await receipt.upload_blob(b"", overwrite=False, metadata={INCOMPLETE: INCOMPLETE, ATTEMPTS: "0"})
+                return True
+            except ResourceExistsError:
+                return False
+            except ResourceNotFoundError:
+                hosts = self._clients.blob_service(self._host_connection_string).get_container_client(HOSTS_CONTAINER)
+                try:
+                    await hosts.create_container()
+                except ResourceExistsError:
+                    pass
+        return False
+
+    async def _process(self, item: BlobProperties, etag: str) -> None:
+        key = (item.name, etag)
+        try:
+            receipt = self._receipt(item.name, etag)
+            try:
+                props = await receipt.get_blob_properties()
+            except ResourceNotFoundError:
+                props = None
+            if props is not None and INCOMPLETE not in props.metadata:
+                self._finished.add(key)
+                return
+            if props is None and not await self._create_receipt(receipt):
+                return  # raced with another host; the next scan looks again
+            lease = BlobLeaseClient(receipt)
+            try:
+                await lease.acquire(lease_duration=LEASE_SECONDS)
+            except (ResourceExistsError, HttpResponseError) as exc:
+                if getattr(exc, "status_code", None) in (409, 412):
+                    return  # another host is working on it; its lease expires if it died
+                raise
+            renewing = asyncio.create_task(self._keep_lease(lease))
+            try:
+                await self._attempts(receipt, lease, item, etag)
+            finally:
+                renewing.cancel()
+                try:
+                    await lease.release()
+                except Exception:  # the lease may have lapsed; nothing to release then
+                    pass
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("Blob trigger %s: processing %s/%s failed: %s", self.entry.name, self.container,
+                        item.name, exc)
+
+    async def _keep_lease(self, lease: BlobLeaseClient) -> None:
+        while True:
+            await asyncio.sleep(LEASE_SECONDS / 3)
+            try:
+                await lease.renew()
+            except Exception as exc:
+                log.warning("Blob trigger %s: renewing a receipt lease failed: %s", self.entry.name, exc)
+
+    async def _attempts(self, receipt: BlobClient, lease: BlobLeaseClient, item: BlobProperties, etag: str) -> None:
+        key = (item.name, etag)
+        props = await receipt.get_blob_properties()
+        if INCOMPLETE not in props.metadata:
+            self._finished.add(key)
+            return
+        attempts = int(props.metadata.get(ATTEMPTS, "0") or 0)
+        blob = self._clients.blob_service(self._connection_string).get_blob_client(self.container, item.name)
+        threshold = self._options.poison_blob_threshold
+        while attempts < threshold and not self._stopping.is_set():
+            attempts += 1
+            await receipt.set_blob_metadata({INCOMPLETE: INCOMPLETE, ATTEMPTS: str(attempts)}, lease=lease)
+            try:
+                value = await self._read(blob, etag)
+            except (ResourceModifiedError, ResourceNotFoundError):
+                # This version is gone (overwritten or deleted); a newer one has its own receipt.
+                await self._complete(receipt, lease, key)
+                return
+            async with self._parallelism:
+                try:
+                    reason = f"New blob detected(ContainerScan): {self.container}/{item.name}"
+                    await self._invoker.invoke(self.entry, value, reason)
+                except InvocationFailed:
+                    continue
+            await self._complete(receipt, lease, key)
+            return
+        if attempts >= threshold:
+            await self._poison(item, etag)
+            await self._complete(receipt, lease, key)
+
+    async def _read(self, blob: BlobClient, etag: str) -> Any:
+        downloader = await blob.download_blob(etag=etag, match_condition=MatchConditions.IfNotModified)
+        content = await downloader.readall()
+        if self._annotation is bytes:
+            return content
+        if self._annotation is str:
+            return content.decode("utf-8")
+        props = downloader.properties
+        properties = {
+            "BlobType": _blob_type(props.blob_type),
+            "ContentType": props.content_settings.content_type,
+            "ContentEncoding": props.content_settings.content_encoding,
+            "ETag": quoted(props.etag),
+            "LastModified": props.last_modified.isoformat() if props.last_modified else None,
+            "Created": props.creation_time.isoformat() if props.creation_time else None,
+            "Length": props.size,
+        }
+        return InputStream(
+            data=content, name=f"{self.container}/{blob.blob_name}", uri=blob.url, length=len(content),
+            blob_properties=properties, metadata=dict(props.metadata or {}),
+        )
+
+    async def _complete(self, receipt: BlobClient, lease: BlobLeaseClient, key: tuple[str, str]) -> None:
+        await receipt.set_blob_metadata({}, lease=lease)
+        self._finished.add(key)
+
+    async def _poison(self, item: BlobProperties, etag: str) -> None:
+        message = {
+            "Type": "BlobTrigger",
+            "FunctionId": self.entry.full_name,
+            "BlobType": _blob_type(item.blob_type),
+            "ContainerName": self.container,
+            "BlobName": item.name,
+            "ETag": etag,
+        }
+        queue = self._clients.queue(self._host_connection_string, POISON_QUEUE)
+        try:
+            await queue.create_queue()
+        except ResourceExistsError:
+            pass
+        await queue.send_message(json.dumps(message))
+        log.error("Blob trigger %s: %s/%s failed %d times; message put on queue '%s'", self.entry.name,
+                  self.container, item.name, self._options.poison_blob_threshold, POISON_QUEUE)
+
+
+def _blob_type(value: Any) -> str:
+    text = str(getattr(value, "value", value) or "BlockBlob")
+    return text if text.endswith("Blob") else f"{text}Blob"

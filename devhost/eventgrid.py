@@ -1,0 +1,124 @@
+"""Event Grid trigger: the system webhook Event Grid delivers to, as the host's extension answers it.
+
+Contract (``/runtime/webhooks/eventgrid?functionName=NAME``; in Azure the URL also carries
+the ``eventgrid_extension`` system key as ``code``, which devhost does not check, like
+``func start``):
+
+* Unknown or missing ``functionName`` → 404 ``cannot find function: 'NAME'``.
+* ``OPTIONS`` (CloudEvents abuse-protection handshake) → 200 with ``WebHook-Allowed-Origin``
+  set to the request's ``WebHook-Request-Origin`` when it is an Azure cloud's Event Grid
+  origin, else ``eventgrid.azure.net`` — the extension's rule.
+* ``aeg-event-type: SubscriptionValidation`` → 200 ``{"validationResponse": CODE}`` (the code
+  from ``[0].data.validationCode``, or from a CloudEvent object's possibly double-encoded
+  ``data``).
+* ``aeg-event-type: Notification`` → the body (an array, or one structured-mode CloudEvent
+  object) is split into events and the function runs once per event, all concurrently.
+  202 when every run succeeded; 500 with the first error's message otherwise, so Event Grid
+  retries the delivery. Each event reaches the function as azure-functions' own converter
+  builds it: ``func.EventGridEvent`` for Event Grid schema, ``azure.functions`` ``CloudEvent``
+  when the event has ``specversion``; a ``str`` annotation gets the event's JSON text.
+* ``aeg-event-type: Unsubscribe`` → 202; any other or no ``aeg-event-type`` → 400.
+* A body that is not JSON → 400 (the host would answer 500 and be retried for a day; 400
+  makes Event Grid dead-letter it at once, which is what a malformed delivery deserves).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from azure.functions import meta
+from azure.functions.eventgrid import EventGridEventInConverter
+
+from .invoke import InvocationFailed, Invoker
+from .loader import EVENT_GRID_TRIGGER, FunctionEntry
+
+_KNOWN_ORIGINS = {
+    "eventgrid.azure.net", "eventgrid.azure.us", "eventgrid.azure.eaglex.ic.gov",
+    "eventgrid.azure.microsoft.scloud", "eventgrid.azure.cn",
+}
+_DEFAULT_ORIGIN = "eventgrid.azure.net"
+
+
+def webhook_url(base: str, entry: FunctionEntry) -> str:
+    return f"{base}/runtime/webhooks/eventgrid?functionName={entry.name}"
+
+
+def decode_event(entry: FunctionEntry, event: Any) -> Any:
+    text = json.dumps(event)
+    annotation = entry.annotations.get(entry.trigger.name)
+    if annotation is str:
+        return text
+    if annotation is bytes:
+        return text.encode("utf-8")
+    return EventGridEventInConverter.decode(meta.Datum(text, "json"), trigger_metadata=None)
+
+
+class EventGridWebhook:
+    def __init__(self, entries: list[FunctionEntry], invoker: Invoker) -> None:
+        self._functions = {e.name.lower(): e for e in entries if e.trigger.type == EVENT_GRID_TRIGGER}
+        self._invoker = invoker
+
+    async def handle(self, request: web.Request) -> web.Response:
+        name = request.query.get("functionName", "")
+        entry = self._functions.get(name.lower())
+        if entry is None:
+            return web.Response(status=404, text=f"cannot find function: '{name}'")
+        if request.method == "OPTIONS":
+            origin = request.headers.get("WebHook-Request-Origin", "")
+            allowed = origin if origin in _KNOWN_ORIGINS else _DEFAULT_ORIGIN
+            return web.Response(status=200, headers={"WebHook-Allowed-Origin": allowed})
+        kind = request.headers.get("aeg-event-type", "").lower()
+        if kind == "unsubscribe":
+            return web.Response(status=202)
+        if kind not in ("subscriptionvalidation", "notification"):
+            return web.Response(status=400, text="missing or unknown aeg-event-type header")
+        try:
+            body = json.loads(await request.read())
+        except (ValueError, UnicodeDecodeError) as exc:
+            return web.Response(status=400, text=f"the request body is not JSON: {exc}")
+        if kind == "subscriptionvalidation":
+            code = _validation_code(body)
+            if code is None:
+                return web.Response(status=400, text="no data.validationCode in the validation event")
+            return web.json_response({"validationResponse": code})
+        if isinstance(body, dict):
+            events = [body]
+        elif isinstance(body, list):
+            events = body
+        else:
+            return web.Response(status=400, text="the request content must be a JSON object or array")
+        reason = f"EventGrid trigger fired at {datetime.now(UTC).isoformat()}"
+        runs = [self._run(entry, event, reason) for event in events]
+        errors = [e for e in await asyncio.gather(*runs) if e is not None]
+        if errors:
+            return web.Response(status=500, text=errors[0])
+        return web.Response(status=202)
+
+    async def _run(self, entry: FunctionEntry, event: Any, reason: str) -> str | None:
+        try:
+            value = decode_event(entry, event)
+        except Exception as exc:  # an event the converter cannot read is this delivery's failure
+            return f"cannot decode event: {exc}"
+        try:
+            await self._invoker.invoke(entry, value, reason)
+        except InvocationFailed as failed:
+            return str(failed.error)
+        return None
+
+
+def _validation_code(body: Any) -> str | None:
+    try:
+        if isinstance(body, list):
+            return str(body[0]["data"]["validationCode"])
+        if isinstance(body, dict):
+            data = body.get("data")
+            if isinstance(data, str):  # CloudEvent validation events carry data double-encoded
+                data = json.loads(data)
+            return str(data["validationCode"])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    return None

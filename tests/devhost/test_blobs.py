@@ -1,0 +1,118 @@
+"""Blob triggers against Azurite: once per blob version, receipts where the host keeps them,
+the poison queue after five failures, and receipts that outlive a devhost restart."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import requests
+from azure.core.exceptions import ResourceExistsError
+from azure.storage.blob import BlobServiceClient, ContainerClient
+from azure.storage.queue import QueueClient
+
+from tests.support.azurite import Azurite
+from tests.support.servicebus import ServiceBusEmulator
+
+from .conftest import Records, app_env
+from .support import DevHost, EventGridEmulator, wait_until
+
+HOSTS = "azure-webjobs-hosts"
+
+
+@pytest.fixture(scope="module")
+def uploads(azurite: Azurite, devhost: DevHost) -> ContainerClient:
+    container = BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client("uploads")
+    try:
+        container.create_container()
+    except ResourceExistsError:
+        pass
+    return container
+
+
+def host_id_of(host: DevHost) -> str:
+    return requests.get(host.url("/admin/host/status"), timeout=30).json()["id"]
+
+
+def test_each_blob_version_runs_once_and_an_overwrite_runs_again(
+        uploads: ContainerClient, azurite: Azurite, devhost: DevHost, records: Records, tag: str) -> None:
+    blob = uploads.get_blob_client(f"{tag}/first.txt")
+    blob.upload_blob(b"version one")
+    etag_one = blob.get_blob_properties().etag
+    [seen] = records.wait(tag, 1, "blob_uploads")
+    assert seen["name"] == f"uploads/{tag}/first.txt"
+    assert seen["length"] == len(b"version one")
+    assert seen["content"] == "version one"
+    assert seen["uri"].endswith(f"/uploads/{tag}/first.txt")
+    assert seen["etag"] == etag_one
+
+    # A later blob is picked up by a later scan; by then the first was looked at again and skipped.
+    uploads.get_blob_client(f"{tag}/second.txt").upload_blob(b"second")
+    records.wait(tag, 2, "blob_uploads")
+    blob.upload_blob(b"version two", overwrite=True)
+    seen = records.wait(tag, 3, "blob_uploads")
+    firsts = [s for s in seen if s["name"].endswith("first.txt")]
+    assert [s["sha"] for s in firsts] == [hashlib.sha256(b"version one").hexdigest(),
+                                          hashlib.sha256(b"version two").hexdigest()]
+
+    # The receipt sits where the host writes it, ETag quoted, and is complete.
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    receipt = service.get_blob_client(
+        HOSTS, f"blobreceipts/{host_id_of(devhost)}/Host.Functions.blob_uploads/{etag_one}/uploads/{tag}/first.txt")
+    assert "Incomplete" not in receipt.get_blob_properties().metadata
+
+
+def poison_messages(azurite: Azurite, blob_name: str) -> list[dict]:
+    queue = QueueClient.from_connection_string(azurite.connection_string, "webjobs-blobtrigger-poison")
+    try:
+        peeked = queue.peek_messages(max_messages=32)
+    except Exception:  # the queue is created with the first poison message
+        return []
+    messages = [json.loads(base64.b64decode(m.content)) for m in peeked]
+    return [m for m in messages if m["BlobName"] == blob_name]
+
+
+def test_five_failures_put_the_blob_on_the_poison_queue(
+        uploads: ContainerClient, azurite: Azurite, records: Records, tag: str) -> None:
+    name = f"{tag}/bad.txt"
+    blob = uploads.get_blob_client(name)
+    blob.upload_blob(b"fail, please")
+    etag = blob.get_blob_properties().etag
+    [message] = wait_until(lambda: poison_messages(azurite, name), "a poison message")
+    assert message == {"Type": "BlobTrigger", "FunctionId": "Host.Functions.blob_uploads", "BlobType": "BlockBlob",
+                       "ContainerName": "uploads", "BlobName": name, "ETag": etag}
+    assert len(records.all(tag, "blob_uploads")) == 5  # poisonBlobThreshold tries, no more
+
+
+@pytest.fixture
+def restartable(azurite: Azurite, servicebus: ServiceBusEmulator, eventgrid: EventGridEmulator) -> Iterator[dict]:
+    """Settings for devhosts that share a host id and a record table, apart from the session's."""
+    env = app_env(azurite, servicebus, eventgrid, AzureFunctionsWebHost__hostid=f"restart-{uuid.uuid4().hex[:8]}")
+    started: list[DevHost] = []
+    env_holder = {"env": env, "started": started}
+    yield env_holder
+    for host in started:
+        host.stop()
+
+
+def test_receipts_survive_a_restart(uploads: ContainerClient, azurite: Azurite, restartable: dict,
+                                    tag: str) -> None:
+    env = restartable["env"]
+    records = Records(azurite.connection_string, env["RECORD_TABLE"])
+    first = DevHost(env).start()
+    restartable["started"].append(first)
+    uploads.get_blob_client(f"{tag}/kept.txt").upload_blob(b"processed once")
+    records.wait(tag, 1, "blob_uploads")
+    assert first.signal() == 0
+
+    second = DevHost(env).start()
+    restartable["started"].append(second)
+    uploads.get_blob_client(f"{tag}/later.txt").upload_blob(b"after the restart")
+    seen = records.wait(tag, 2, "blob_uploads")
+    second.wait_for("Executed 'Functions.blob_uploads'")
+    assert [s["name"] for s in seen] == [f"uploads/{tag}/kept.txt", f"uploads/{tag}/later.txt"]
+    assert second.count(f"uploads/{tag}/kept.txt") == 0  # the new process never ran it
