@@ -674,7 +674,7 @@ class Topic:
         # Due: leave the topic and fan out.
         with self.broker.store.transaction():
             self.holding._remove(msg)
-            msg.scheduled_ms = None
+            # The copies keep ScheduledEnqueueTimeUtc, as in Azure; being due, they are active at once.
             self.publish(msg.copy(), now_ms())
 
 

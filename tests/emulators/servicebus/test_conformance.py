@@ -498,7 +498,7 @@ def test_scheduled_message_on_topic_fans_out_when_due(client: ServiceBusClient) 
         assert seq > 0
     with client.get_subscription_receiver("scheduled-topic", "only") as r:
         (msg,) = collect(r, 1, timeout=20)
-        assert body(msg) == "due"
+        assert body(msg) == "due" and msg.scheduled_enqueue_time_utc is not None
         r.complete_message(msg)
         assert collect(r, 1, timeout=1.5) == []
 
