@@ -1,0 +1,22 @@
+"""Time as a port, so rules about deadlines and timers are testable without sleeping."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+def isoformat(moment: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z``, millisecond precision: ``2026-11-22T04:11:00.123Z``."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,58 @@
+"""Names of the Service Bus entities and storage tables the workload uses.
+
+Routing is by message type: every message's ``subject`` (Service Bus ``Label``) is its type name,
+and the subscriptions of topic ``deliveries`` filter on it (emulators/servicebus/config.json):
+
+===========================  ===========================================  ========================
+subscription                 label filter                                 function
+===========================  ===========================================  ========================
+``package``                  ``DeliveryRequested``                        package_on_delivery_requested
+``package-compensation``     ``CancelPackage``                            package_on_cancel_package
+``drone-scheduler``          ``DeliveryRequested``, ``RetryDroneScheduling``  drone_scheduler_on_request
+``drone-release``            ``ReleaseDrone``                             drone_scheduler_on_release_drone
+===========================  ===========================================  ========================
+
+Compensation commands have subscriptions of their own so that a backlog of requests or
+scheduling retries never holds up the compensations that free drones and packages.
+Outcomes for the Delivery saga go to the session queue ``delivery-events`` (session = delivery
+id); permanent failures go to the queue ``deadletter`` (see :mod:`choreography.handling`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where the publisher sends: a queue or a topic."""
+
+    name: str
+    kind: str  # "queue" | "topic"
+    sessions: bool = False
+
+
+@dataclass(frozen=True)
+class Subscription:
+    topic: str
+    name: str
+
+    @property
+    def path(self) -> str:
+        return f"{self.topic}/subscriptions/{self.name}"
+
+
+DELIVERIES_TOPIC = Destination("deliveries", "topic")
+DELIVERY_EVENTS_QUEUE = Destination("delivery-events", "queue", sessions=True)
+DEADLETTER_QUEUE = Destination("deadletter", "queue")
+
+PACKAGE_SUBSCRIPTION = Subscription(DELIVERIES_TOPIC.name, "package")
+PACKAGE_COMPENSATION_SUBSCRIPTION = Subscription(DELIVERIES_TOPIC.name, "package-compensation")
+DRONE_SCHEDULER_SUBSCRIPTION = Subscription(DELIVERIES_TOPIC.name, "drone-scheduler")
+DRONE_RELEASE_SUBSCRIPTION = Subscription(DELIVERIES_TOPIC.name, "drone-release")
+
+# Azure Table Storage (the AzureWebJobsStorage account).
+DELIVERIES_TABLE = "deliveries"
+PACKAGES_TABLE = "packages"
+DRONES_TABLE = "drones"
+NOTIFICATIONS_TABLE = "notifications"

@@ -1,0 +1,93 @@
+"""Consuming a Service Bus message: decode, dispatch, and classify failures — in one place.
+
+Dead-lettering with a reason, and why it is done by the application
+--------------------------------------------------------------------
+With the classic Python Service Bus binding a function cannot settle its message: the host
+completes it when the function returns and abandons it when the function raises. Explicit
+dead-lettering needs ``ServiceBusMessageActions`` from a preview extension package (with grpc
+and uamqp) that local hosts do not provide. This app therefore uses an **application-level
+dead-letter route** that behaves identically in Azure and locally:
+
+* **Permanent failure** (malformed message, unknown type or schema version, a business rule
+  refusing the request — any :class:`~.errors.PermanentFailure`): :func:`consume` first lets the
+  service compensate (``Consumer.on_permanent_failure``: e.g. the Package service sends
+  ``PackageRejected`` to ``delivery-events`` so the Delivery saga cancels and compensates the
+  other side), then sends a copy of the original message — body, subject, correlation id and
+  application properties — to the queue ``deadletter`` with the application properties
+  ``DeadLetterReason`` (a :class:`~.reason_codes.ReasonCode`), ``DeadLetterErrorDescription``,
+  ``DeadLetterSource`` (the entity it came from), ``OriginalMessageId`` and
+  ``OriginalDeliveryCount``, and **returns normally**, so the host completes the original.
+  There is no retry. The copy's message id is derived from the original's, so a redelivered
+  message that fails again is dropped by the queue's duplicate detection.
+* **Transient failure** (anything else: storage or broker unavailable, an ETag race lost too
+  often): the exception propagates, the host abandons the message, Service Bus redelivers it,
+  and after ``MaxDeliveryCount`` (5) attempts Service Bus moves it to the entity's own
+  ``$deadletterqueue`` with ``DeadLetterReason = MaxDeliveryCountExceeded``.
+
+So an operator looks in two places, each with a reason: ``deadletter`` (decided by the app) and
+each entity's ``$deadletterqueue`` (decided by the broker). Both are the same in Azure and on
+the local stack, because both are plain Service Bus behaviour.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+from .contracts import Contract, ContractRegistry, parse_envelope
+from .errors import MalformedMessage, PermanentFailure, classify
+from .messaging import DeadLetter, Incoming, Publisher, Received
+
+log = logging.getLogger(__name__)
+
+Route = Callable[[Received], None]
+
+
+class Consumer(Protocol):
+    """A service's side of a trigger: what it accepts and what to do with it."""
+
+    @property
+    def contracts(self) -> ContractRegistry: ...
+
+    @property
+    def routes(self) -> Mapping[type[Contract], Route]: ...
+
+    def on_permanent_failure(self, incoming: Incoming, received: Received | None,
+                             failure: PermanentFailure) -> None:
+        """Compensate for a message that will never be processed (may raise: transient)."""
+        ...
+
+
+def decode(incoming: Incoming, contracts: ContractRegistry) -> Received:
+    envelope = parse_envelope(incoming.body)
+    payload = contracts.decode(envelope)
+    if incoming.session_id is not None and incoming.session_id != envelope.correlation_id:
+        raise MalformedMessage(f"session {incoming.session_id!r} does not match correlation id "
+                               f"{envelope.correlation_id!r}")
+    return Received(envelope=envelope, payload=payload, incoming=incoming)
+
+
+def consume(incoming: Incoming, consumer: Consumer, publisher: Publisher) -> None:
+    """Process one message; return to complete it, raise to have it redelivered."""
+    received: Received | None = None
+    try:
+        received = decode(incoming, consumer.contracts)
+        consumer.routes[type(received.payload)](received)
+    except Exception as exc:
+        failure = classify(exc)
+        if failure is None:
+            log.warning("transient failure on %s message %s (delivery %s, attempt %d): %s: %s; it will be "
+                        "redelivered", incoming.source, incoming.message_id, incoming.delivery_id,
+                        incoming.delivery_count, type(exc).__name__, _first_line(exc))
+            raise
+        log.error("permanent failure on %s message %s (delivery %s): %s %s; dead-lettered",
+                  incoming.source, incoming.message_id, incoming.delivery_id, failure.reason.value,
+                  failure.description)
+        consumer.on_permanent_failure(incoming, received, failure)
+        publisher.dead_letter(DeadLetter(incoming, failure.reason.value, failure.description))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else "")[:300]

@@ -1,0 +1,182 @@
+"""The one publisher: Service Bus through the ``azure-servicebus`` SDK, Event Grid through
+``azure-eventgrid``. Both adapters are built once per process (see :mod:`.runtime`) and open
+their connections lazily on first use, never at import time.
+
+The Functions Service Bus *output binding* cannot set a session id, a message id or
+application properties, so every message goes through :class:`ServiceBusPublisher`, which
+stamps the envelope (:func:`~.messaging.stamp`) and sets on each Service Bus message:
+
+* ``subject`` (``Label``) = the message type, which the subscription filters route by;
+* ``message_id`` = the deterministic id the use case chose (duplicate detection drops re-sends);
+* ``correlation_id`` = the delivery id; ``session_id`` for the session queue;
+* ``scheduled_enqueue_time_utc`` for timers and retries with backoff (a scheduled message,
+  never a sleep);
+* application properties ``type``, ``schemaVersion``, ``correlationId``, ``causationId``,
+  ``traceparent``, ``occurredAt`` (the envelope, readable without the body).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from azure.core.credentials import AzureKeyCredential
+from azure.core.messaging import CloudEvent
+from azure.eventgrid import EventGridPublisherClient
+from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusSender
+
+from .clock import Clock, SystemClock
+from .contracts import Envelope
+from .entities import DEADLETTER_QUEUE, Destination
+from .idempotency import message_id as make_message_id
+from .messaging import Cause, DeadLetter, Outgoing, OutgoingEvent, dead_letter_properties, stamp
+from .tracing import child_traceparent
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = "application/json"
+EVENT_SOURCE = "/drone-delivery"
+
+
+def to_service_bus_message(message: Outgoing, envelope: Envelope) -> ServiceBusMessage:
+    return ServiceBusMessage(
+        envelope.to_json(),
+        content_type=CONTENT_TYPE,
+        subject=envelope.type,
+        message_id=envelope.message_id,
+        correlation_id=envelope.correlation_id,
+        session_id=message.session_id,
+        scheduled_enqueue_time_utc=message.scheduled_at,
+        application_properties=envelope.properties(),
+    )
+
+
+class ServiceBusPublisher:
+    """Sends through one ``ServiceBusClient`` per process, created on first use.
+
+    Senders are not thread-safe and the Python worker runs functions on a thread pool, so each
+    send borrows a sender from a small per-entity pool instead of sharing one.
+    """
+
+    def __init__(self, connection_string: str, clock: Clock | None = None,
+                 client_factory: Callable[[str], ServiceBusClient] = ServiceBusClient.from_connection_string):
+        self._connection_string = connection_string
+        self._clock = clock or SystemClock()
+        self._client_factory = client_factory
+        self._client: ServiceBusClient | None = None
+        self._idle: dict[Destination, list[ServiceBusSender]] = {}
+        self._lock = threading.Lock()
+
+    def send(self, messages: Sequence[Outgoing], cause: Cause) -> list[Envelope]:
+        now = self._clock.now()
+        envelopes = [stamp(message, cause, now) for message in messages]
+        by_destination: dict[Destination, list[ServiceBusMessage]] = {}
+        for message, envelope in zip(messages, envelopes, strict=True):
+            by_destination.setdefault(message.destination, []).append(to_service_bus_message(message, envelope))
+        for destination, batch in by_destination.items():
+            with self._sender(destination) as sender:
+                sender.send_messages(batch)
+        return envelopes
+
+    def dead_letter(self, letter: DeadLetter) -> None:
+        incoming = letter.incoming
+        copy = ServiceBusMessage(
+            incoming.body,
+            content_type=incoming.content_type,
+            subject=incoming.subject,
+            message_id=make_message_id("deadletter", incoming.source, incoming.message_id),
+            correlation_id=incoming.correlation_id or incoming.delivery_id,
+            application_properties=dead_letter_properties(letter),
+        )
+        with self._sender(DEADLETTER_QUEUE) as sender:
+            sender.send_messages(copy)
+
+    @contextmanager
+    def _sender(self, destination: Destination) -> Iterator[ServiceBusSender]:
+        with self._lock:
+            pool = self._idle.setdefault(destination, [])
+            sender = pool.pop() if pool else self._new_sender(destination)
+        try:
+            yield sender
+        except BaseException:
+            # The link may be broken: drop it, the next send opens a fresh one.
+            _close_quietly(sender)
+            raise
+        with self._lock:
+            self._idle[destination].append(sender)
+
+    def _new_sender(self, destination: Destination) -> ServiceBusSender:
+        if self._client is None:
+            self._client = self._client_factory(self._connection_string)
+        if destination.kind == "topic":
+            return self._client.get_topic_sender(destination.name)
+        return self._client.get_queue_sender(destination.name)
+
+    def close(self) -> None:
+        with self._lock:
+            senders = [sender for pool in self._idle.values() for sender in pool]
+            self._idle.clear()
+            # Each close waits for the broker's detach; close them side by side.
+            closing = [threading.Thread(target=_close_quietly, args=(sender,)) for sender in senders]
+            for thread in closing:
+                thread.start()
+            for thread in closing:
+                thread.join()
+            if self._client is not None:
+                _close_quietly(self._client)
+                self._client = None
+
+
+def _close_quietly(closable: Any) -> None:
+    try:
+        closable.close()
+    except Exception:  # noqa: BLE001 - closing a broken link must not hide the original error
+        log.debug("closing %r failed", closable, exc_info=True)
+
+
+class EventGridPublisher:
+    """Publishes CloudEvents 1.0 to an Event Grid topic with its access key."""
+
+    def __init__(self, endpoint: str, key: str, clock: Clock | None = None, source: str = EVENT_SOURCE):
+        self._endpoint = endpoint
+        self._key = key
+        self._clock = clock or SystemClock()
+        self._source = source
+        self._client: EventGridPublisherClient | None = None
+        self._lock = threading.Lock()
+
+    def publish(self, events: Sequence[OutgoingEvent], cause: Cause) -> None:
+        if not events:
+            return
+        now = self._clock.now()
+        cloud_events = [
+            CloudEvent(
+                source=self._source,
+                type=event.type,
+                subject=event.subject,
+                data=event.data,
+                id=event.id,
+                time=now,
+                datacontenttype="application/json",
+                extensions={"traceparent": child_traceparent(cause.traceparent),
+                            "correlationid": event.correlation_id,
+                            "causationid": cause.message_id},
+            )
+            for event in events
+        ]
+        self._get_client().send(cloud_events)
+
+    def _get_client(self) -> EventGridPublisherClient:
+        with self._lock:
+            if self._client is None:
+                self._client = EventGridPublisherClient(self._endpoint, AzureKeyCredential(self._key))
+            return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                _close_quietly(self._client)
+                self._client = None

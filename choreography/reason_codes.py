@@ -1,0 +1,32 @@
+"""Every reason a message is dead-lettered or a delivery is cancelled: one enum, one vocabulary.
+
+The values travel as ``DeadLetterReason`` application properties, in ``PackageRejected`` /
+``DroneUnavailable`` messages, in the delivery's status (``reason``) and in ``DeliveryFailed``
+events, so they are stable strings, never renamed.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ReasonCode(StrEnum):
+    # The message itself cannot be used (permanent, whatever the handler).
+    MALFORMED_MESSAGE = "MalformedMessage"
+    UNKNOWN_MESSAGE_TYPE = "UnknownMessageType"
+    UNKNOWN_SCHEMA_VERSION = "UnknownSchemaVersion"
+
+    # Package rules.
+    UNKNOWN_PACKAGE_SIZE = "UnknownPackageSize"
+    INVALID_PACKAGE_WEIGHT = "InvalidPackageWeight"
+    WEIGHT_EXCEEDS_SIZE_LIMIT = "WeightExceedsSizeLimit"
+
+    # Drone scheduling rules.
+    NO_DRONE_CAN_CARRY = "NoDroneCanCarryWeight"
+    NO_DRONE_BEFORE_DEADLINE = "NoDroneAvailableBeforeDeadline"
+
+    # Delivery saga.
+    JOIN_TIMEOUT = "JoinTimeout"
+
+    # Set by Service Bus itself when a transient failure outlives MaxDeliveryCount.
+    MAX_DELIVERY_COUNT_EXCEEDED = "MaxDeliveryCountExceeded"

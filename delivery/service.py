@@ -1,0 +1,208 @@
+"""Delivery use cases: apply each outcome to the saga, carry out the effects, answer status queries.
+
+Idempotency: the id of every message applied is stored in the delivery record in the *same*
+ETag-guarded write as the state change, so a redelivered message is recognised and skipped.
+Effects are carried out *before* that write, with deterministic message ids, so a crash
+between the two repeats them on redelivery and Service Bus duplicate detection drops the
+repeats (Event Grid subscribers dedupe on the CloudEvent id, which is also deterministic).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from choreography.clock import Clock, isoformat
+from choreography.contracts import Contract, ContractRegistry
+from choreography.entities import DELIVERIES_TOPIC, DELIVERY_EVENTS_QUEUE
+from choreography.errors import PermanentFailure, TransientFailure
+from choreography.handling import Route
+from choreography.idempotency import message_id, short_hash
+from choreography.messaging import Cause, EventPublisher, Incoming, Outgoing, OutgoingEvent, Publisher, Received
+from choreography.reason_codes import ReasonCode
+from drone_scheduler.messages import DroneReleased, DroneScheduled, DroneUnavailable
+from drone_scheduler.messages import ReleaseDrone as ReleaseDroneCommand
+from package.messages import CancelPackage as CancelPackageCommand
+from package.messages import PackageCancelled, PackageReady, PackageRejected
+
+from . import domain
+from .domain import Delivery, Effect, Timing
+from .messages import DeliveryInTransitTimer, JoinTimeout
+from .ports import ConcurrencyConflict, DeliveryRepository
+
+Change = Callable[[Delivery, datetime], list[Effect]]
+SAVE_ATTEMPTS = 3
+
+
+class DeliveryService:
+    """Consumer of the session queue ``delivery-events`` (session = delivery id)."""
+
+    contracts = ContractRegistry(PackageReady, PackageRejected, DroneScheduled, DroneUnavailable,
+                                 DeliveryInTransitTimer, JoinTimeout, PackageCancelled, DroneReleased)
+
+    def __init__(self, deliveries: DeliveryRepository, publisher: Publisher, events: EventPublisher,
+                 clock: Clock, timing: Timing) -> None:
+        self.deliveries = deliveries
+        self.publisher = publisher
+        self.events = events
+        self.clock = clock
+        self.timing = timing
+
+    @property
+    def routes(self) -> Mapping[type[Contract], Route]:
+        return {
+            PackageReady: self.package_ready,
+            PackageRejected: self.package_rejected,
+            DroneScheduled: self.drone_scheduled,
+            DroneUnavailable: self.drone_unavailable,
+            JoinTimeout: self.join_timeout,
+            DeliveryInTransitTimer: self.flight_completed,
+            PackageCancelled: self.package_cancelled,
+            DroneReleased: self.drone_released,
+        }
+
+    # -- routes -----------------------------------------------------------------------------
+    def package_ready(self, received: Received) -> None:
+        event: Any = received.payload
+        at = received.envelope.occurred_at
+        self.apply(received, lambda d, now: d.package_ready(event.package_id, at, now, self.timing))
+
+    def package_rejected(self, received: Received) -> None:
+        event: Any = received.payload
+        at = received.envelope.occurred_at
+        self.apply(received, lambda d, now: d.package_rejected(event.package_id, event.reason.value, at, now,
+                                                               self.timing))
+
+    def drone_scheduled(self, received: Received) -> None:
+        event: Any = received.payload
+        at = received.envelope.occurred_at
+        self.apply(received, lambda d, now: d.drone_scheduled(event.drone_id, at, now, self.timing))
+
+    def drone_unavailable(self, received: Received) -> None:
+        event: Any = received.payload
+        at = received.envelope.occurred_at
+        self.apply(received, lambda d, now: d.drone_unavailable(event.reason.value, at, now, self.timing))
+
+    def join_timeout(self, received: Received) -> None:
+        self.apply(received, lambda d, now: d.join_timed_out(now))
+
+    def flight_completed(self, received: Received) -> None:
+        self.apply(received, lambda d, now: d.flight_completed(now))
+
+    def package_cancelled(self, received: Received) -> None:
+        at = received.envelope.occurred_at
+        self.apply(received, lambda d, now: d.package_cancelled(at))
+
+    def drone_released(self, received: Received) -> None:
+        event: Any = received.payload
+        at = received.envelope.occurred_at
+        self.apply(received, lambda d, now: d.drone_released(list(event.drone_ids), at))
+
+    def on_permanent_failure(self, incoming: Incoming, received: Received | None,
+                             failure: PermanentFailure) -> None:
+        """A delivery-events message that can never be applied ends its delivery (if still running)
+        with the failure's reason, compensating both sides."""
+        delivery_id = received.envelope.correlation_id if received else incoming.delivery_id
+        if not delivery_id:
+            return
+        cause = received.cause if received else incoming.cause
+        self.change(delivery_id, incoming.message_id, cause, lambda d, now: d.abort(failure.reason.value, now))
+
+    # -- the one way a delivery changes -------------------------------------------------------
+    def apply(self, received: Received, change: Change) -> None:
+        self.change(received.envelope.correlation_id, received.envelope.message_id, received.cause, change)
+
+    def change(self, delivery_id: str, applied_message_id: str, cause: Cause, change: Change) -> None:
+        for _ in range(SAVE_ATTEMPTS):
+            delivery = self.deliveries.get(delivery_id) or Delivery(delivery_id)
+            if applied_message_id in delivery.processed:
+                return  # a redelivery or duplicate: already applied
+            effects = change(delivery, self.clock.now())
+            delivery.processed.add(applied_message_id)
+            self._carry_out(delivery, effects, cause)
+            try:
+                self.deliveries.save(delivery)
+                return
+            except ConcurrencyConflict:
+                continue
+        raise TransientFailure(f"delivery {delivery_id}: lost {SAVE_ATTEMPTS} optimistic-concurrency races")
+
+    def _carry_out(self, delivery: Delivery, effects: list[Effect], cause: Cause) -> None:
+        messages: list[Outgoing] = []
+        events: list[OutgoingEvent] = []
+        for effect in effects:
+            if isinstance(effect, domain.Announce):
+                events.append(announcement(delivery, effect))
+            else:
+                messages.append(command_for(delivery.delivery_id, effect, cause))
+        if messages:
+            self.publisher.send(messages, cause)
+        if events:
+            self.events.publish(events, cause)
+
+    # -- queries ----------------------------------------------------------------------------
+    def status(self, delivery_id: str) -> dict[str, Any] | None:
+        delivery = self.deliveries.get(delivery_id)
+        return status_view(delivery) if delivery else None
+
+
+def command_for(delivery_id: str, effect: Effect, cause: Cause) -> Outgoing:
+    """The message that carries out ``effect``; ids are deterministic per (effect, cause)."""
+    if isinstance(effect, domain.ScheduleJoinTimeout):
+        return Outgoing(DELIVERY_EVENTS_QUEUE, JoinTimeout(delivery_id=delivery_id),
+                        message_id("JoinTimeout", delivery_id), delivery_id, session_id=delivery_id,
+                        scheduled_at=effect.at)
+    if isinstance(effect, domain.StartFlight):
+        timer = DeliveryInTransitTimer(delivery_id=delivery_id, drone_id=effect.drone_id)
+        return Outgoing(DELIVERY_EVENTS_QUEUE, timer,
+                        message_id("DeliveryInTransitTimer", delivery_id), delivery_id, session_id=delivery_id,
+                        scheduled_at=effect.lands_at)
+    if isinstance(effect, domain.CancelPackage):
+        return Outgoing(DELIVERIES_TOPIC,
+                        CancelPackageCommand(delivery_id=delivery_id, package_id=effect.package_id,
+                                             reason=_reason(effect.reason)),
+                        message_id("CancelPackage", delivery_id, short_hash(cause.message_id)), delivery_id)
+    if isinstance(effect, domain.ReleaseDrone):
+        return Outgoing(DELIVERIES_TOPIC,
+                        ReleaseDroneCommand(delivery_id=delivery_id, drone_id=effect.drone_id,
+                                            reason=_reason(effect.reason)),
+                        message_id("ReleaseDrone", delivery_id, short_hash(cause.message_id)), delivery_id)
+    raise TypeError(f"no command for {effect!r}")
+
+
+def announcement(delivery: Delivery, effect: domain.Announce) -> OutgoingEvent:
+    data: dict[str, Any] = {"deliveryId": delivery.delivery_id, "status": delivery.status.value}
+    if effect.reason:
+        data["reason"] = effect.reason
+    if delivery.package_id:
+        data["packageId"] = delivery.package_id
+    if delivery.drone_id:
+        data["droneId"] = delivery.drone_id
+    return OutgoingEvent(id=f"{effect.event_type}:{delivery.delivery_id}", type=effect.event_type,
+                         subject=f"deliveries/{delivery.delivery_id}", data=data,
+                         correlation_id=delivery.delivery_id)
+
+
+def status_view(delivery: Delivery) -> dict[str, Any]:
+    """``GET /api/deliveries/{id}``: ``{deliveryId, status, reason?, droneId?, history}``."""
+    view: dict[str, Any] = {"deliveryId": delivery.delivery_id, "status": delivery.status.value}
+    if delivery.reason:
+        view["reason"] = delivery.reason
+    if delivery.drone_id:
+        view["droneId"] = delivery.drone_id
+    history = []
+    for entry in delivery.history:
+        item = {"status": entry.status, "at": isoformat(entry.at), "by": entry.by}
+        if entry.reason:
+            item["reason"] = entry.reason
+        if entry.detail:
+            item["detail"] = entry.detail
+        history.append(item)
+    view["history"] = history
+    return view
+
+
+def _reason(value: str | None) -> ReasonCode | None:
+    return ReasonCode(value) if value else None
+

@@ -1,0 +1,69 @@
+"""The drone fleet in Azure Table Storage, table ``drones``.
+
+* PartitionKey ``fleet``, RowKey = drone id: ``capacityKg``, ``deliveryId`` ("" when free).
+  Assignments replace the entity with ``If-Match: <etag>``, so two schedulers racing for the
+  same drone cannot both win: the loser gets 412 and tries another drone.
+* PartitionKey ``closed``, RowKey = delivery id: deliveries that ended (tombstones).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableClient, UpdateMode
+
+from .domain import Drone
+
+FLEET, CLOSED = "fleet", "closed"
+
+
+def _drone(entity: Any) -> Drone:
+    return Drone(entity["RowKey"], float(entity["capacityKg"]), entity.get("deliveryId") or None,
+                 entity.metadata["etag"])
+
+
+class TableDroneFleet:
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+
+    def drones(self) -> list[Drone]:
+        entities = self._table.query_entities("PartitionKey eq @pk", parameters={"pk": FLEET})
+        return sorted((_drone(e) for e in entities), key=lambda d: d.drone_id)
+
+    def _replace(self, drone: Drone, delivery_id: str | None) -> Drone | None:
+        entity = {"PartitionKey": FLEET, "RowKey": drone.drone_id, "capacityKg": float(drone.capacity_kg),
+                  "deliveryId": delivery_id or ""}
+        try:
+            meta = self._table.update_entity(entity, mode=UpdateMode.REPLACE, etag=drone.version,
+                                             match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return None
+        return Drone(drone.drone_id, drone.capacity_kg, delivery_id, meta["etag"])
+
+    def try_assign(self, drone: Drone, delivery_id: str) -> Drone | None:
+        return self._replace(drone, delivery_id)
+
+    def try_release(self, drone: Drone) -> Drone | None:
+        return self._replace(drone, None)
+
+    def add(self, drone: Drone) -> bool:
+        try:
+            self._table.create_entity({"PartitionKey": FLEET, "RowKey": drone.drone_id,
+                                       "capacityKg": float(drone.capacity_kg), "deliveryId": drone.delivery_id or ""})
+        except ResourceExistsError:
+            return False
+        return True
+
+    def close(self, delivery_id: str, at: datetime) -> None:
+        self._table.upsert_entity({"PartitionKey": CLOSED, "RowKey": delivery_id, "closedAt": at.isoformat()},
+                                  mode=UpdateMode.REPLACE)
+
+    def is_closed(self, delivery_id: str) -> bool:
+        try:
+            self._table.get_entity(CLOSED, delivery_id)
+        except ResourceNotFoundError:
+            return False
+        return True

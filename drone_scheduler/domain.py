@@ -1,0 +1,92 @@
+"""Drone Scheduler rules: which drone takes a package, and how long to wait when none is free.
+
+The seeded fleet (``python -m drone_scheduler.seed``): five drones, capacities in kilograms
+
+==========  ========
+drone       capacity
+==========  ========
+drone-01    5 kg
+drone-02    10 kg
+drone-03    20 kg
+drone-04    40 kg
+drone-05    60 kg
+==========  ========
+
+(``--fleet-size N`` repeats that pattern for N drones.) A package heavier than every drone in
+the fleet can carry (over 60 kg) can never be delivered: a permanent ``NoDroneCanCarryWeight``.
+A package some drone could carry, when none of those is free *right now*, is transient: the
+scheduler tries again later with exponential backoff (a scheduled message, never a sleep), and
+gives up with ``NoDroneAvailableBeforeDeadline`` once the next attempt would fall after the
+delivery's deadline. Among the free drones able to carry it, the smallest is chosen, keeping
+the big ones for heavy packages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from choreography.errors import BusinessRuleViolation
+from choreography.reason_codes import ReasonCode
+
+CAPACITY_PATTERN_KG: tuple[float, ...] = (5.0, 10.0, 20.0, 40.0, 60.0)
+
+
+@dataclass(frozen=True)
+class Drone:
+    drone_id: str
+    capacity_kg: float
+    delivery_id: str | None = None  # None: free
+    version: str | None = None  # storage ETag the drone was read with
+
+    @property
+    def is_free(self) -> bool:
+        return self.delivery_id is None
+
+
+def default_fleet(size: int = len(CAPACITY_PATTERN_KG)) -> list[Drone]:
+    width = max(2, len(str(size)))
+    return [Drone(f"drone-{i + 1:0{width}d}", CAPACITY_PATTERN_KG[i % len(CAPACITY_PATTERN_KG)])
+            for i in range(size)]
+
+
+def held_by(fleet: Iterable[Drone], delivery_id: str) -> list[Drone]:
+    return [drone for drone in fleet if drone.delivery_id == delivery_id]
+
+
+def candidates(fleet: Iterable[Drone], weight_kg: float, spread_by: str = "") -> list[Drone]:
+    """Free drones able to carry ``weight_kg``, best fit first; may be empty (all busy).
+    Raises BusinessRuleViolation when no drone of the fleet could ever carry it.
+
+    Among drones of the same capacity the order depends on ``spread_by`` (the delivery id):
+    concurrent schedulers then try different drones first instead of all racing for the same
+    one and losing the ETag check to each other."""
+    drones = list(fleet)
+    capable = [drone for drone in drones if drone.capacity_kg >= weight_kg]
+    if not capable:
+        heaviest = max((drone.capacity_kg for drone in drones), default=0.0)
+        raise BusinessRuleViolation(f"{weight_kg:g} kg is more than any drone in the fleet carries "
+                                    f"(at most {heaviest:g} kg)", ReasonCode.NO_DRONE_CAN_CARRY)
+    return sorted((drone for drone in capable if drone.is_free),
+                  key=lambda d: (d.capacity_kg, _spread(spread_by, d.drone_id), d.drone_id))
+
+
+def _spread(key: str, drone_id: str) -> bytes:
+    return hashlib.blake2b(f"{key}/{drone_id}".encode(), digest_size=8).digest() if key else b""
+
+
+def retry_delay(attempt: int, base: timedelta, cap: timedelta) -> timedelta:
+    """Exponential backoff: base, 2·base, 4·base, ... never more than ``cap``."""
+    return min(base * (2 ** min(attempt, 32)), cap)
+
+
+def next_attempt_at(now: datetime, attempt: int, base: timedelta, cap: timedelta, deadline: datetime) -> datetime:
+    """When to look for a drone again; BusinessRuleViolation if that is past the deadline."""
+    at = now + retry_delay(attempt, base, cap)
+    if at > deadline:
+        raise BusinessRuleViolation(f"no drone was free before the deadline {deadline.isoformat()} "
+                                    f"(after {attempt + 1} attempts)", ReasonCode.NO_DRONE_BEFORE_DEADLINE)
+    return at

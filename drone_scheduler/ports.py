@@ -1,0 +1,34 @@
+"""Drone Scheduler's storage port: the fleet, guarded by optimistic concurrency."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from .domain import Drone
+
+
+class DroneFleet(Protocol):
+    def drones(self) -> list[Drone]:
+        """Every drone, each with the ``version`` it was read at."""
+        ...
+
+    def try_assign(self, drone: Drone, delivery_id: str) -> Drone | None:
+        """Give ``drone`` to ``delivery_id`` if it has not changed since it was read (so no drone
+        is ever assigned twice); the updated drone, or None when someone else got there first."""
+        ...
+
+    def try_release(self, drone: Drone) -> Drone | None:
+        """Return ``drone`` to the pool if unchanged since read; the updated drone or None."""
+        ...
+
+    def add(self, drone: Drone) -> bool:
+        """Add a drone to the fleet unless one with that id exists; True if added."""
+        ...
+
+    def close(self, delivery_id: str, at: datetime) -> None:
+        """Remember that ``delivery_id`` is over: no drone is to be scheduled for it any more."""
+        ...
+
+    def is_closed(self, delivery_id: str) -> bool:
+        ...

@@ -1,0 +1,1 @@
+"""Ingestion: the HTTP front door. Accepts delivery requests and publishes ``DeliveryRequested``."""

@@ -1,0 +1,158 @@
+"""One test class per port, subclassed for the in-memory fake (tests/unit) and for the real
+Azure Table Storage adapter on Azurite (tests/integration), so both are held to the same tests.
+
+Each subclass provides the fixture named by the class (``deliveries``, ``packages``, ``fleet``,
+``notifications``) returning a fresh, empty store.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+
+from delivery.domain import Delivery, Status, Timing
+from delivery.ports import ConcurrencyConflict, DeliveryExists
+from drone_scheduler.domain import Drone, default_fleet
+from notifications.domain import Notification
+from package.domain import Package, PackageStatus
+
+from .fakes import T0
+from .samples import new_id
+
+
+class DeliveryRepositoryContract:
+    def test_a_missing_delivery_is_none(self, deliveries):
+        assert deliveries.get(new_id()) is None
+
+    def test_add_then_get_round_trips_everything(self, deliveries):
+        delivery = Delivery.requested(new_id(), "fingerprint", T0)
+        delivery.package_ready("pkg-1", T0, T0, Timing())
+        delivery.drone_unavailable("NoDroneCanCarryWeight", T0 + timedelta(seconds=1), T0, Timing())
+        delivery.processed.add("m-1")
+        deliveries.add(delivery)
+        assert delivery.version is not None
+        loaded = deliveries.get(delivery.delivery_id)
+        assert loaded is not None
+        assert loaded.version == delivery.version
+        assert (loaded.status, loaded.reason) == (Status.CANCELLED, "NoDroneCanCarryWeight")
+        assert loaded.package == delivery.package and loaded.drone == delivery.drone
+        assert loaded.history == delivery.history
+        assert loaded.processed.ids == ["m-1"]
+        assert loaded.request_fingerprint == "fingerprint" and loaded.created_at == T0
+
+    def test_add_refuses_a_taken_id(self, deliveries):
+        delivery = Delivery.requested(new_id(), "a", T0)
+        deliveries.add(delivery)
+        with pytest.raises(DeliveryExists):
+            deliveries.add(Delivery.requested(delivery.delivery_id, "b", T0))
+
+    def test_save_replaces_when_unchanged_and_moves_the_version(self, deliveries):
+        delivery = Delivery.requested(new_id(), "a", T0)
+        deliveries.add(delivery)
+        first = delivery.version
+        delivery.package_ready("pkg-1", T0, T0, Timing())
+        deliveries.save(delivery)
+        assert delivery.version != first
+        loaded = deliveries.get(delivery.delivery_id)
+        assert loaded is not None and loaded.status is Status.SCHEDULING
+
+    def test_save_from_a_stale_read_conflicts(self, deliveries):
+        delivery = Delivery.requested(new_id(), "a", T0)
+        deliveries.add(delivery)
+        one, two = deliveries.get(delivery.delivery_id), deliveries.get(delivery.delivery_id)
+        one.package_ready("pkg-1", T0, T0, Timing())
+        deliveries.save(one)
+        two.drone_scheduled("drone-1", T0, T0, Timing())
+        with pytest.raises(ConcurrencyConflict):
+            deliveries.save(two)
+
+    def test_save_of_a_never_stored_delivery_adds_it_once(self, deliveries):
+        delivery = Delivery(new_id())
+        deliveries.save(delivery)
+        assert deliveries.get(delivery.delivery_id) is not None
+        with pytest.raises(ConcurrencyConflict):
+            deliveries.save(Delivery(delivery.delivery_id))
+
+
+class PackageRepositoryContract:
+    def test_upsert_is_idempotent_and_replaces(self, packages):
+        delivery_id = new_id()
+        assert packages.get(delivery_id) is None
+        ready = Package(delivery_id, "pkg-1", "small", 2.5, "books", PackageStatus.READY, T0)
+        packages.upsert(ready)
+        packages.upsert(ready)
+        assert packages.get(delivery_id) == ready
+        cancelled = Package(delivery_id, "pkg-1", "small", 2.5, "books", PackageStatus.CANCELLED, T0)
+        packages.upsert(cancelled)
+        assert packages.get(delivery_id) == cancelled
+
+    def test_a_tombstone_has_no_details(self, packages):
+        tombstone = Package(new_id(), None, None, None, None, PackageStatus.CANCELLED, T0)
+        packages.upsert(tombstone)
+        assert packages.get(tombstone.delivery_id) == tombstone
+
+
+class DroneFleetContract:
+    def test_add_is_idempotent(self, fleet):
+        drones = default_fleet(3)
+        assert [fleet.add(d) for d in drones] == [True, True, True]
+        assert [fleet.add(d) for d in drones] == [False, False, False]
+        listed = fleet.drones()
+        assert [(d.drone_id, d.capacity_kg, d.delivery_id) for d in listed] == [
+            ("drone-01", 5, None), ("drone-02", 10, None), ("drone-03", 20, None)]
+        assert all(d.version for d in listed)
+
+    def test_assign_and_release_with_a_fresh_read(self, fleet):
+        fleet.add(Drone("drone-01", 5))
+        [drone] = fleet.drones()
+        assigned = fleet.try_assign(drone, "d-1")
+        assert assigned is not None and assigned.delivery_id == "d-1" and assigned.version != drone.version
+        assert fleet.drones()[0].delivery_id == "d-1"
+        released = fleet.try_release(fleet.drones()[0])
+        assert released is not None and released.is_free and fleet.drones()[0].is_free
+
+    def test_a_stale_read_cannot_assign(self, fleet):
+        fleet.add(Drone("drone-01", 5))
+        [stale] = fleet.drones()
+        assert fleet.try_assign(stale, "d-1") is not None
+        assert fleet.try_assign(stale, "d-2") is None
+        assert fleet.try_release(stale) is None
+        assert fleet.drones()[0].delivery_id == "d-1"
+
+    def test_racing_assignments_of_one_drone_have_one_winner(self, fleet):
+        fleet.add(Drone("drone-01", 5))
+        [drone] = fleet.drones()
+        barrier = threading.Barrier(8)
+        results: list[Drone | None] = []
+
+        def race(n: int) -> None:
+            barrier.wait()
+            results.append(fleet.try_assign(drone, f"d-{n}"))
+
+        threads = [threading.Thread(target=race, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        winners = [r for r in results if r is not None]
+        assert len(winners) == 1
+        assert fleet.drones()[0].delivery_id == winners[0].delivery_id
+
+    def test_closed_deliveries_are_remembered(self, fleet):
+        delivery_id = new_id()
+        assert not fleet.is_closed(delivery_id)
+        fleet.close(delivery_id, T0)
+        fleet.close(delivery_id, T0)
+        assert fleet.is_closed(delivery_id)
+
+
+class NotificationStoreContract:
+    def test_recording_the_same_event_twice_keeps_one(self, notifications):
+        delivery_id = new_id()
+        note = Notification(delivery_id, f"DeliveryShipped:{delivery_id}", "DeliveryShipped", "shipped", T0)
+        notifications.record(note)
+        notifications.record(note)
+        assert notifications.for_delivery(delivery_id) == [note]
+        assert notifications.for_delivery(new_id()) == []
