@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test bench lint clean servicebus
+.PHONY: venv test bench lint clean servicebus demo up seed
 
 AZURITE := tools/azurite/node_modules/.package-lock.json
 
@@ -27,6 +27,19 @@ test: venv
 
 bench: venv
 	$(PY) -m benchmarks.servicebus
+
+# The main job on embedded defaults: a fresh in-memory stack, ~20 deliveries, exit 0 only if all
+# ended as expected.
+demo: venv
+	$(PY) -m devstack demo
+
+# Azurite, both emulators and devhost on the usual ports until Ctrl-C (like `func start`).
+up: venv
+	$(PY) -m devstack up
+
+# Reference data (drone fleet, payment reference table) into AzureWebJobsStorage (default Azurite).
+seed: venv
+	$(PY) -m devstack seed
 
 # Run the Service Bus emulator in the foreground with this app's entities.
 servicebus: venv

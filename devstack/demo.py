@@ -1,0 +1,174 @@
+"""``make demo``: the drone delivery choreography, for real, on a fresh local stack.
+
+Starts Azurite, both emulators and devhost (in memory, free ports), seeds the drone fleet,
+submits deliveries over HTTP (more at once than there are drones, plus ones that must fail),
+waits with a progress bar while the services choreograph them, then prints every delivery's
+journey (hop, time, outcome, compensation).  Exits 0 only if every delivery ended as expected:
+``Shipped``, or ``Cancelled`` with the expected reason and its compensation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from .seed import seed_all
+from .stack import Stack
+
+FINAL = {"Shipped", "Cancelled"}
+
+
+@dataclass
+class Case:
+    label: str
+    size: str
+    weight: float
+    expect_status: str
+    expect_reason: str | None = None
+    delivery_id: str = field(default_factory=lambda: f"demo-{uuid.uuid4().hex[:10]}")
+    body: dict[str, Any] = field(default_factory=dict)
+    result: dict[str, Any] | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+def cases(count: int) -> list[Case]:
+    """Mostly ordinary parcels (more than the five drones at once), two of each kind of failure."""
+    shapes = [("small", 2.0), ("medium", 8.0), ("large", 35.0), ("small", 4.5), ("medium", 20.0),
+              ("large", 55.0), ("medium", 12.0), ("small", 1.0)]
+    ordinary = max(count - 4, 1)
+    found = [Case(f"ordinary {size} {weight:g} kg", size, weight, "Shipped")
+             for size, weight in (shapes[i % len(shapes)] for i in range(ordinary))]
+    found += [
+        Case("small parcel over its 5 kg limit", "small", 8.0, "Cancelled", "WeightExceedsSizeLimit"),
+        Case("medium parcel over its 25 kg limit", "medium", 30.0, "Cancelled", "WeightExceedsSizeLimit"),
+        Case("80 kg: no drone in the fleet can carry it", "large", 80.0, "Cancelled", "NoDroneCanCarryWeight"),
+        Case("95 kg: no drone in the fleet can carry it", "large", 95.0, "Cancelled", "NoDroneCanCarryWeight"),
+    ]
+    return found
+
+
+def request(method: str, url: str, body: Any = None) -> tuple[int, Any, dict[str, str]]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            raw = resp.read()
+            return resp.status, json.loads(raw) if raw else None, dict(resp.headers)
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            return exc.code, json.loads(raw) if raw else None, dict(exc.headers)
+        except ValueError:
+            return exc.code, raw.decode(errors="replace"), dict(exc.headers)
+
+
+def delivery_body(case: Case) -> dict[str, Any]:
+    deadline = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=10)
+    return {"deliveryId": case.delivery_id, "ownerId": "demo-owner", "pickupLocation": "Warehouse 7, Redmond",
+            "dropoffLocation": "4th Ave, Seattle", "deadline": deadline.isoformat().replace("+00:00", "Z"),
+            "expedited": False, "confirmationRequired": False,
+            "packageInfo": {"packageId": f"pkg-{case.delivery_id}", "size": case.size, "weight": case.weight,
+                            "tag": case.label}}
+
+
+def progress(done: int, total: int, started: float, width: int = 30) -> None:
+    filled = int(width * done / total) if total else width
+    elapsed = time.monotonic() - started
+    line = f"\r  [{'#' * filled}{'.' * (width - filled)}] {done}/{total} deliveries settled  {elapsed:5.1f} s"
+    if sys.stdout.isatty():
+        print(line, end="", flush=True)
+
+
+def check(case: Case) -> None:
+    result = case.result or {}
+    status, reason = result.get("status"), result.get("reason")
+    history = [h.get("status") for h in result.get("history", [])]
+    if status != case.expect_status:
+        case.problems.append(f"ended {status!r}, expected {case.expect_status!r}")
+    if case.expect_reason and reason != case.expect_reason:
+        case.problems.append(f"reason {reason!r}, expected {case.expect_reason!r}")
+    if status == "Cancelled":
+        # Compensation: whatever succeeded before the failure must have been undone.
+        if "PackageReady" in history and "CancelPackage" not in history:
+            case.problems.append("package was accepted but never cancelled")
+        if "DroneScheduled" in history and "ReleaseDrone" not in history:
+            case.problems.append("a drone was scheduled but never released")
+    if status == "Shipped" and "ReleaseDrone" not in history:
+        case.problems.append("the drone was not returned to the fleet")
+
+
+def journey(case: Case, submitted_at: float) -> str:
+    result = case.result or {}
+    lines = [f"{'OK ' if not case.problems else 'BAD'} {case.delivery_id}  {case.label}: "
+             f"{result.get('status')}{' (' + result['reason'] + ')' if result.get('reason') else ''}"]
+    for hop in result.get("history", []):
+        detail = f"  {hop['detail']}" if hop.get("detail") else ""
+        lines.append(f"      {hop.get('at', '')[11:23]}  {hop.get('by', ''):<16} {hop.get('status')}{detail}")
+    lines += [f"      !! {p}" for p in case.problems]
+    return "\n".join(lines)
+
+
+def run_demo(count: int = 20, timeout: float = 180.0) -> int:
+    print("Starting the local stack (Azurite, Service Bus emulator, Event Grid emulator, devhost)...", flush=True)
+    settings = {"FLIGHT_TIME_SECONDS": "0", "JOIN_TIMEOUT_SECONDS": "60", "DRONE_RETRY_BASE_SECONDS": "1",
+                "DRONE_RETRY_MAX_SECONDS": "4"}
+    stack = Stack(with_devhost=False, settings=settings)
+    try:
+        stack.start()
+        seed_all(stack.storage_connection)
+        stack.start_devhost()
+        base = f"{stack.functions_url}/api"
+        print(f"Stack up; Functions at {base}\n")
+
+        status, problem, _ = request("POST", f"{base}/deliveries", {"ownerId": "", "packageInfo": {"size": "huge"}})
+        print(f"A malformed request is refused before anything is published: HTTP {status} "
+              f"{(problem or {}).get('title', '')}: {', '.join(e.get('field', '') for e in (problem or {}).get('errors', []))}")
+
+        all_cases = cases(count)
+        started = time.monotonic()
+        for case in all_cases:
+            case.body = delivery_body(case)
+            status, body, headers = request("POST", f"{base}/deliveries", case.body)
+            if status != 202:
+                case.problems.append(f"submission answered {status}: {body}")
+        repeat = all_cases[0]
+        status, _, _ = request("POST", f"{base}/deliveries", repeat.body)
+        print(f"Submitted {len(all_cases)} deliveries to a fleet of 5 drones; resubmitting {repeat.delivery_id} "
+              f"with the same body answers {status} and starts nothing new.\n")
+
+        pending = {c.delivery_id: c for c in all_cases if not c.problems}
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            for delivery_id, case in list(pending.items()):
+                code, body, _ = request("GET", f"{base}/deliveries/{delivery_id}")
+                if code == 200 and body.get("status") in FINAL:
+                    case.result = body
+                    pending.pop(delivery_id)
+            progress(len(all_cases) - len(pending), len(all_cases), started)
+            time.sleep(0.3)
+        if sys.stdout.isatty():
+            print()
+        for case in pending.values():
+            code, body, _ = request("GET", f"{base}/deliveries/{case.delivery_id}")
+            case.result = body if code == 200 else {"status": f"HTTP {code}"}
+            case.problems.append(f"did not settle within {timeout:.0f} s")
+
+        print("Journeys (time, service, hop):")
+        for case in all_cases:
+            if not case.problems:
+                check(case)
+            print(journey(case, started))
+        bad = [c for c in all_cases if c.problems]
+        shipped = sum(1 for c in all_cases if (c.result or {}).get("status") == "Shipped")
+        print(f"\n{len(all_cases) - len(bad)}/{len(all_cases)} deliveries ended as expected "
+              f"({shipped} shipped, {len(all_cases) - shipped} cancelled) in {time.monotonic() - started:.1f} s.")
+        return 0 if not bad else 1
+    finally:
+        stack.stop()

@@ -1,0 +1,19 @@
+"""Seed every piece of reference data the workloads need, idempotently (``make seed``)."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+
+from .stack import ROOT
+
+# Each workload ships its own seeding entry point; all are safe to run twice.
+SEEDERS = ["drone_scheduler.seed", "file_pipeline.seed"]
+
+
+def seed_all(storage_connection: str) -> None:
+    for module in SEEDERS:
+        if importlib.util.find_spec(module) is None:
+            continue
+        subprocess.run([sys.executable, "-m", module, "--connection", storage_connection], cwd=ROOT, check=True)

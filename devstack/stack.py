@@ -1,0 +1,363 @@
+"""The local stack, started in one place: Azurite, the Service Bus and Event Grid emulators, devhost.
+
+:class:`Stack` starts each piece as a child process, waits until it answers, wires the app's
+settings to where the pieces actually listen (environment variables, which win over
+``local.settings.json`` exactly as they do under ``func start``), registers the Event Grid
+subscriptions that deliver to Event Grid-triggered functions, and stops everything in reverse
+order.  ``make up``, ``make demo``, the end-to-end tests and the benchmarks all use it.
+
+Fixed ports (``Ports.default()``) match ``local.settings.json.example``; tests use free ports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+AZURITE_JS = ROOT / "tools" / "azurite" / "node_modules" / "azurite" / "dist" / "src" / "azurite.js"
+ACCOUNT = "devstoreaccount1"
+# Azurite's documented, public development key (not a secret).
+ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+EVENTGRID_KEY = "local-eventgrid-key"
+SUBSCRIPTIONS = Path(__file__).with_name("eventgrid-subscriptions.json")
+
+
+class StackError(RuntimeError):
+    """A piece of the stack did not start; the message says which and shows its last output."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def storage_connection_string(blob: int, queue: int, table: int) -> str:
+    return (f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+            f"BlobEndpoint=http://127.0.0.1:{blob}/{ACCOUNT};QueueEndpoint=http://127.0.0.1:{queue}/{ACCOUNT};"
+            f"TableEndpoint=http://127.0.0.1:{table}/{ACCOUNT};")
+
+
+def servicebus_connection_string(port: int) -> str:
+    return (f"Endpoint=sb://127.0.0.1:{port};SharedAccessKeyName=RootManageSharedAccessKey;"
+            "SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;")
+
+
+@dataclass
+class Ports:
+    blob: int
+    queue: int
+    table: int
+    servicebus: int
+    eventgrid: int
+    functions: int
+
+    @classmethod
+    def default(cls) -> Ports:
+        return cls(10000, 10001, 10002, 5672, 6080, 7071)
+
+    @classmethod
+    def free(cls) -> Ports:
+        return cls(free_port(), free_port(), free_port(), free_port(), free_port(), free_port())
+
+
+class ManagedProcess:
+    """A child process whose output is kept (last lines shown when it fails) and which stops cleanly."""
+
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str] | None = None,
+                 log_path: Path | None = None, echo: bool = False) -> None:
+        self.name = name
+        self.cmd = cmd
+        self.env = env
+        self.log_path = log_path
+        self.echo = echo
+        self.proc: subprocess.Popen[str] | None = None
+        self.lines: list[str] = []
+        self._seen = threading.Condition()
+
+    def start(self) -> ManagedProcess:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(self.env or {})}
+        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        threading.Thread(target=self._pump, daemon=True).start()
+        return self
+
+    def _pump(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        log = self.log_path.open("a", encoding="utf-8") if self.log_path else None
+        for line in self.proc.stdout:
+            line = line.rstrip("\n")
+            with self._seen:
+                self.lines.append(line)
+                if len(self.lines) > 5000:
+                    del self.lines[:1000]
+                self._seen.notify_all()
+            if log:
+                log.write(line + "\n")
+                log.flush()
+            if self.echo:
+                print(f"[{self.name}] {line}", flush=True)
+        if log:
+            log.close()
+
+    def wait_for_line(self, pattern: str, timeout: float) -> re.Match[str]:
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        checked = 0
+        with self._seen:
+            while True:
+                for line in self.lines[checked:]:
+                    match = regex.search(line)
+                    if match:
+                        return match
+                checked = len(self.lines)
+                if self.proc is not None and self.proc.poll() is not None:
+                    raise StackError(f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise StackError(f"{self.name} did not start within {timeout:.0f} s:\n{self.tail()}")
+                self._seen.wait(min(remaining, 0.25))
+
+    def tail(self, count: int = 30) -> str:
+        return "\n".join(self.lines[-count:])
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if not self.running:
+            return
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def kill(self) -> None:
+        if self.running:
+            assert self.proc is not None
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def wait_for_port(port: int, process: ManagedProcess, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            if not process.running:
+                raise StackError(f"{process.name} exited:\n{process.tail()}") from None
+            if time.monotonic() > deadline:
+                raise StackError(f"{process.name} did not open port {port}:\n{process.tail()}") from None
+            time.sleep(0.1)
+
+
+def http_json(method: str, url: str, body: object | None = None, timeout: float = 10.0) -> tuple[int, object]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            raw = response.read()
+            return response.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            return exc.code, json.loads(raw) if raw else None
+        except ValueError:
+            return exc.code, raw.decode(errors="replace")
+
+
+@dataclass
+class Stack:
+    """Everything the app needs locally.  Use as a context manager or call start()/stop()."""
+
+    ports: Ports = field(default_factory=Ports.free)
+    data_dir: Path | None = None  # None: everything in memory
+    servicebus_config: Path = ROOT / "emulators" / "servicebus" / "config.json"
+    eventgrid_config: Path = ROOT / "emulators" / "eventgrid" / "config.json"
+    app_dir: Path = ROOT
+    settings: dict[str, str] = field(default_factory=dict)  # extra app settings for devhost
+    echo: bool = False
+    log_dir: Path | None = None
+    with_devhost: bool = True
+    processes: dict[str, ManagedProcess] = field(default_factory=dict)
+
+    # -- what the app sees --------------------------------------------------------------
+    @property
+    def storage_connection(self) -> str:
+        return storage_connection_string(self.ports.blob, self.ports.queue, self.ports.table)
+
+    @property
+    def servicebus_connection(self) -> str:
+        return servicebus_connection_string(self.ports.servicebus)
+
+    @property
+    def eventgrid_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.eventgrid}"
+
+    @property
+    def functions_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.functions}"
+
+    def app_settings(self) -> dict[str, str]:
+        return {
+            "AzureWebJobsStorage": self.storage_connection,
+            "ServiceBusConnection": self.servicebus_connection,
+            "EventGridTopicEndpoint": f"{self.eventgrid_url}/topics/deliveries/api/events",
+            "EventGridTopicKey": EVENTGRID_KEY,
+            "PaymentsEventGridTopicEndpoint": f"{self.eventgrid_url}/topics/payments/api/events",
+            "PaymentsEventGridTopicKey": EVENTGRID_KEY,
+            **self.settings,
+        }
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self) -> Stack:
+        try:
+            self._start_azurite()
+            self._start_servicebus()
+            self._start_eventgrid()
+            if self.with_devhost:
+                self.start_devhost()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _log(self, name: str) -> Path | None:
+        if self.log_dir is None:
+            return None
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        return self.log_dir / f"{name}.log"
+
+    def _start_azurite(self) -> None:
+        if not AZURITE_JS.exists():
+            raise StackError(f"Azurite is not installed ({AZURITE_JS} missing): run `make venv` "
+                             "or `npm ci --prefix tools/azurite`")
+        cmd = ["node", str(AZURITE_JS), "--silent", "--skipApiVersionCheck", "--loose",
+               "--blobHost", "127.0.0.1", "--blobPort", str(self.ports.blob),
+               "--queueHost", "127.0.0.1", "--queuePort", str(self.ports.queue),
+               "--tableHost", "127.0.0.1", "--tablePort", str(self.ports.table)]
+        if self.data_dir:
+            location = self.data_dir / "azurite"
+            location.mkdir(parents=True, exist_ok=True)
+            cmd += ["--location", str(location)]
+        else:
+            cmd += ["--inMemoryPersistence"]
+        proc = ManagedProcess("azurite", cmd, log_path=self._log("azurite"), echo=self.echo).start()
+        self.processes["azurite"] = proc
+        for port in (self.ports.blob, self.ports.queue, self.ports.table):
+            wait_for_port(port, proc, 60)
+
+    def _start_servicebus(self) -> None:
+        cmd = [sys.executable, "-m", "emulators.servicebus", "--config", str(self.servicebus_config),
+               "--port", str(self.ports.servicebus), "--log-level", "warning"]
+        cmd += ["--data-dir", str(self.data_dir / "servicebus")] if self.data_dir else ["--in-memory"]
+        proc = ManagedProcess("servicebus", cmd, log_path=self._log("servicebus"), echo=self.echo).start()
+        self.processes["servicebus"] = proc
+        proc.wait_for_line(r"listening on amqp://", 60)
+
+    def _start_eventgrid(self) -> None:
+        cmd = [sys.executable, "-m", "emulators.eventgrid", "--config", str(self.eventgrid_config),
+               "--port", str(self.ports.eventgrid), "--log-level", "warning"]
+        cmd += ["--data-dir", str(self.data_dir / "eventgrid")] if self.data_dir else ["--in-memory"]
+        proc = ManagedProcess("eventgrid", cmd, log_path=self._log("eventgrid"), echo=self.echo).start()
+        self.processes["eventgrid"] = proc
+        proc.wait_for_line(r"listening on http://", 60)
+
+    def start_devhost(self, timeout: float = 120.0) -> None:
+        cmd = [sys.executable, "-m", "devhost", "--app-dir", str(self.app_dir), "--port", str(self.ports.functions)]
+        proc = ManagedProcess("devhost", cmd, env=self.app_settings(), log_path=self._log("devhost"),
+                              echo=self.echo).start()
+        self.processes["devhost"] = proc
+        proc.wait_for_line(r"Host started on http://", timeout)
+        self._wait_until_running(proc, timeout)
+        self._subscribe_eventgrid_triggers()
+
+    def stop_devhost(self) -> None:
+        proc = self.processes.pop("devhost", None)
+        if proc:
+            proc.stop()
+
+    def kill_devhost(self) -> None:
+        proc = self.processes.pop("devhost", None)
+        if proc:
+            proc.kill()
+
+    def _wait_until_running(self, proc: ManagedProcess, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            status, _ = http_json("GET", f"{self.functions_url}/admin/host/status")
+            if status == 200:
+                return
+            if not proc.running:
+                raise StackError(f"devhost exited:\n{proc.tail()}")
+            if time.monotonic() > deadline:
+                raise StackError(f"devhost's triggers did not all start listening:\n{proc.tail()}")
+            time.sleep(0.2)
+
+    def _subscribe_eventgrid_triggers(self) -> None:
+        """What an Azure deployment declares in infrastructure: Event Grid → Event Grid triggers."""
+        if not SUBSCRIPTIONS.exists():
+            return
+        for sub in json.loads(SUBSCRIPTIONS.read_text()):
+            endpoint = f"{self.functions_url}/runtime/webhooks/eventgrid?functionName={sub['function']}"
+            body = {"endpoint": endpoint, **{k: v for k, v in sub.items() if k not in ("topic", "name", "function")}}
+            status, detail = http_json("PUT", f"{self.eventgrid_url}/topics/{sub['topic']}/subscriptions/{sub['name']}",
+                                       body)
+            if status not in (200, 201):
+                raise StackError(f"cannot subscribe {sub['function']} to Event Grid topic {sub['topic']}: "
+                                 f"{status} {detail}")
+
+    def stop(self) -> None:
+        for name in ("devhost", "eventgrid", "servicebus", "azurite"):
+            proc = self.processes.pop(name, None)
+            if proc:
+                proc.stop()
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def run_until_interrupted(stack: Stack, on_ready: Callable[[Stack], None]) -> int:
+    """``make up``: start, print where things are, wait for Ctrl-C (or SIGTERM), stop everything."""
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    with stack:
+        on_ready(stack)
+        while not stopping.wait(0.5):
+            for name, proc in list(stack.processes.items()):
+                if not proc.running:
+                    print(f"{name} stopped unexpectedly:\n{proc.tail()}", file=sys.stderr)
+                    return 1
+    return 0
+
+
+def temporary_data_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="devstack-"))

@@ -1,0 +1,112 @@
+"""End-to-end: the whole local stack as real processes, driven over HTTP like a user would."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from devstack.seed import seed_all
+from devstack.stack import Stack
+
+FINAL = {"Shipped", "Cancelled"}
+
+
+def call(method: str, url: str, body: Any = None, raw: bytes | None = None,
+         headers: dict[str, str] | None = None) -> tuple[int, Any, dict[str, str]]:
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            payload = resp.read()
+            return resp.status, json.loads(payload) if payload else None, dict(resp.headers)
+    except urllib.error.HTTPError as exc:
+        payload = exc.read()
+        try:
+            return exc.code, json.loads(payload) if payload else None, dict(exc.headers)
+        except ValueError:
+            return exc.code, payload.decode(errors="replace"), dict(exc.headers)
+
+
+def delivery(size: str = "small", weight: float = 2.0, delivery_id: str | None = None,
+             deadline_minutes: float = 30) -> dict[str, Any]:
+    delivery_id = delivery_id or f"e2e-{uuid.uuid4().hex[:12]}"
+    deadline = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=deadline_minutes)
+    return {"deliveryId": delivery_id, "ownerId": "owner-1", "pickupLocation": "Redmond",
+            "dropoffLocation": "Seattle", "deadline": deadline.isoformat().replace("+00:00", "Z"),
+            "expedited": False, "confirmationRequired": False,
+            "packageInfo": {"packageId": f"pkg-{delivery_id}", "size": size, "weight": weight, "tag": "e2e"}}
+
+
+class App:
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.api = f"{stack.functions_url}/api"
+
+    def submit(self, body: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
+        return call("POST", f"{self.api}/deliveries", body)
+
+    def status(self, delivery_id: str) -> tuple[int, Any]:
+        code, body, _ = call("GET", f"{self.api}/deliveries/{delivery_id}")
+        return code, body
+
+    def wait_final(self, delivery_id: str, timeout: float = 120.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        body: Any = None
+        while time.monotonic() < deadline:
+            code, body = self.status(delivery_id)
+            if code == 200 and body.get("status") in FINAL:
+                return body
+            time.sleep(0.2)
+        raise AssertionError(f"delivery {delivery_id} did not settle; last status {body}")
+
+    def events(self, topic: str = "deliveries", type_: str | None = None) -> list[dict[str, Any]]:
+        url = f"{self.stack.eventgrid_url}/topics/{topic}/events" + (f"?type={type_}" if type_ else "")
+        code, body, _ = call("GET", url)
+        assert code == 200, body
+        return body if isinstance(body, list) else body.get("events", [])
+
+    def wait_event(self, type_: str, delivery_id: str, timeout: float = 60.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for entry in self.events(type_=type_):
+                event = entry.get("event", entry)
+                if delivery_id in json.dumps(event):
+                    return entry
+            time.sleep(0.2)
+        raise AssertionError(f"no {type_} event for {delivery_id}")
+
+
+def hops(result: dict[str, Any]) -> list[str]:
+    return [h["status"] for h in result.get("history", [])]
+
+
+def start_stack(**settings: str) -> Stack:
+    defaults = {"FLIGHT_TIME_SECONDS": "0", "JOIN_TIMEOUT_SECONDS": "120", "DRONE_RETRY_BASE_SECONDS": "1",
+                "DRONE_RETRY_MAX_SECONDS": "2"}
+    stack = Stack(with_devhost=False, settings={**defaults, **settings})
+    stack.start()
+    try:
+        seed_all(stack.storage_connection)
+        stack.start_devhost()
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
+
+
+@pytest.fixture(scope="module")
+def app() -> Iterator[App]:
+    stack = start_stack()
+    try:
+        yield App(stack)
+    finally:
+        stack.stop()
