@@ -3,12 +3,16 @@
 Drone delivery (Azure Architecture Center, Choreography pattern): Ingestion, Package, Drone
 Scheduler and Delivery choreograph each delivery over Service Bus with no orchestrator;
 Notifications listens on Event Grid downstream of it.
+
+Payment-file pipeline (a bank's weekly file): FileValidator → FileAdaptor → FileCreator, handing
+on by Service Bus, with compensation when a later step fails.
 """
 
 import azure.functions as func
 
 from delivery.handlers import bp as delivery
 from drone_scheduler.handlers import bp as drone_scheduler
+from file_pipeline.handlers import bp as file_pipeline
 from ingestion.handlers import bp as ingestion
 from notifications.handlers import bp as notifications
 from package.handlers import bp as package
@@ -20,3 +24,4 @@ app.register_functions(package)
 app.register_functions(drone_scheduler)
 app.register_functions(delivery)
 app.register_functions(notifications)
+app.register_functions(file_pipeline)

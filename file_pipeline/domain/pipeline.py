@@ -8,14 +8,15 @@ touched: no Azure, no network, no wall clock (``now`` is passed in).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import BinaryIO, Container
+from typing import BinaryIO
 
-from file_pipeline.domain.model import FileFormat, FileRejected
+from file_pipeline.domain.model import FileFormat, FileRejected, Transaction
 from file_pipeline.domain.reason_codes import ReasonCode
-from file_pipeline.domain.reference import ReferenceData
+from file_pipeline.domain.reference import CsvLayout, ReferenceData
 from file_pipeline.domain.validator import FileValidation, RejectionLog, ValidationResult
 from file_pipeline.formats.detect import Detection, sniff
 from file_pipeline.formats.pain001_writer import Pain001Summary, Pain001Writer
@@ -46,24 +47,42 @@ def make_writer(
     )
 
 
-def process_file(
+@dataclass
+class Validated:
+    """What :func:`validate_source` found: the detected format, the CSV layout used and the result."""
+
+    detection: Detection | None
+    layout: CsvLayout | None
+    validation: ValidationResult
+
+    @property
+    def format_name(self) -> str:
+        """``CSV-v1``, ``pain.001.001.03``, ``NACHA``... or ``UNKNOWN`` when detection failed."""
+        if self.detection is None:
+            return "UNKNOWN"
+        if self.detection.format is FileFormat.CSV:
+            return self.layout.name if self.layout else "CSV"
+        return self.detection.format.value
+
+
+def validate_source(
     source: BinaryIO,
     ref: ReferenceData,
     client_id: str,
     now: datetime,
     *,
     file_id: str,
-    pain001_path: str | None = None,
-    pain002_path: str | None = None,
+    accept: Callable[[Transaction], None],
     seen_msg_ids: Container[str] = frozenset(),
-    validate_output: bool = True,
     spool_dir: str | None = None,
-) -> PipelineResult:
-    """Validate one uploaded file; write pain.001.001.09 (if allowed) and the pain.002 report.
+) -> Validated:
+    """Detect, read and validate one file, handing every transaction that passes the
+    transaction rules to ``accept`` as it streams by.
 
-    ``file_id`` is a server-side id (never the blob name): it becomes the
-    output MsgId and the payment block id of CSV files. ``result.validation.rejections``
-    stays readable afterwards (e.g. for :func:`~file_pipeline.formats.safe_csv.write_error_report`).
+    Whether those transactions may be used is known only at the end
+    (``result.validation.output_allowed``): callers spool them. A file-level problem
+    found before or while reading becomes a file finding, never an exception
+    (:class:`FileRejected` is caught here).
     """
     client = ref.clients.get(client_id)
     detection: Detection | None = None
@@ -90,40 +109,74 @@ def process_file(
             file_findings=[exc.finding],
             rejections=RejectionLog(spool_dir),
         )
-        if pain002_path:
-            _write_report(pain002_path, result, file_id, now, detection, layout)
-        return PipelineResult(detection, result, None)
+        return Validated(detection, layout, result)
+    for tx in validation.accepted():
+        accept(tx)
+    return Validated(detection, layout, validation.result)
 
+
+def original_message(validated: Validated, file_id: str) -> OriginalMessage:
+    """How a pain.002 names the file it answers."""
+    header = validated.validation.header
+    return OriginalMessage(
+        msg_id=(header.msg_id if header and header.msg_id else file_id),
+        msg_name=validated.format_name,
+        nb_of_txs=header.nb_of_txs if header else 0,
+        ctrl_sum=header.ctrl_sum if header else Decimal(0),
+    )
+
+
+def process_file(
+    source: BinaryIO,
+    ref: ReferenceData,
+    client_id: str,
+    now: datetime,
+    *,
+    file_id: str,
+    pain001_path: str | None = None,
+    pain002_path: str | None = None,
+    seen_msg_ids: Container[str] = frozenset(),
+    validate_output: bool = True,
+    spool_dir: str | None = None,
+) -> PipelineResult:
+    """Validate one uploaded file; write pain.001.001.09 (if allowed) and the pain.002 report.
+
+    ``file_id`` is a server-side id (never the blob name): it becomes the
+    output MsgId and the payment block id of CSV files. ``result.validation.rejections``
+    stays readable afterwards (e.g. for :func:`~file_pipeline.formats.safe_csv.write_error_report`).
+    """
     summary = None
-    with make_writer(ref, client_id, file_id[:35], now, spool_dir) as writer:
-        for tx in validation.accepted():
-            writer.add(tx)
-        result = validation.result
-        if pain001_path and result.output_allowed:
+    writer: Pain001Writer | None = None
+    client = ref.clients.get(client_id)
+    if client is not None:
+        writer = make_writer(ref, client_id, file_id[:35], now, spool_dir)
+    try:
+        validated = validate_source(
+            source,
+            ref,
+            client_id,
+            now,
+            file_id=file_id,
+            accept=writer.add if writer else _refuse,
+            seen_msg_ids=seen_msg_ids,
+            spool_dir=spool_dir,
+        )
+        result = validated.validation
+        if writer is not None and pain001_path and result.output_allowed:
             with open(pain001_path, "wb") as out:
                 summary = writer.write_to(out)
             if validate_output:
                 validate_stream(pain001_path, "pain.001.001.09")
+    finally:
+        if writer is not None:
+            writer.close()
     if pain002_path:
-        _write_report(pain002_path, result, file_id, now, detection, layout)
-    return PipelineResult(detection, result, summary)
+        with open(pain002_path, "wb") as out:
+            write_status_report(
+                out, result, msg_id=f"STS-{file_id}"[:35], created=now, original=original_message(validated, file_id)
+            )
+    return PipelineResult(validated.detection, result, summary)
 
 
-def _write_report(
-    path: str, result: ValidationResult, file_id: str, now: datetime, detection: Detection | None, layout
-) -> None:
-    header = result.header
-    if detection is None:
-        name = "UNKNOWN"
-    elif detection.format is FileFormat.CSV:
-        name = layout.name if layout else "CSV"
-    else:
-        name = detection.format.value
-    original = OriginalMessage(
-        msg_id=(header.msg_id if header and header.msg_id else file_id),
-        msg_name=name,
-        nb_of_txs=header.nb_of_txs if header else 0,
-        ctrl_sum=header.ctrl_sum if header else Decimal(0),
-    )
-    with open(path, "wb") as out:
-        write_status_report(out, result, msg_id=f"STS-{file_id}"[:35], created=now, original=original)
+def _refuse(tx: Transaction) -> None:  # pragma: no cover - an unknown client yields no transaction
+    raise AssertionError("no transaction is accepted for an unknown client")

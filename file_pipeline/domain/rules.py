@@ -113,12 +113,12 @@ def aba_check_digit_ok(routing: str) -> bool:
     """ABA routing number checksum: weights 3-7-1 repeated, sum divisible by 10."""
     if len(routing) != 9 or not routing.isdigit() or not routing.isascii():
         return False
-    return sum(int(d) * w for d, w in zip(routing, _ABA_WEIGHTS)) % 10 == 0
+    return sum(int(d) * w for d, w in zip(routing, _ABA_WEIGHTS, strict=True)) % 10 == 0
 
 
 def aba_check_digit(first8: str) -> str:
     """The 9th digit that makes ``first8`` a valid routing number."""
-    s = sum(int(d) * w for d, w in zip(first8, _ABA_WEIGHTS))
+    s = sum(int(d) * w for d, w in zip(first8, _ABA_WEIGHTS[:8], strict=True))
     return str((10 - s % 10) % 10)
 
 

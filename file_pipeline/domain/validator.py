@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Container
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Iterable, Iterator, Protocol
+from typing import Protocol
 
 from file_pipeline.domain import rules
 from file_pipeline.domain.model import FileFormat, FileHeader, FileRejected, Finding, Transaction

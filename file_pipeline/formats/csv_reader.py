@@ -5,8 +5,9 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+from collections.abc import Iterator
 from datetime import date, datetime
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from file_pipeline.domain.model import FileFormat, FileHeader, FileRejected, Finding, Transaction
 from file_pipeline.domain.reason_codes import ReasonCode

@@ -15,9 +15,10 @@ Records may be separated by LF or CRLF, or not separated at all (a stream of
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from file_pipeline.domain.model import (
     FileFormat,

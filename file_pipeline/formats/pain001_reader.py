@@ -13,9 +13,10 @@ from the tree at its end tag, so memory does not grow with the file.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal, InvalidOperation
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from lxml import etree
 
@@ -70,7 +71,7 @@ class Pain001Reader:
 
     def __iter__(self) -> Iterator[Transaction]:
         ns = self.ns
-        q = "{%s}" % ns
+        q = f"{{{ns}}}"
         v03 = self.format is FileFormat.PAIN001_03
         bic_tag = "BIC" if v03 else "BICFI"
         T = {

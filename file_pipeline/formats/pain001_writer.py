@@ -24,10 +24,11 @@ import os
 import shutil
 import tempfile
 from collections import OrderedDict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import BinaryIO, Iterable, Mapping
+from typing import BinaryIO
 
 from file_pipeline.domain.model import Transaction
 from file_pipeline.domain.reference import DebtorAccount
@@ -94,6 +95,54 @@ def render_transaction(tx: Transaction, minor_units: int) -> str:
         parts.append(f"<RmtInf><Ustrd>{esc(tx.remittance_info)}</Ustrd></RmtInf>")
     parts.append("</CdtTrfTxInf>\n")
     return "".join(parts)
+
+
+PAYMENT_INFO_TAIL = b"</PmtInf>\n"
+DOCUMENT_TAIL = b"</CstmrCdtTrfInitn>\n</Document>\n"
+
+
+def document_head(msg_id: str, created: datetime, nb_of_txs: int, ctrl_sum: Decimal, initiating_party: str) -> bytes:
+    """XML declaration, ``Document`` start and the complete ``GrpHdr``."""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<Document xmlns="{NAMESPACE}">\n<CstmrCdtTrfInitn>\n'
+        f"<GrpHdr><MsgId>{esc(msg_id)}</MsgId>"
+        f"<CreDtTm>{created.isoformat(timespec='seconds')}</CreDtTm>"
+        f"<NbOfTxs>{nb_of_txs}</NbOfTxs><CtrlSum>{fmt_decimal(ctrl_sum)}</CtrlSum>"
+        f"<InitgPty><Nm>{esc(clip(initiating_party, 140))}</Nm></InitgPty></GrpHdr>\n"
+    ).encode()
+
+
+def payment_info_id(msg_id: str, ordinal: int) -> str:
+    """``PmtInfId`` of the ``ordinal``-th block (1-based): at most 35 characters."""
+    return f"{clip(msg_id, 26)}-{ordinal:08d}"
+
+
+def charge_bearer(currency: str, account: DebtorAccount) -> str:
+    """SEPA credit transfers share charges by service level; everything else shares them."""
+    return "SLEV" if currency == "EUR" and account.is_iban else "SHAR"
+
+
+def payment_info_head(
+    pmt_inf_id: str,
+    nb_of_txs: int,
+    ctrl_sum: Decimal,
+    execution_date: date,
+    debtor_name: str,
+    account: DebtorAccount,
+    charge_bearer_code: str,
+) -> bytes:
+    """``PmtInf`` start up to ``ChrgBr``; the block's ``CdtTrfTxInf`` elements and
+    :data:`PAYMENT_INFO_TAIL` follow."""
+    return (
+        f"<PmtInf><PmtInfId>{esc(pmt_inf_id)}</PmtInfId><PmtMtd>TRF</PmtMtd>"
+        f"<NbOfTxs>{nb_of_txs}</NbOfTxs><CtrlSum>{fmt_decimal(ctrl_sum)}</CtrlSum>"
+        f"<ReqdExctnDt><Dt>{execution_date.isoformat()}</Dt></ReqdExctnDt>"
+        f"<Dbtr><Nm>{esc(clip(debtor_name, 140))}</Nm></Dbtr>"
+        f"<DbtrAcct>{_account(account.id, account.is_iban)}</DbtrAcct>"
+        f"<DbtrAgt>{_agent(account.bic, account.aba)}</DbtrAgt>"
+        f"<ChrgBr>{charge_bearer_code}</ChrgBr>\n"
+    ).encode()
 
 
 class Pain001Writer:
@@ -181,37 +230,22 @@ class Pain001Writer:
         self._open.clear()
         summary = Pain001Summary(self.msg_id, self.count, self.total)
         w = out.write
-        w(b'<?xml version="1.0" encoding="UTF-8"?>\n')
-        w(
-            f'<Document xmlns="{NAMESPACE}">\n<CstmrCdtTrfInitn>\n'
-            f"<GrpHdr><MsgId>{esc(self.msg_id)}</MsgId>"
-            f"<CreDtTm>{self.created.isoformat(timespec='seconds')}</CreDtTm>"
-            f"<NbOfTxs>{self.count}</NbOfTxs><CtrlSum>{fmt_decimal(self.total)}</CtrlSum>"
-            f"<InitgPty><Nm>{esc(clip(self.initiating_party, 140))}</Nm></InitgPty></GrpHdr>\n".encode(
-                "utf-8"
-            )
-        )
-        prefix = clip(self.msg_id, 26)
+        w(document_head(self.msg_id, self.created, self.count, self.total, self.initiating_party))
         for i, key in enumerate(sorted(self._groups), start=1):
             group = self._groups[key]
             account_id, currency, day = key
             acc = self.accounts[account_id]
-            pmt_inf_id = f"{prefix}-{i:08d}"
-            charge_bearer = "SLEV" if currency == "EUR" and acc.is_iban else "SHAR"
+            pmt_inf_id = payment_info_id(self.msg_id, i)
             w(
-                f"<PmtInf><PmtInfId>{pmt_inf_id}</PmtInfId><PmtMtd>TRF</PmtMtd>"
-                f"<NbOfTxs>{group.count}</NbOfTxs><CtrlSum>{fmt_decimal(group.total)}</CtrlSum>"
-                f"<ReqdExctnDt><Dt>{day.isoformat()}</Dt></ReqdExctnDt>"
-                f"<Dbtr><Nm>{esc(clip(self.debtor_name, 140))}</Nm></Dbtr>"
-                f"<DbtrAcct>{_account(acc.id, acc.is_iban)}</DbtrAcct>"
-                f"<DbtrAgt>{_agent(acc.bic, acc.aba)}</DbtrAgt>"
-                f"<ChrgBr>{charge_bearer}</ChrgBr>\n".encode("utf-8")
+                payment_info_head(
+                    pmt_inf_id, group.count, group.total, day, self.debtor_name, acc, charge_bearer(currency, acc)
+                )
             )
             with open(group.path, "rb") as fh:
                 shutil.copyfileobj(fh, out, 1 << 20)
-            w(b"</PmtInf>\n")
+            w(PAYMENT_INFO_TAIL)
             summary.blocks.append((pmt_inf_id, account_id, currency, day, group.count, group.total))
-        w(b"</CstmrCdtTrfInitn>\n</Document>\n")
+        w(DOCUMENT_TAIL)
         self.close()
         return summary
 

@@ -18,10 +18,11 @@ order follows the pain.002.001.10 message definition.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import BinaryIO, Iterable
+from typing import BinaryIO
 
 from lxml import etree
 
@@ -90,7 +91,7 @@ def write_pain002(
         f"<OrgnlNbOfTxs>{original.nb_of_txs}</OrgnlNbOfTxs>"
         f"<OrgnlCtrlSum>{fmt_decimal(original.ctrl_sum)}</OrgnlCtrlSum>"
         f"<GrpSts>{group_status}</GrpSts>{_reasons(group_reasons)}{per_status}"
-        f"</OrgnlGrpInfAndSts>\n".encode("utf-8")
+        f"</OrgnlGrpInfAndSts>\n".encode()
     )
     current: str | None = None
     for rej in rejections:
@@ -98,16 +99,14 @@ def write_pain002(
         if block != current:
             if current is not None:
                 w(b"</OrgnlPmtInfAndSts>\n")
-            w(f"<OrgnlPmtInfAndSts><OrgnlPmtInfId>{esc(block)}</OrgnlPmtInfId>\n".encode("utf-8"))
+            w(f"<OrgnlPmtInfAndSts><OrgnlPmtInfId>{esc(block)}</OrgnlPmtInfId>\n".encode())
             current = block
         instr = (
             f"<OrgnlInstrId>{esc(clip(rej.instruction_id, 35))}</OrgnlInstrId>" if rej.instruction_id else ""
         )
         w(
             f"<TxInfAndSts>{instr}<OrgnlEndToEndId>{esc(clip(rej.end_to_end_id or 'NOTPROVIDED', 35))}"
-            f"</OrgnlEndToEndId><TxSts>RJCT</TxSts>{_reasons(rej.findings, rej.line)}</TxInfAndSts>\n".encode(
-                "utf-8"
-            )
+            f"</OrgnlEndToEndId><TxSts>RJCT</TxSts>{_reasons(rej.findings, rej.line)}</TxInfAndSts>\n".encode()
         )
     if current is not None:
         w(b"</OrgnlPmtInfAndSts>\n")

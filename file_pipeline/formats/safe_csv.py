@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Any, BinaryIO, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any, BinaryIO
 
 from file_pipeline.domain.validator import Rejection
 

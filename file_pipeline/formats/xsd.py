@@ -8,7 +8,7 @@ pain.002 schema.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import BinaryIO
 
@@ -28,7 +28,7 @@ def safe_parser_options() -> dict:
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_schema(message: str) -> etree.XMLSchema:
     """Compiled XSD for ``message`` such as ``"pain.001.001.09"``."""
     ref = resources.files(SCHEMA_PACKAGE) / SCHEMA_FOLDER / f"{message}.xsd"

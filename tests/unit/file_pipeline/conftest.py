@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,7 @@ from file_pipeline.domain.reference import ReferenceData
 
 DATA = Path(__file__).parent / "data"
 # Friday 2026-11-20, 10:00 in Frankfurt, 04:00 in New York: before every cut-off.
-NOW = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 UPDATE_GOLDEN = os.environ.get("UPDATE_GOLDEN") == "1"
 
 

@@ -142,7 +142,7 @@ def test_many_transactions_stream_without_keeping_the_tree(ref):
     )
     reader = Pain001Reader(io.BytesIO(xml))
     largest = 0
-    for t in reader:
+    for _tx in reader:
         largest = max(largest, sum(1 for _ in reader._root.iter()))
     assert reader.header.nb_of_txs == n
     # lxml parses ahead by one input chunk, so a few hundred elements are alive at a time; a kept

@@ -54,7 +54,7 @@ def test_forbidden_table_keys_are_rejected(key):
 
 
 def test_reference_data_is_frozen(ref):
-    with pytest.raises(Exception):
+    with pytest.raises(AttributeError):  # dataclasses.FrozenInstanceError
         ref.currencies = {}
     with pytest.raises(TypeError):
         ref.currencies["XXX"] = None  # MappingProxyType

@@ -2,7 +2,7 @@
 
 import dataclasses
 import io
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
@@ -19,7 +19,7 @@ from file_pipeline.formats.pain001_reader import Pain001Reader
 from .conftest import NOW, data_bytes, data_stream
 
 R = ReasonCode
-BERLIN_1600 = datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc)  # 16:00 in Frankfurt, after SEPA cut-off
+BERLIN_1600 = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)  # 16:00 in Frankfurt, after SEPA cut-off
 
 BASE = Transaction(
     index=1,
@@ -184,20 +184,20 @@ def test_transaction_rules(ref, name, client, now, changes, expected):
 def test_cut_off_boundaries(ref):
     monday = date(2026, 11, 23)
     # Friday 14:59 Frankfurt: same day is fine; 15:00 is too late; Monday is always fine
-    before = datetime(2026, 11, 20, 13, 59, tzinfo=timezone.utc)
-    at = datetime(2026, 11, 20, 14, 0, tzinfo=timezone.utc)
+    before = datetime(2026, 11, 20, 13, 59, tzinfo=UTC)
+    at = datetime(2026, 11, 20, 14, 0, tzinfo=UTC)
     assert check(ref, now=before, requested_execution_date=date(2026, 11, 20)) == []
     assert check(ref, now=at, requested_execution_date=date(2026, 11, 20)) == ["DT05"]
     assert check(ref, now=at, requested_execution_date=monday) == []
     # client-specific cut-off: GLOBEX02 closes at 13:00 instead of 15:00
     g = {"creditor_iban": "FR7630004000031234567890143", "creditor_bic": "BNPAFRPPXXX"}
-    half_past_one = datetime(2026, 11, 20, 12, 30, tzinfo=timezone.utc)
+    half_past_one = datetime(2026, 11, 20, 12, 30, tzinfo=UTC)
     assert check(ref, "GLOBEX02", half_past_one, requested_execution_date=date(2026, 11, 20), **g) == ["DT05"]
     assert check(ref, "ACME001", half_past_one, requested_execution_date=date(2026, 11, 20)) == []
 
 
 def test_earliest_date_skips_weekend_and_holidays(ref):
-    christmas_eve_late = datetime(2026, 12, 24, 16, 0, tzinfo=timezone.utc)
+    christmas_eve_late = datetime(2026, 12, 24, 16, 0, tzinfo=UTC)
     acme = ref.clients["ACME001"]
     assert rules.earliest_execution_date(ref, acme, "EUR", christmas_eve_late) == date(2026, 12, 28)
     assert rules.earliest_execution_date(ref, acme, "USD", NOW) == date(2026, 11, 20)

@@ -1,0 +1,407 @@
+"""Azure Storage adapters of the pipeline's ports: Blob Storage (:class:`AzureBlobStore`) and Table
+Storage (:class:`TableFileRecords`, :class:`TableReferenceSource`). Built once per process by
+:mod:`file_pipeline.bootstrap`, never at import time.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import logging
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any, BinaryIO
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import TableClient, TableTransactionError, UpdateMode
+from azure.storage.blob import BlobBlock, BlobServiceClient, ContentSettings
+
+from file_pipeline.domain.files import (
+    CLIENT_ID_RE,
+    FILE_ID_RE,
+    UNSAFE_NAMES_PARTITION,
+    DuplicateKey,
+    FileState,
+    PaymentFile,
+)
+from file_pipeline.domain.reference import ReferenceData
+from file_pipeline.ports import (
+    BlobInfo,
+    BlobNotFound,
+    BlobVersionGone,
+    ConcurrencyConflict,
+    DuplicateClaimed,
+)
+
+log = logging.getLogger(__name__)
+
+CHUNK_SIZE = 4 * 1024 * 1024  # read and write in 4 MiB pieces: memory is flat whatever the file size
+COPY_TIMEOUT = 120.0
+
+
+def quoted(etag: str) -> str:
+    return etag if etag.startswith('"') else f'"{etag}"'
+
+
+# ====================================================================== blobs
+class _Chunks(io.RawIOBase):
+    """A raw stream over an iterator of byte chunks (the SDK's ranged downloads)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._current = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._current:
+            try:
+                self._current = memoryview(next(self._chunks))
+            except StopIteration:
+                return 0
+        n = min(len(buffer), len(self._current))
+        buffer[:n] = self._current[:n]
+        self._current = self._current[n:]
+        return n
+
+
+def blob_service(connection_string: str) -> BlobServiceClient:
+    """A client that downloads and uploads in :data:`CHUNK_SIZE` pieces."""
+    return BlobServiceClient.from_connection_string(
+        connection_string, max_single_get_size=CHUNK_SIZE, max_chunk_get_size=CHUNK_SIZE,
+        max_block_size=CHUNK_SIZE, max_single_put_size=CHUNK_SIZE)
+
+
+class AzureBlobStore:
+    def __init__(self, service: BlobServiceClient) -> None:
+        self._service = service
+
+    def ensure_containers(self, names: Sequence[str]) -> None:
+        for name in names:
+            try:
+                self._service.create_container(name)
+            except ResourceExistsError:
+                pass
+
+    def _blob(self, container: str, name: str) -> Any:
+        return self._service.get_blob_client(container, name)
+
+    def info(self, container: str, name: str) -> BlobInfo | None:
+        try:
+            props = self._blob(container, name).get_blob_properties()
+        except ResourceNotFoundError:
+            return None
+        return BlobInfo(container, name, props.size, props.etag, dict(props.metadata or {}))
+
+    def open_read(self, container: str, name: str, etag: str | None = None) -> BinaryIO:
+        conditions: dict[str, Any] = {}
+        if etag:
+            conditions = {"etag": quoted(etag), "match_condition": MatchConditions.IfNotModified}
+        try:
+            downloader = self._blob(container, name).download_blob(max_concurrency=1, **conditions)
+        except ResourceNotFoundError:
+            raise BlobNotFound(f"{container}/{name}") from None
+        except ResourceModifiedError:
+            raise BlobVersionGone(f"{container}/{name} is no longer version {etag}") from None
+        return io.BufferedReader(_Chunks(downloader.chunks()), CHUNK_SIZE)  # type: ignore[return-value]
+
+    def write(self, container: str, name: str, source: BinaryIO, *, content_type: str = "application/octet-stream",
+              metadata: Mapping[str, str] | None = None) -> BlobInfo:
+        """Stage the content as blocks, then commit the block list: uncommitted blocks are
+        invisible, so readers see the old blob (or none) until the commit makes the new one
+        appear whole."""
+        blob = self._blob(container, name)
+        token = uuid.uuid4().hex[:16]  # block ids of this write only; all the same length
+        blocks: list[BlobBlock] = []
+        size = 0
+        while chunk := source.read(CHUNK_SIZE):
+            block_id = base64.b64encode(f"{token}-{len(blocks):08d}".encode()).decode()
+            blob.stage_block(block_id, chunk)
+            blocks.append(BlobBlock(block_id))
+            size += len(chunk)
+        result = blob.commit_block_list(blocks, content_settings=ContentSettings(content_type=content_type),
+                                        metadata=dict(metadata or {}))
+        return BlobInfo(container, name, size, result["etag"], dict(metadata or {}))
+
+    def move(self, container: str, name: str, to_container: str, to_name: str, *, etag: str | None = None,
+             metadata: Mapping[str, str] | None = None) -> bool:
+        source = self._blob(container, name)
+        try:
+            props = source.get_blob_properties()
+        except ResourceNotFoundError:
+            return False
+        if etag and quoted(props.etag) != quoted(etag):
+            return False  # overwritten since: that newer version is not ours to move
+        target = self._blob(to_container, to_name)
+        try:
+            target.start_copy_from_url(source.url, metadata=dict(metadata or {}), source_etag=props.etag,
+                                       source_match_condition=MatchConditions.IfNotModified)
+        except (ResourceNotFoundError, ResourceModifiedError):
+            return False
+        except HttpResponseError as exc:
+            if exc.status_code == 412:
+                return False
+            raise
+        self._wait_for_copy(target)
+        try:
+            source.delete_blob(etag=props.etag, match_condition=MatchConditions.IfNotModified)
+        except (ResourceNotFoundError, ResourceModifiedError):
+            pass  # gone already, or overwritten meanwhile (the new version stays)
+        return True
+
+    @staticmethod
+    def _wait_for_copy(target: Any) -> None:
+        deadline = time.monotonic() + COPY_TIMEOUT
+        delay = 0.05
+        while True:
+            copy = target.get_blob_properties().copy
+            status = getattr(copy, "status", None) or "success"
+            if status == "success":
+                return
+            if status in ("failed", "aborted"):
+                raise RuntimeError(f"copy to {target.container_name}/{target.blob_name} {status}: "
+                                   f"{getattr(copy, 'status_description', '')}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"copy to {target.container_name}/{target.blob_name} still {status}")
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    def delete(self, container: str, name: str) -> bool:
+        try:
+            self._blob(container, name).delete_blob(delete_snapshots="include")
+            return True
+        except ResourceNotFoundError:
+            return False
+
+    def delete_prefix(self, container: str, prefix: str) -> int:
+        return sum(1 for name in self.names(container, prefix) if self.delete(container, name))
+
+    def names(self, container: str, prefix: str = "") -> list[str]:
+        client = self._service.get_container_client(container)
+        try:
+            return sorted(b.name for b in client.list_blobs(name_starts_with=prefix or None))
+        except ResourceNotFoundError:
+            return []
+
+
+# ====================================================================== paymentfiles
+FILE_ROW = "file-"
+NAME_ROW = "name-"
+CLAIM_ROW = "dup-"
+MAX_PREVIOUS = 20
+MAX_TEXT = 2000
+
+
+def _partition_ok(client_id: str | None) -> bool:
+    return bool(client_id) and (client_id == UNSAFE_NAMES_PARTITION or bool(CLIENT_ID_RE.match(client_id or "")))
+
+
+def name_row_key(file_name: str) -> str:
+    return NAME_ROW + hashlib.sha256(file_name.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+
+
+def _dt(value: datetime | None) -> str:
+    return value.isoformat() if value else ""
+
+
+def _to_entity(record: PaymentFile) -> dict[str, Any]:
+    return {
+        "PartitionKey": record.client_id,
+        "RowKey": FILE_ROW + record.file_id,
+        "fileId": record.file_id,
+        "fileName": record.file_name,
+        "state": record.state.value,
+        "receivedAt": _dt(record.received_at),
+        "updatedAt": _dt(record.updated_at),
+        "inputName": record.input_name,
+        "sourceEtag": record.source_etag,
+        "size": "" if record.size is None else str(record.size),  # may exceed Int32: kept as text
+        "sha256": record.sha256,
+        "format": record.format,
+        "msgId": record.msg_id,
+        "originalNbOfTxs": record.original_nb_of_txs,
+        "originalCtrlSum": record.original_ctrl_sum,
+        "validatedAt": _dt(record.validated_at),
+        "groupStatus": record.group_status,
+        "transactions": record.transactions,
+        "accepted": record.accepted,
+        "rejected": record.rejected,
+        "acceptedSum": record.accepted_sum,
+        "rejectedSum": record.rejected_sum,
+        "reasons": json.dumps([[c, d[:MAX_TEXT]] for c, d in record.reasons], ensure_ascii=False),
+        "transactionReasons": json.dumps(record.transaction_reasons),
+        "locations": json.dumps(record.locations, ensure_ascii=False),
+        "failedStep": record.failed_step,
+        "duplicateKeys": json.dumps(record.duplicate_keys),
+        "handoff": json.dumps(record.handoff, ensure_ascii=False) if record.handoff else "",
+        "notified": record.notified,
+    }
+
+
+def _from_entity(entity: Mapping[str, Any]) -> PaymentFile:
+    def when(name: str) -> datetime | None:
+        text = entity.get(name) or ""
+        return datetime.fromisoformat(text) if text else None
+
+    received = when("receivedAt")
+    assert received is not None
+    return PaymentFile(
+        file_id=entity["fileId"],
+        client_id=entity["PartitionKey"],
+        file_name=entity.get("fileName", ""),
+        state=FileState(entity["state"]),
+        received_at=received,
+        updated_at=when("updatedAt") or received,
+        input_name=entity.get("inputName", ""),
+        source_etag=entity.get("sourceEtag", ""),
+        size=int(entity["size"]) if entity.get("size") not in (None, "") else None,
+        sha256=entity.get("sha256", ""),
+        format=entity.get("format", ""),
+        msg_id=entity.get("msgId", ""),
+        original_nb_of_txs=int(entity.get("originalNbOfTxs") or 0),
+        original_ctrl_sum=entity.get("originalCtrlSum") or "0",
+        validated_at=when("validatedAt"),
+        group_status=entity.get("groupStatus", ""),
+        transactions=int(entity.get("transactions") or 0),
+        accepted=int(entity.get("accepted") or 0),
+        rejected=int(entity.get("rejected") or 0),
+        accepted_sum=entity.get("acceptedSum") or "0",
+        rejected_sum=entity.get("rejectedSum") or "0",
+        reasons=[(c, d) for c, d in json.loads(entity.get("reasons") or "[]")],
+        transaction_reasons=json.loads(entity.get("transactionReasons") or "{}"),
+        locations=json.loads(entity.get("locations") or "{}"),
+        failed_step=entity.get("failedStep", ""),
+        duplicate_keys=json.loads(entity.get("duplicateKeys") or "[]"),
+        handoff=json.loads(entity["handoff"]) if entity.get("handoff") else None,
+        notified=bool(entity.get("notified", False)),
+        version=entity.metadata["etag"] if hasattr(entity, "metadata") else None,
+    )
+
+
+def _if_unchanged(etag: str) -> dict[str, Any]:
+    return {"mode": UpdateMode.REPLACE, "etag": etag, "match_condition": MatchConditions.IfNotModified}
+
+
+class TableFileRecords:
+    """Table ``paymentfiles``: PartitionKey = client id; RowKeys ``file-{fileId}`` (the record),
+    ``name-{sha256(fileName)}`` (latest file of that name) and ``dup-{key}`` (duplicate claims)."""
+
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+
+    def _get(self, partition: str, row: str) -> Any | None:
+        try:
+            return self._table.get_entity(partition, row)
+        except ResourceNotFoundError:
+            return None
+
+    def get(self, client_id: str, file_id: str) -> PaymentFile | None:
+        if not _partition_ok(client_id) or not FILE_ID_RE.match(file_id or ""):
+            return None
+        entity = self._get(client_id, FILE_ROW + file_id)
+        return _from_entity(entity) if entity is not None else None
+
+    def find(self, file_id: str) -> PaymentFile | None:
+        if not FILE_ID_RE.match(file_id or ""):
+            return None
+        for entity in self._table.query_entities("RowKey eq @row", parameters={"row": FILE_ROW + file_id}):
+            return _from_entity(entity)
+        return None
+
+    def latest(self, client_id: str, file_name: str) -> tuple[PaymentFile | None, list[str]]:
+        if not _partition_ok(client_id):
+            return None, []
+        pointer = self._get(client_id, name_row_key(file_name))
+        if pointer is None or pointer.get("fileName") != file_name:
+            return None, []
+        return self.get(client_id, pointer["fileId"]), json.loads(pointer.get("previousFileIds") or "[]")
+
+    def add(self, record: PaymentFile) -> None:
+        entity = _to_entity(record)
+        for _ in range(5):
+            pointer = self._get(record.client_id, name_row_key(record.file_name))
+            previous: list[str] = []
+            if pointer is not None:
+                previous = json.loads(pointer.get("previousFileIds") or "[]")
+                if pointer.get("fileId") and pointer["fileId"] != record.file_id:
+                    previous = [pointer["fileId"], *previous][:MAX_PREVIOUS]
+            new_pointer = {"PartitionKey": record.client_id, "RowKey": name_row_key(record.file_name),
+                           "fileName": record.file_name, "fileId": record.file_id,
+                           "previousFileIds": json.dumps(previous)}
+            operations: list[Any] = [("create", entity)]
+            if pointer is None:
+                operations.append(("create", new_pointer))
+            else:
+                operations.append(("update", new_pointer, _if_unchanged(pointer.metadata["etag"])))
+            try:
+                results = self._table.submit_transaction(operations)
+            except TableTransactionError as exc:
+                if _failed_index(exc) == 0:
+                    raise ConcurrencyConflict(f"file {record.file_id} is already recorded") from None
+                continue  # the name pointer moved meanwhile: read it again
+            record.version = results[0]["etag"]
+            return
+        raise ConcurrencyConflict(f"the pointer for {record.file_name!r} keeps changing")
+
+    def save(self, record: PaymentFile, *, claim: Sequence[DuplicateKey] = (), release: Sequence[str] = ()) -> None:
+        if record.version is None:
+            raise ConcurrencyConflict(f"file {record.file_id} was never stored")
+        operations: list[Any] = [("update", _to_entity(record), _if_unchanged(record.version))]
+        for key in claim:
+            operations.append(("create", {"PartitionKey": record.client_id, "RowKey": CLAIM_ROW + key.key,
+                                          "fileId": record.file_id, "fileName": record.file_name,
+                                          "kind": key.kind, "value": key.value[:MAX_TEXT]}))
+        for key in release:
+            held = self._get(record.client_id, CLAIM_ROW + key)
+            if held is not None and held.get("fileId") == record.file_id:
+                operations.append(("delete", {"PartitionKey": record.client_id, "RowKey": CLAIM_ROW + key},
+                                   {"etag": held.metadata["etag"], "match_condition": MatchConditions.IfNotModified}))
+        try:
+            results = self._table.submit_transaction(operations)
+        except TableTransactionError as exc:
+            index = _failed_index(exc)
+            if index is not None and 1 <= index <= len(claim):
+                key = claim[index - 1]
+                held = self._get(record.client_id, CLAIM_ROW + key.key)
+                raise DuplicateClaimed(key.key, held.get("fileId", "?") if held else "?") from None
+            raise ConcurrencyConflict(f"file {record.file_id} changed since it was read") from None
+        record.version = results[0]["etag"]
+
+    def claim_owners(self, client_id: str, keys: Sequence[DuplicateKey]) -> dict[str, tuple[str, str]]:
+        owners = {}
+        for key in keys:
+            held = self._get(client_id, CLAIM_ROW + key.key)
+            if held is not None:
+                owners[key.key] = (held.get("fileId", ""), held.get("fileName", ""))
+        return owners
+
+
+def _failed_index(exc: TableTransactionError) -> int | None:
+    index = getattr(exc, "index", None)
+    if isinstance(index, int):
+        return index
+    text = str(getattr(exc, "message", "") or exc)
+    head = text.split(":", 1)[0].strip()
+    return int(head) if head.isdigit() else None
+
+
+# ====================================================================== reference table
+class TableReferenceSource:
+    """The reference table (``paymentreference``), read whole: a few thousand small rows."""
+
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+
+    def load(self) -> ReferenceData:
+        return ReferenceData.from_entities(self._table.list_entities())

@@ -1,0 +1,80 @@
+"""The payment-file pipeline's functions: triggers only; the use cases are in ``service.py``.
+
+==============================  =========================================================  ===============
+function                        trigger                                                    use case
+==============================  =========================================================  ===============
+``file_pipeline_validate``      blob ``payment-files-in/{clientId}/{fileName}``             FileValidator
+``file_pipeline_adapt``         Service Bus queue ``payment-files-validated``              FileAdaptor
+``file_pipeline_create``        Service Bus queue ``payment-files-adapted``                FileCreator
+``file_pipeline_compensate``    Service Bus queue ``payment-files-compensation``           compensation
+``file_pipeline_status``        HTTP ``GET /api/payment-files/{clientId}/{*fileName}``      status
+==============================  =========================================================  ===============
+
+Service Bus handlers settle by exception through :func:`choreography.handling.consume`: return
+to complete, raise to have the broker redeliver; permanent failures are compensated and
+dead-lettered there. The blob trigger's retries and poison queue are the host's (blob receipts).
+"""
+
+from __future__ import annotations
+
+import json
+
+import azure.functions as func
+
+from choreography.handling import consume
+from choreography.settings import SERVICE_BUS_CONNECTION, STORAGE_CONNECTION
+from choreography.triggers import incoming
+
+from .bootstrap import pipeline
+from .messages import ADAPTED_QUEUE, COMPENSATION_QUEUE, VALIDATED_QUEUE
+from .ports import INPUT_CONTAINER
+from .service import Upload
+
+bp = func.Blueprint()
+
+
+def _upload(blob: func.InputStream) -> Upload:
+    container, _, name = (blob.name or "").partition("/")
+    properties = blob.blob_properties or {}
+    etag = properties.get("ETag") or properties.get("Etag") or properties.get("etag")
+    return Upload(container=container, name=name, length=blob.length, etag=etag, content=blob)
+
+
+@bp.function_name("file_pipeline_validate")
+@bp.blob_trigger(arg_name="blob", path=f"{INPUT_CONTAINER}/{{clientId}}/{{fileName}}", connection=STORAGE_CONNECTION)
+def file_pipeline_validate(blob: func.InputStream) -> None:
+    """FileValidator: an uploaded payment file -> PaymentFileValidated, or rejected with reasons."""
+    pipeline().validate(_upload(blob))
+
+
+@bp.function_name("file_pipeline_adapt")
+@bp.service_bus_queue_trigger(arg_name="message", connection=SERVICE_BUS_CONNECTION, queue_name=VALIDATED_QUEUE.name)
+def file_pipeline_adapt(message: func.ServiceBusMessage) -> None:
+    """FileAdaptor: PaymentFileValidated -> canonical instructions -> PaymentFileAdapted."""
+    p = pipeline()
+    consume(incoming(message, VALIDATED_QUEUE), p.adaptor, p.publisher)
+
+
+@bp.function_name("file_pipeline_create")
+@bp.service_bus_queue_trigger(arg_name="message", connection=SERVICE_BUS_CONNECTION, queue_name=ADAPTED_QUEUE.name)
+def file_pipeline_create(message: func.ServiceBusMessage) -> None:
+    """FileCreator: PaymentFileAdapted -> pain.001.001.09 + pain.002, Completed, PaymentFileCreated."""
+    p = pipeline()
+    consume(incoming(message, ADAPTED_QUEUE), p.creator, p.publisher)
+
+
+@bp.function_name("file_pipeline_compensate")
+@bp.service_bus_queue_trigger(arg_name="message", connection=SERVICE_BUS_CONNECTION,
+                              queue_name=COMPENSATION_QUEUE.name)
+def file_pipeline_compensate(message: func.ServiceBusMessage) -> None:
+    """Compensation: CompensatePaymentFile -> earlier steps undone, Rejected, PaymentFileRejected."""
+    p = pipeline()
+    consume(incoming(message, COMPENSATION_QUEUE), p.compensation, p.publisher)
+
+
+@bp.function_name("file_pipeline_status")
+@bp.route(route="payment-files/{clientId}/{*fileName}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def file_pipeline_status(req: func.HttpRequest) -> func.HttpResponse:
+    """GET /api/payment-files/{clientId}/{fileName} -> state, counts, reasons, output locations."""
+    status, body = pipeline().status(req.route_params.get("clientId", ""), req.route_params.get("fileName", ""))
+    return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json", charset="utf-8")

@@ -1,0 +1,132 @@
+"""The pipeline's ports: what the use cases need from storage. One adapter per backend
+(:mod:`file_pipeline.adapters` for Azure Storage, in-memory fakes in the tests), each held to the
+same contract tests (``tests/unit/file_pipeline/port_contracts.py``).
+
+Messaging and events use the shared ports :class:`choreography.messaging.Publisher` and
+:class:`choreography.messaging.EventPublisher`; time is :class:`choreography.clock.Clock`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import BinaryIO, Protocol
+
+from file_pipeline.domain.files import DuplicateKey, PaymentFile
+from file_pipeline.domain.reference import ReferenceData
+
+# Containers (the AzureWebJobsStorage account).
+INPUT_CONTAINER = "payment-files-in"
+WORK_CONTAINER = "payment-files-work"
+OUTPUT_CONTAINER = "payment-files-out"
+REPORTS_CONTAINER = "payment-status-reports"
+REJECTED_CONTAINER = "payment-files-rejected"
+CONTAINERS = (INPUT_CONTAINER, WORK_CONTAINER, OUTPUT_CONTAINER, REPORTS_CONTAINER, REJECTED_CONTAINER)
+
+# Tables.
+FILES_TABLE = "paymentfiles"
+REFERENCE_TABLE = "paymentreference"
+
+
+class BlobNotFound(Exception):
+    """The blob does not exist."""
+
+
+class BlobVersionGone(Exception):
+    """The blob exists but is not the version asked for (it was overwritten)."""
+
+
+class ConcurrencyConflict(Exception):
+    """The record changed since it was read (or already exists when added)."""
+
+
+class DuplicateClaimed(Exception):
+    """A duplicate-file key is already held by another file."""
+
+    def __init__(self, key: str, owner_file_id: str) -> None:
+        super().__init__(f"duplicate key {key} is held by {owner_file_id}")
+        self.key = key
+        self.owner_file_id = owner_file_id
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    container: str
+    name: str
+    size: int
+    etag: str
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+class BlobStore(Protocol):
+    def info(self, container: str, name: str) -> BlobInfo | None:
+        """Size, ETag and metadata of a blob, or None."""
+        ...
+
+    def open_read(self, container: str, name: str, etag: str | None = None) -> BinaryIO:
+        """A stream over the blob, read in chunks (never whole into memory). With ``etag``,
+        only that version: :class:`BlobVersionGone` if it changed, :class:`BlobNotFound` if absent."""
+        ...
+
+    def write(self, container: str, name: str, source: BinaryIO, *, content_type: str = "application/octet-stream",
+              metadata: Mapping[str, str] | None = None) -> BlobInfo:
+        """Store ``source`` (read to its end) at ``name``, replacing what is there. All or nothing:
+        a reader sees the previous blob (or none) until the new one is complete."""
+        ...
+
+    def move(self, container: str, name: str, to_container: str, to_name: str, *, etag: str | None = None,
+             metadata: Mapping[str, str] | None = None) -> bool:
+        """Copy the blob (only version ``etag`` if given) to the destination, then delete the
+        source (only that version). True if it moved now; False if there was nothing to move
+        (already moved, deleted or overwritten). Safe to repeat."""
+        ...
+
+    def delete(self, container: str, name: str) -> bool:
+        """Delete if present; True if something was deleted."""
+        ...
+
+    def delete_prefix(self, container: str, prefix: str) -> int:
+        """Delete every blob whose name starts with ``prefix``; returns how many."""
+        ...
+
+    def names(self, container: str, prefix: str = "") -> list[str]:
+        """Blob names under ``prefix``, sorted."""
+        ...
+
+
+class FileRecords(Protocol):
+    """Table ``paymentfiles``: one partition per client holding the file records, a pointer per
+    file name to its latest file, and the duplicate-file claims (so every change to one client's
+    files is a single atomic batch)."""
+
+    def get(self, client_id: str, file_id: str) -> PaymentFile | None:
+        ...
+
+    def find(self, file_id: str) -> PaymentFile | None:
+        """The record of ``file_id`` in whichever partition (slow path: the client is unknown)."""
+        ...
+
+    def latest(self, client_id: str, file_name: str) -> tuple[PaymentFile | None, list[str]]:
+        """The newest file submitted under ``file_name`` and the ids of earlier ones."""
+        ...
+
+    def add(self, record: PaymentFile) -> None:
+        """Store a new record and point its file name at it. ConcurrencyConflict if it exists.
+        Sets ``record.version``."""
+        ...
+
+    def save(self, record: PaymentFile, *, claim: Sequence[DuplicateKey] = (), release: Sequence[str] = ()) -> None:
+        """In one atomic write: replace the record if unchanged since read (else
+        ConcurrencyConflict), create the ``claim`` keys for it (DuplicateClaimed if another file
+        holds one) and delete the ``release`` keys it holds. Sets ``record.version``."""
+        ...
+
+    def claim_owners(self, client_id: str, keys: Sequence[DuplicateKey]) -> dict[str, tuple[str, str]]:
+        """For each held key: (owner file id, owner file name)."""
+        ...
+
+
+class ReferenceSource(Protocol):
+    def load(self) -> ReferenceData:
+        """Read the whole reference table (once per process: see ``service.CachedReference``)."""
+        ...

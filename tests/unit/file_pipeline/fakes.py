@@ -1,0 +1,329 @@
+"""In-memory fakes of the pipeline's ports, held to the same contract tests as the Azure adapters
+(``port_contracts.py``), plus a recording publisher and a harness that runs the use cases the
+way the Functions host would: blob trigger, then each queue's consumer via ``consume``."""
+
+from __future__ import annotations
+
+import copy
+import io
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, BinaryIO
+
+from choreography.contracts import Envelope
+from choreography.handling import consume
+from choreography.messaging import Cause, DeadLetter, Incoming, Outgoing, OutgoingEvent, stamp
+from file_pipeline.domain.files import DuplicateKey, PaymentFile
+from file_pipeline.domain.reference import ReferenceData
+from file_pipeline.messages import ADAPTED_QUEUE, COMPENSATION_QUEUE, VALIDATED_QUEUE
+from file_pipeline.ports import (
+    INPUT_CONTAINER,
+    BlobInfo,
+    BlobNotFound,
+    BlobVersionGone,
+    ConcurrencyConflict,
+    DuplicateClaimed,
+)
+from file_pipeline.service import Options, PaymentFilePipeline, Upload
+
+from .conftest import NOW
+
+
+class FixedClock:
+    def __init__(self, moment: datetime = NOW) -> None:
+        self.moment = moment
+
+    def now(self) -> datetime:
+        return self.moment
+
+
+# ---------------------------------------------------------------------------------------------- blobs
+@dataclass
+class _Blob:
+    data: bytes
+    etag: str
+    metadata: dict[str, str]
+    content_type: str = "application/octet-stream"
+
+
+class FakeBlobStore:
+    """Dict of (container, name) -> blob. ``fail_write`` may raise for a (container, name) to inject
+    a storage failure; ``touched`` records every name addressed (unsafe names must never appear)."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[tuple[str, str], _Blob] = {}
+        self._counter = 0
+        self._lock = threading.Lock()
+        self.fail_write: Callable[[str, str], Exception | None] = lambda c, n: None
+        self.writes: list[tuple[str, str]] = []
+        self.opened: list[tuple[str, str]] = []
+        self.touched: list[str] = []
+
+    def _etag(self) -> str:
+        self._counter += 1
+        return f'"0x{self._counter:015X}"'
+
+    def put(self, container: str, name: str, data: bytes, metadata: Mapping[str, str] | None = None) -> str:
+        """What a client upload does (test helper)."""
+        with self._lock:
+            etag = self._etag()
+            self.blobs[(container, name)] = _Blob(data, etag, dict(metadata or {}))
+            return etag
+
+    def data(self, container: str, name: str) -> bytes:
+        return self.blobs[(container, name)].data
+
+    def info(self, container: str, name: str) -> BlobInfo | None:
+        self.touched.append(name)
+        blob = self.blobs.get((container, name))
+        return BlobInfo(container, name, len(blob.data), blob.etag, dict(blob.metadata)) if blob else None
+
+    def open_read(self, container: str, name: str, etag: str | None = None) -> BinaryIO:
+        self.touched.append(name)
+        blob = self.blobs.get((container, name))
+        if blob is None:
+            raise BlobNotFound(f"{container}/{name}")
+        if etag and blob.etag.strip('"') != etag.strip('"'):
+            raise BlobVersionGone(f"{container}/{name}")
+        self.opened.append((container, name))
+        return io.BytesIO(blob.data)
+
+    def write(self, container: str, name: str, source: BinaryIO, *, content_type: str = "application/octet-stream",
+              metadata: Mapping[str, str] | None = None) -> BlobInfo:
+        self.touched.append(name)
+        data = source.read()  # all of it first: nothing is visible until it is complete
+        failure = self.fail_write(container, name)
+        if failure is not None:
+            raise failure
+        with self._lock:
+            etag = self._etag()
+            self.blobs[(container, name)] = _Blob(data, etag, dict(metadata or {}), content_type)
+            self.writes.append((container, name))
+        return BlobInfo(container, name, len(data), etag, dict(metadata or {}))
+
+    def move(self, container: str, name: str, to_container: str, to_name: str, *, etag: str | None = None,
+             metadata: Mapping[str, str] | None = None) -> bool:
+        self.touched.extend([name, to_name])
+        with self._lock:
+            blob = self.blobs.get((container, name))
+            if blob is None or (etag and blob.etag.strip('"') != etag.strip('"')):
+                return False
+            self.blobs[(to_container, to_name)] = _Blob(blob.data, self._etag(), dict(metadata or {}),
+                                                        blob.content_type)
+            del self.blobs[(container, name)]
+            return True
+
+    def delete(self, container: str, name: str) -> bool:
+        self.touched.append(name)
+        with self._lock:
+            return self.blobs.pop((container, name), None) is not None
+
+    def delete_prefix(self, container: str, prefix: str) -> int:
+        return sum(1 for name in self.names(container, prefix) if self.delete(container, name))
+
+    def names(self, container: str, prefix: str = "") -> list[str]:
+        return sorted(n for c, n in list(self.blobs) if c == container and n.startswith(prefix))
+
+
+# ---------------------------------------------------------------------------------------------- records
+class FakeFileRecords:
+    def __init__(self) -> None:
+        self.files: dict[tuple[str, str], PaymentFile] = {}
+        self.pointers: dict[tuple[str, str], tuple[str, list[str]]] = {}
+        self.claims: dict[tuple[str, str], tuple[str, str]] = {}
+        self._counter = 0
+        self._lock = threading.RLock()
+        self.before_save: Callable[[PaymentFile], None] = lambda record: None
+
+    def _version(self) -> str:
+        self._counter += 1
+        return f"v{self._counter}"
+
+    def get(self, client_id: str, file_id: str) -> PaymentFile | None:
+        with self._lock:
+            record = self.files.get((client_id, file_id))
+            return copy.deepcopy(record) if record else None
+
+    def find(self, file_id: str) -> PaymentFile | None:
+        with self._lock:
+            for (_, fid), record in self.files.items():
+                if fid == file_id:
+                    return copy.deepcopy(record)
+        return None
+
+    def latest(self, client_id: str, file_name: str) -> tuple[PaymentFile | None, list[str]]:
+        with self._lock:
+            pointer = self.pointers.get((client_id, file_name))
+            if pointer is None:
+                return None, []
+            return self.get(client_id, pointer[0]), list(pointer[1])
+
+    def add(self, record: PaymentFile) -> None:
+        with self._lock:
+            if (record.client_id, record.file_id) in self.files:
+                raise ConcurrencyConflict(record.file_id)
+            record.version = self._version()
+            self.files[(record.client_id, record.file_id)] = copy.deepcopy(record)
+            old = self.pointers.get((record.client_id, record.file_name))
+            previous = [] if old is None else ([old[0], *old[1]] if old[0] != record.file_id else old[1])
+            self.pointers[(record.client_id, record.file_name)] = (record.file_id, previous[:20])
+
+    def save(self, record: PaymentFile, *, claim: Sequence[DuplicateKey] = (), release: Sequence[str] = ()) -> None:
+        self.before_save(record)
+        with self._lock:
+            stored = self.files.get((record.client_id, record.file_id))
+            if stored is None or stored.version != record.version:
+                raise ConcurrencyConflict(record.file_id)
+            for key in claim:
+                held = self.claims.get((record.client_id, key.key))
+                if held is not None:
+                    raise DuplicateClaimed(key.key, held[0])
+            for key in claim:
+                self.claims[(record.client_id, key.key)] = (record.file_id, record.file_name)
+            for key in release:
+                if self.claims.get((record.client_id, key), ("",))[0] == record.file_id:
+                    del self.claims[(record.client_id, key)]
+            record.version = self._version()
+            self.files[(record.client_id, record.file_id)] = copy.deepcopy(record)
+
+    def claim_owners(self, client_id: str, keys: Sequence[DuplicateKey]) -> dict[str, tuple[str, str]]:
+        with self._lock:
+            return {k.key: self.claims[(client_id, k.key)] for k in keys if (client_id, k.key) in self.claims}
+
+
+class FakeReferenceSource:
+    def __init__(self, data: ReferenceData | None = None) -> None:
+        self.data = data or ReferenceData.seed()
+        self.loads = 0
+
+    def load(self) -> ReferenceData:
+        self.loads += 1
+        return self.data
+
+
+# ---------------------------------------------------------------------------------------------- messaging
+@dataclass
+class Sent:
+    destination: str
+    outgoing: Outgoing
+    envelope: Envelope
+
+    def incoming(self, delivery_count: int = 1) -> Incoming:
+        return Incoming(body=self.envelope.to_json().encode(), message_id=self.outgoing.message_id,
+                        source=self.destination, subject=self.envelope.type,
+                        correlation_id=self.envelope.correlation_id, content_type="application/json",
+                        application_properties=self.envelope.properties(), delivery_count=delivery_count)
+
+
+class RecordingPublisher:
+    """The Publisher port in memory. Queues drop a message whose id they already hold, as Service
+    Bus duplicate detection does; ``pending`` is what a consumer has not yet taken."""
+
+    def __init__(self, clock: FixedClock | None = None) -> None:
+        self.clock = clock or FixedClock()
+        self.sent: list[Sent] = []
+        self.pending: dict[str, list[Sent]] = {}
+        self._seen: dict[str, set[str]] = {}
+        self.dead_letters: list[DeadLetter] = []
+        self.fail_send: Callable[[str], Exception | None] = lambda destination: None
+
+    def send(self, messages: Sequence[Outgoing], cause: Cause) -> list[Envelope]:
+        envelopes = []
+        for message in messages:
+            failure = self.fail_send(message.destination.name)
+            if failure is not None:
+                raise failure
+            envelope = stamp(message, cause, self.clock.now())
+            envelopes.append(envelope)
+            sent = Sent(message.destination.name, message, envelope)
+            self.sent.append(sent)
+            seen = self._seen.setdefault(message.destination.name, set())
+            if message.message_id not in seen:
+                seen.add(message.message_id)
+                self.pending.setdefault(message.destination.name, []).append(sent)
+        return envelopes
+
+    def dead_letter(self, letter: DeadLetter) -> None:
+        self.dead_letters.append(letter)
+
+    def take(self, destination: str) -> Sent | None:
+        queue = self.pending.get(destination) or []
+        return queue.pop(0) if queue else None
+
+    def accepted(self, destination: str) -> list[Sent]:
+        """Messages the queue kept (duplicates dropped), taken or not."""
+        seen: set[str] = set()
+        out = []
+        for sent in self.sent:
+            if sent.destination == destination and sent.outgoing.message_id not in seen:
+                seen.add(sent.outgoing.message_id)
+                out.append(sent)
+        return out
+
+
+class RecordingEvents:
+    def __init__(self) -> None:
+        self.published: list[OutgoingEvent] = []
+        self.fail: Exception | None = None
+
+    def publish(self, events: Sequence[OutgoingEvent], cause: Cause) -> None:
+        if self.fail is not None:
+            raise self.fail
+        self.published.extend(events)
+
+    def of(self, file_id: str) -> list[OutgoingEvent]:
+        return [e for e in self.published if e.data.get("fileId") == file_id]
+
+
+# ---------------------------------------------------------------------------------------------- harness
+@dataclass
+class Harness:
+    blobs: FakeBlobStore = field(default_factory=FakeBlobStore)
+    records: FakeFileRecords = field(default_factory=FakeFileRecords)
+    reference: FakeReferenceSource = field(default_factory=FakeReferenceSource)
+    clock: FixedClock = field(default_factory=FixedClock)
+    max_bytes: int = 1 << 20
+    max_delivery_count: int = 5
+
+    def __post_init__(self) -> None:
+        self.publisher = RecordingPublisher(self.clock)
+        self.events = RecordingEvents()
+        self.pipeline = PaymentFilePipeline(
+            blobs=self.blobs, records=self.records, reference=self.reference, publisher=self.publisher,
+            events=self.events, clock=self.clock, options=Options(self.max_bytes, self.max_delivery_count))
+
+    def upload(self, client: str, name: str, data: bytes) -> Upload:
+        full = f"{client}/{name}"
+        etag = self.blobs.put(INPUT_CONTAINER, full, data)
+        return Upload(INPUT_CONTAINER, full, len(data), etag, io.BytesIO(data))
+
+    def deliver(self, queue: str, delivery_count: int = 1, sent: Sent | None = None) -> Sent | None:
+        """The next message of ``queue`` through its consumer, as the host would; None if empty."""
+        sent = sent or self.publisher.take(queue)
+        if sent is None:
+            return None
+        consumer = {VALIDATED_QUEUE.name: self.pipeline.adaptor, ADAPTED_QUEUE.name: self.pipeline.creator,
+                    COMPENSATION_QUEUE.name: self.pipeline.compensation}[queue]
+        consume(sent.incoming(delivery_count), consumer, self.publisher)
+        return sent
+
+    def run(self) -> None:
+        """Deliver until every pipeline queue is empty."""
+        while any(self.deliver(q) for q in (VALIDATED_QUEUE.name, ADAPTED_QUEUE.name, COMPENSATION_QUEUE.name)):
+            pass
+
+    def submit(self, client: str, name: str, data: bytes) -> PaymentFile:
+        """Upload, validate, run the pipeline to the end; the file's record."""
+        upload = self.upload(client, name, data)
+        self.pipeline.validate(upload)
+        self.run()
+        record, _ = self.records.latest(client, name)
+        assert record is not None
+        return record
+
+
+def state_of(records: Any, record: PaymentFile) -> str:
+    current = records.get(record.client_id, record.file_id)
+    return current.state.value if current else "missing"

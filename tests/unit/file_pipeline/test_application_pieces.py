@@ -1,0 +1,272 @@
+"""The application layer's pure pieces: file ids and upload names, the lifecycle, work files,
+metered reading, contracts, settings and seed batching."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from choreography.settings import SettingsError
+from file_pipeline.domain.files import (
+    CLIENT_ID_RE,
+    FILE_ID_RE,
+    UNSAFE_NAMES_PARTITION,
+    FileState,
+    InvalidTransition,
+    Step,
+    duplicate_keys,
+    file_id_for,
+    parse_upload_name,
+)
+from file_pipeline.domain.model import FileFormat, FileRejected, Finding, Transaction
+from file_pipeline.domain.reason_codes import ReasonCode
+from file_pipeline.domain.reference import ReferenceData
+from file_pipeline.messages import CompensatePaymentFile, FileSummary, PaymentFileValidated, WorkBlob
+from file_pipeline.seed import MAX_BATCH, batches
+from file_pipeline.settings import PipelineSettings
+from file_pipeline.workfiles import (
+    InstructionsBuilder,
+    MeteredReader,
+    SourceReadError,
+    ValidatedWriter,
+    VerifiedReader,
+    WorkFileCorrupt,
+    read_rejections,
+    read_validated,
+    render_pain001,
+    write_rejections,
+)
+
+from .conftest import NOW
+from .port_contracts import new_record
+
+
+# ------------------------------------------------------------------------------------------ names and ids
+@pytest.mark.parametrize("name,client,file_name", [
+    ("ACME001/payroll.csv", "ACME001", "payroll.csv"),
+    ("ACME001/2026/11/payroll ü.csv", "ACME001", "2026/11/payroll ü.csv"),
+])
+def test_safe_upload_names_split_into_client_and_file(name, client, file_name):
+    upload = parse_upload_name(name)
+    assert (upload.client_id, upload.file_name, upload.safe) == (client, file_name, True)
+
+
+@pytest.mark.parametrize("name,partition,problem", [
+    ("ACME001/../x.csv", "ACME001", "'..'"),
+    ("ACME001/a\\b.csv", "ACME001", "backslash"),
+    ("ACME001/a\x00b.csv", "ACME001", "control"),
+    ("/etc/passwd", UNSAFE_NAMES_PARTITION, "absolute"),
+    ("C:/x.csv", UNSAFE_NAMES_PARTITION, "absolute"),
+    ("x.csv", UNSAFE_NAMES_PARTITION, "{clientId}/{fileName}"),
+    ("ACME 001/x.csv", UNSAFE_NAMES_PARTITION, "{clientId}/{fileName}"),
+])
+def test_unsafe_upload_names_are_flagged_with_a_printable_form(name, partition, problem):
+    upload = parse_upload_name(name)
+    assert not upload.safe and upload.client_id == partition and problem in upload.problem
+    assert upload.file_name.isprintable()
+
+
+def test_file_ids_are_per_blob_version_and_safe_everywhere():
+    one = file_id_for("payment-files-in", "ACME001/x.csv", '"0x1"')
+    assert FILE_ID_RE.match(one) and len(one) <= 35
+    assert one == file_id_for("payment-files-in", "ACME001/x.csv", '"0x1"')
+    assert one != file_id_for("payment-files-in", "ACME001/x.csv", '"0x2"')
+    assert FILE_ID_RE.match(file_id_for("c", "\udcff\x00/..", ""))
+
+
+def test_duplicate_keys_use_the_msgid_only_when_the_client_chose_it():
+    assert [k.kind for k in duplicate_keys("a" * 64, FileFormat.CSV, "PF123")] == ["content"]
+    keys = duplicate_keys("a" * 64, FileFormat.PAIN001_03, "MSG-1")
+    assert [k.kind for k in keys] == ["content", "MsgId"]
+    assert keys[1].key == duplicate_keys("b" * 64, FileFormat.PAIN001_09, "MSG-1")[1].key  # same family
+    assert keys[1].key != duplicate_keys("a" * 64, FileFormat.NACHA, "MSG-1")[1].key
+    finding = keys[1].finding("PF1", "first.xml")
+    assert finding.code is ReasonCode.DU01 and "MSG-1" in finding.description
+
+
+def test_the_lifecycle_refuses_steps_out_of_order():
+    record = new_record()
+    with pytest.raises(InvalidTransition):
+        record.adapted(NOW, {})
+    with pytest.raises(InvalidTransition):
+        record.compensating(NOW, Step.CREATOR, [])
+    released = record.rejected_by(NOW, Step.VALIDATOR, [Finding(ReasonCode.FF01, "bad")], {"statusReport": "r"})
+    assert released == [] and record.state is FileState.REJECTED and not record.notified
+    with pytest.raises(InvalidTransition):
+        record.rejected_by(NOW, Step.VALIDATOR, [], {})
+    record.announced(NOW)
+    assert record.notified and record.state.final
+    with pytest.raises(AttributeError):
+        new_record().rejected_by(NOW, Step.VALIDATOR, [], {}, details={"state": "Completed"})
+
+
+def test_contract_patterns_match_the_domain_shapes():
+    file_id = file_id_for("c", "n", "e")
+    summary = dict(file_id=file_id, client_id="ACME001", file_name="x.csv", format="CSV-v1", msg_id=file_id,
+                   original_nb_of_txs=1, original_ctrl_sum=Decimal("1.00"), validated_at=NOW, group_status="ACCP",
+                   accepted=1, accepted_sum=Decimal("1.00"), rejected=0, rejected_sum=Decimal(0))
+    FileSummary(**summary)
+    FileSummary(**{**summary, "client_id": UNSAFE_NAMES_PARTITION})
+    for bad in ({"file_id": "PF1"}, {"client_id": "ACME 001"}, {"client_id": "x" * 65}):
+        with pytest.raises(ValueError):
+            FileSummary(**{**summary, **bad})
+    assert CLIENT_ID_RE.match("a" * 64) and not CLIENT_ID_RE.match("a" * 65)
+    blob = WorkBlob(container="payment-files-work", name=f"{file_id}/v.jsonl", sha256="0" * 64, size=1)
+    message = PaymentFileValidated(file=FileSummary(**summary), transactions=blob)
+    wire = message.to_data()
+    assert wire["file"]["fileId"] == file_id and wire["file"]["acceptedSum"] == "1.00"
+    assert PaymentFileValidated.model_validate(json.loads(json.dumps(wire))) == message
+    with pytest.raises(ValueError):
+        CompensatePaymentFile(file_id=file_id, failed_step="FileValidator", reason="x", description="y")
+
+
+# ------------------------------------------------------------------------------------------ work files
+def _tx(i: int, **kw) -> Transaction:
+    base = dict(index=i, line=i + 1, end_to_end_id=f"E{i}", amount=Decimal("10.5"), currency="EUR",
+                creditor_name="Ü & <Co>", creditor_iban="DE62370400440532013001", creditor_bic="COBADEFFXXX",
+                debtor_account="DE89370400440532013000", requested_execution_date=NOW.date(),
+                remittance_info="r", payment_block_id="B")
+    base.update(kw)
+    return Transaction(**base)
+
+
+def test_validated_transactions_round_trip():
+    out = io.BytesIO()
+    writer = ValidatedWriter(out, "PF1")
+    txs = [_tx(1), _tx(2, amount=Decimal("0.01"), currency="USD", debtor_account="000123456789")]
+    for tx in txs:
+        writer.add(tx)
+    out.seek(0)
+    assert list(read_validated(out, "PF1")) == txs
+
+
+@pytest.mark.parametrize("content,words", [
+    (b"", "header"), (b'{"k": "Rejections", "v": 1, "fileId": "PF1"}\n', "not a ValidatedTransactions"),
+    (b'{"k": "ValidatedTransactions", "v": 2, "fileId": "PF1"}\n', "version 2"),
+    (b'{"k": "ValidatedTransactions", "v": 1, "fileId": "PF2"}\n', "belongs to"),
+    (b'{"k": "ValidatedTransactions", "v": 1, "fileId": "PF1"}\n[1, 2]\n', "expected fields"),
+    (b'{"k": "ValidatedTransactions", "v": 1, "fileId": "PF1"}\n{{\n', "not JSON"),
+])
+def test_a_work_file_that_is_not_what_the_message_says_is_corrupt(content, words):
+    with pytest.raises(WorkFileCorrupt, match=words):
+        list(read_validated(io.BytesIO(content), "PF1"))
+
+
+def test_rejections_round_trip():
+    from file_pipeline.domain.validator import Rejection
+
+    rejections = [Rejection(1, 2, "E1", "", "B", "1,00", "EUR", (Finding(ReasonCode.AC01, "bad iban"),))]
+    out = io.BytesIO()
+    write_rejections(out, "PF1", rejections)
+    out.seek(0)
+    assert list(read_rejections(out, "PF1")) == rejections
+
+
+def _instructions(ref: ReferenceData) -> bytes:
+    client = ref.clients["ACME001"]
+    with InstructionsBuilder(ref, client, file_id="PF1", created=NOW) as builder:
+        builder.add(_tx(1))
+        builder.add(_tx(2, currency="USD", debtor_account="000123456789", creditor_iban="",
+                        creditor_account="123", creditor_routing="021000021", creditor_bic="",
+                        amount=Decimal("7")))
+        builder.add(_tx(3, amount=Decimal("1.5")))
+        out = io.BytesIO()
+        summary = builder.write_to(out)
+    assert (summary.nb_of_txs, summary.ctrl_sum, summary.blocks) == (3, Decimal("19.00"), 2)
+    return out.getvalue()
+
+
+def test_instructions_are_grouped_with_totals_and_render_to_pain001(ref):
+    from file_pipeline.formats.xsd import validate_stream
+
+    data = _instructions(ref)
+    kinds = [json.loads(line)["k"] for line in data.splitlines()]
+    assert kinds == ["PaymentInstructions", "block", "tx", "block", "tx", "tx"]
+    out = io.BytesIO()
+    written = render_pain001(io.BytesIO(data), out, "PF1")
+    assert (written.nb_of_txs, written.blocks) == (3, 2)
+    out.seek(0)
+    validate_stream(out, "pain.001.001.09")
+
+
+@pytest.mark.parametrize("edit,words", [
+    (lambda d: d.replace(b'"nbOfTxs": 3', b'"nbOfTxs": 4'), "declare 4"),
+    (lambda d: d.replace(b'"amt":"10.50"', b'"amt":"11.50"', 1), "declares"),
+    (lambda d: d.replace(b'"ccy":"USD"', b'"ccy":"EUR"'), "in EUR, its block in USD"),
+    (lambda d: d.rsplit(b"\n", 2)[0] + b"\n", "declares 2 / 12.00, its transactions make 1"),
+    (lambda d: b"\n".join(d.split(b"\n")[:3]) + b"\n", "they hold 1"),
+    (lambda d: d + b'{"k": "surprise"}\n', "surprise"),
+    (lambda d: d.replace(b'"amt":"7.00",', b""), "incomplete"),
+])
+def test_rendering_recomputes_every_total(ref, edit, words):
+    with pytest.raises(WorkFileCorrupt, match=words):
+        render_pain001(io.BytesIO(edit(_instructions(ref))), io.BytesIO(), "PF1")
+
+
+def test_verified_reader_catches_tampering_and_truncation():
+    data = b"x" * 1000
+    import hashlib
+
+    good = hashlib.sha256(data).hexdigest()
+    reader = VerifiedReader(io.BytesIO(data), good, 1000, "w")
+    assert io.BufferedReader(reader).read() == data
+    for wrong in (b"y" + data[1:], data[:-1]):
+        with pytest.raises(WorkFileCorrupt, match="changed or truncated"):
+            io.BufferedReader(VerifiedReader(io.BytesIO(wrong), good, 1000, "w")).read()
+
+
+def test_metered_reader_hashes_counts_and_stops_at_the_limit():
+    import hashlib
+
+    reader = MeteredReader(io.BytesIO(b"a" * 100), limit=100)
+    buffered = io.BufferedReader(reader, 16)
+    assert buffered.read(10) == b"a" * 10
+    reader.drain()
+    assert reader.count == 100 and reader.hexdigest() == hashlib.sha256(b"a" * 100).hexdigest()
+    over = MeteredReader(io.BytesIO(b"a" * 101), limit=100)
+    with pytest.raises(FileRejected, match="larger than the limit of 100"):
+        io.BufferedReader(over, 1000).read()
+    assert over.exceeded
+
+    class Broken(io.RawIOBase):
+        def readable(self):
+            return True
+
+        def readinto(self, b):
+            raise ConnectionResetError("gone")
+
+    broken = MeteredReader(Broken())
+    with pytest.raises(SourceReadError):
+        io.BufferedReader(broken).read()
+    assert isinstance(broken.source_error, ConnectionResetError)
+
+
+# ------------------------------------------------------------------------------------------ settings
+def test_settings_defaults_and_parsing():
+    s = PipelineSettings.from_env({})
+    assert (s.max_bytes, s.fixed_now, s.max_delivery_count, s.spool_dir) == (512 << 20, None, 5, None)
+    s = PipelineSettings.from_env({"PAYMENT_FILES_MAX_BYTES": "1024", "PAYMENT_FILES_CLOCK": "2026-11-20T09:00:00Z",
+                                   "PAYMENT_FILES_MAX_DELIVERY_COUNT": "3", "PaymentsEventGridTopicKey": "k"})
+    assert (s.max_bytes, s.fixed_now, s.max_delivery_count, s.event_grid_key) == (
+        1024, datetime(2026, 11, 20, 9, tzinfo=UTC), 3, "k")
+    assert PipelineSettings.from_env({"PAYMENT_FILES_CLOCK": "system"}).fixed_now is None
+    for bad in ({"PAYMENT_FILES_MAX_BYTES": "lots"}, {"PAYMENT_FILES_MAX_BYTES": "0"},
+                {"PAYMENT_FILES_CLOCK": "2026-11-20T09:00:00"}, {"PAYMENT_FILES_CLOCK": "tomorrow"}):
+        with pytest.raises(SettingsError):
+            PipelineSettings.from_env(bad)
+    with pytest.raises(SettingsError, match="PaymentsEventGridTopicEndpoint"):
+        s.require(s.event_grid_endpoint, "PaymentsEventGridTopicEndpoint")
+
+
+# ------------------------------------------------------------------------------------------ seed
+def test_seed_batches_stay_within_one_partition_and_100_entities():
+    rows = [{"PartitionKey": "BIC", "RowKey": f"B{i:04d}XXXXXX"[:11], "BankName": "x"} for i in range(250)]
+    rows += [{"PartitionKey": "CCY", "RowKey": "EUR", "MinorUnits": 2, "Extra": {"a": 1}}]
+    chunks = batches(rows)
+    assert [len(c) for c in chunks] == [100, 100, 50, 1]
+    assert all(len({e["PartitionKey"] for e in c}) == 1 and len(c) <= MAX_BATCH for c in chunks)
+    assert chunks[-1][0]["Extra"] == '{"a": 1}'  # Table properties are scalars
