@@ -8,7 +8,9 @@ whatever the connection string points at (an emulator, Azurite, Azure) is what i
 
 from __future__ import annotations
 
+import functools
 import logging
+import ssl
 
 from azure.core.credentials import AzureKeyCredential
 from azure.eventgrid.aio import EventGridPublisherClient
@@ -32,7 +34,11 @@ class Clients:
         if client is None:
             # The SDK's own retries are kept short: devhost's listeners add their own backoff
             # around them, so a broker that went away does not stall shutdown for minutes.
-            client = ServiceBusClient.from_connection_string(connection_string, retry_total=2, retry_backoff_max=5)
+            # Every receiver opens its own AMQP connection, and without a ready context the SDK builds
+            # an SSLContext (reading the CA bundle from disk) for each one, TLS or not. Session
+            # triggers open a receiver per session, so that cost dominated; one context serves all.
+            client = ServiceBusClient.from_connection_string(connection_string, retry_total=2, retry_backoff_max=5,
+                                                             ssl_context=_tls_context())
             self._service_bus[connection_string] = client
         return client
 
@@ -74,3 +80,8 @@ class Clients:
                 await client.close()
             except Exception:  # closing a client whose peer vanished must not block shutdown
                 log.debug("closing %r failed", client, exc_info=True)
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    return ssl.create_default_context()
