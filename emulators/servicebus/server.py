@@ -154,6 +154,12 @@ class AmqpServer(Handler):
         self._forget_connection(event.connection)
         event.connection.close()
 
+    def on_transport_error(self, event: Any) -> None:
+        # A peer that breaks the protocol loses its own connection only; say why, for diagnosis.
+        condition = event.transport.condition
+        log.warning("connection closed on a transport error: %s: %s",
+                    condition.name if condition else "unknown", condition.description if condition else "")
+
     def on_transport_closed(self, event: Any) -> None:
         conn = event.connection
         if conn is not None:
