@@ -27,6 +27,7 @@ test: venv
 
 bench: venv
 	$(PY) -m benchmarks.servicebus
+	$(PY) -m benchmarks.deliveries
 
 # The main job on embedded defaults: a fresh in-memory stack, ~20 deliveries, exit 0 only if all
 # ended as expected.

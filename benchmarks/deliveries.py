@@ -37,7 +37,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 def body(delivery_id: str, i: int) -> dict[str, Any]:
-    deadline = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+    deadline = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
     size, weight = [("small", 2.0), ("medium", 9.0), ("large", 30.0)][i % 3]
     return {"deliveryId": delivery_id, "ownerId": "bench", "pickupLocation": "A", "dropoffLocation": "B",
             "deadline": deadline.isoformat().replace("+00:00", "Z"), "expedited": False,
@@ -130,7 +130,8 @@ def main() -> int:
         "# Drone delivery benchmark", "",
         f"{meta['date']}, {meta['cpus']} CPUs, Python {meta['python']}, whole local stack in memory, "
         f"fleet of {args.fleet_size}, flight time 0 s, {args.concurrency} concurrent HTTP clients.", "",
-        "| deliveries | shipped | submissions/s | deliveries/s (submit → last Shipped) | p50 ms (202 → Shipped) | p99 ms |",
+        "| deliveries | shipped | submissions/s | deliveries/s (submit → last Shipped) "
+        "| p50 ms (202 → Shipped) | p99 ms |",
         "|---|---|---|---|---|---|",
         f"| {result['deliveries']} | {result['shipped']} | {result['submit_per_s']} | {result['deliveries_per_s']} | "
         f"{result['latency_p50_ms']} | {result['latency_p99_ms']} |", ""])

@@ -24,10 +24,18 @@ def _print_urls(stack: Stack) -> None:
 Local stack is up (Ctrl-C stops everything):
   Functions (devhost)   {stack.functions_url}/api/...   health: {stack.functions_url}/api/health
   Service Bus emulator  amqp://127.0.0.1:{p.servicebus}   ServiceBusConnection={stack.servicebus_connection}
-  Event Grid emulator   {stack.eventgrid_url}/topics/deliveries/api/events   (events: {stack.eventgrid_url}/topics/deliveries/events)
+  Event Grid emulator   {stack.eventgrid_url}/topics/deliveries/api/events
+                        published events: {stack.eventgrid_url}/topics/deliveries/events
   Azurite               blob :{p.blob}  queue :{p.queue}  table :{p.table}   (UseDevelopmentStorage=true)
   Logs                  .devstack/logs/
 """, flush=True)
+
+
+def _func_start_hint(stack: Stack) -> str:
+    return ("Once `func start` is up, subscribe its Event Grid trigger as Azure would:\n"
+            f"  curl -X PUT {stack.eventgrid_url}/topics/deliveries/subscriptions/notifications "
+            "-H 'Content-Type: application/json' -d '{\"endpoint\": "
+            "\"http://127.0.0.1:7071/runtime/webhooks/eventgrid?functionName=notifications_on_delivery_event\"}'")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="start the whole local stack until Ctrl-C")
     up.add_argument("--data-dir", default=str(ROOT / ".devstack"))
     up.add_argument("--in-memory", action="store_true")
+    up.add_argument("--no-devhost", action="store_true",
+                    help="start only Azurite and the emulators, for `func start` in another terminal")
     demo = sub.add_parser("demo", help="run the drone delivery demo on a fresh stack")
     demo.add_argument("--deliveries", type=int, default=20)
     sub.add_parser("seed", help="seed reference data into AzureWebJobsStorage")
@@ -50,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
 
         def ready(s: Stack) -> None:
             seed_all(s.storage_connection)
+            if args.no_devhost:
+                print(f"\nEmulators are up; run `func start` now (Ctrl-C here stops them).\n{_func_start_hint(s)}",
+                      flush=True)
+                return
             s.start_devhost()
             _print_urls(s)
 

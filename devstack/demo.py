@@ -1,10 +1,16 @@
-"""``make demo``: the drone delivery choreography, for real, on a fresh local stack.
+"""``make demo``: both choreographies, for real, on a fresh local stack.
 
-Starts Azurite, both emulators and devhost (in memory, free ports), seeds the drone fleet,
-submits deliveries over HTTP (more at once than there are drones, plus ones that must fail),
-waits with a progress bar while the services choreograph them, then prints every delivery's
-journey (hop, time, outcome, compensation).  Exits 0 only if every delivery ended as expected:
-``Shipped``, or ``Cancelled`` with the expected reason and its compensation.
+Starts Azurite, both emulators and devhost (in memory, free ports), seeds the drone fleet and
+the payment reference table, then:
+
+* submits deliveries over HTTP (more at once than there are drones, plus ones that must fail),
+  waits with a progress bar while the services choreograph them, and prints every delivery's
+  journey (hop, time, outcome, compensation);
+* drops sample payment files into Blob Storage (a valid CSV, a NACHA file, a pain.001.001.03,
+  files with bad transactions under each client policy, a malicious XML) and shows what became
+  of each.
+
+Exits 0 only if every delivery and every file ended as expected.
 """
 
 from __future__ import annotations
@@ -17,12 +23,41 @@ import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from azure.storage.blob import BlobServiceClient
 
 from .seed import seed_all
 from .stack import Stack
 
 FINAL = {"Shipped", "Cancelled"}
+SAMPLES = Path(__file__).with_name("samples") / "payments"
+# The sample files carry fixed execution dates; the pipeline's clock is set to a business
+# morning before them so they stay valid whenever the demo runs.
+PAYMENT_CLOCK = "2026-11-20T09:00:00Z"
+
+
+@dataclass
+class PaymentCase:
+    label: str
+    client: str
+    sample: str
+    expect_state: str
+    expect_group: str | None = None
+    expect_reason: str | None = None
+    result: dict[str, Any] | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+PAYMENT_CASES = [
+    PaymentCase("valid CSV", "ACME001", "csv_v1_valid.csv", "Completed", "ACCP"),
+    PaymentCase("NACHA ACH file", "INITECH03", "nacha_valid.ach", "Completed", "ACCP"),
+    PaymentCase("pain.001.001.03", "GLOBEX02", "pain001_03_valid.xml", "Completed", "ACCP"),
+    PaymentCase("bad IBAN, client policy reject-file", "ACME001", "csv_v1_bad_iban.csv", "Rejected", "RJCT", "AC01"),
+    PaymentCase("bad transactions, client policy pass-valid", "GLOBEX02", "csv_eu_mixed.csv", "Completed", "PART"),
+    PaymentCase("billion-laughs XML", "GLOBEX02", "billion_laughs.xml", "Rejected", None, "FF01"),
+]
 
 
 @dataclass
@@ -70,7 +105,7 @@ def request(method: str, url: str, body: Any = None) -> tuple[int, Any, dict[str
 
 
 def delivery_body(case: Case) -> dict[str, Any]:
-    deadline = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=10)
+    deadline = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)
     return {"deliveryId": case.delivery_id, "ownerId": "demo-owner", "pickupLocation": "Warehouse 7, Redmond",
             "dropoffLocation": "4th Ave, Seattle", "deadline": deadline.isoformat().replace("+00:00", "Z"),
             "expedited": False, "confirmationRequired": False,
@@ -118,7 +153,7 @@ def journey(case: Case, submitted_at: float) -> str:
 def run_demo(count: int = 20, timeout: float = 180.0) -> int:
     print("Starting the local stack (Azurite, Service Bus emulator, Event Grid emulator, devhost)...", flush=True)
     settings = {"FLIGHT_TIME_SECONDS": "0", "JOIN_TIMEOUT_SECONDS": "60", "DRONE_RETRY_BASE_SECONDS": "1",
-                "DRONE_RETRY_MAX_SECONDS": "4"}
+                "DRONE_RETRY_MAX_SECONDS": "4", "PAYMENT_FILES_CLOCK": PAYMENT_CLOCK}
     stack = Stack(with_devhost=False, settings=settings)
     try:
         stack.start()
@@ -128,8 +163,9 @@ def run_demo(count: int = 20, timeout: float = 180.0) -> int:
         print(f"Stack up; Functions at {base}\n")
 
         status, problem, _ = request("POST", f"{base}/deliveries", {"ownerId": "", "packageInfo": {"size": "huge"}})
+        fields = ", ".join(e.get("field", "") for e in (problem or {}).get("errors", []))
         print(f"A malformed request is refused before anything is published: HTTP {status} "
-              f"{(problem or {}).get('title', '')}: {', '.join(e.get('field', '') for e in (problem or {}).get('errors', []))}")
+              f"{(problem or {}).get('title', '')}: {fields}")
 
         all_cases = cases(count)
         started = time.monotonic()
@@ -169,6 +205,55 @@ def run_demo(count: int = 20, timeout: float = 180.0) -> int:
         shipped = sum(1 for c in all_cases if (c.result or {}).get("status") == "Shipped")
         print(f"\n{len(all_cases) - len(bad)}/{len(all_cases)} deliveries ended as expected "
               f"({shipped} shipped, {len(all_cases) - shipped} cancelled) in {time.monotonic() - started:.1f} s.")
-        return 0 if not bad else 1
+        bad_files = run_payments(stack, base, timeout)
+        return 0 if not bad and not bad_files else 1
     finally:
         stack.stop()
+
+
+def run_payments(stack: Stack, base: str, timeout: float) -> list[PaymentCase]:
+    """Drop the sample files in ``payment-files-in`` and follow each through the pipeline."""
+    print("\nPayment files: dropped into payment-files-in/{clientId}/{fileName}")
+    blobs = BlobServiceClient.from_connection_string(stack.storage_connection)
+    container = blobs.get_container_client("payment-files-in")
+    if not container.exists():
+        container.create_container()
+    run = uuid.uuid4().hex[:6]
+    names = {}
+    for case in PAYMENT_CASES:
+        name = f"demo-{run}-{case.sample}"
+        names[id(case)] = name
+        container.upload_blob(f"{case.client}/{name}", (SAMPLES / case.sample).read_bytes())
+    deadline = time.monotonic() + timeout
+    pending = list(PAYMENT_CASES)
+    while pending and time.monotonic() < deadline:
+        for case in list(pending):
+            code, body, _ = request("GET", f"{base}/payment-files/{case.client}/{names[id(case)]}")
+            if code == 200 and body.get("state") in ("Completed", "Rejected"):
+                case.result = body
+                pending.remove(case)
+        time.sleep(0.5)
+    for case in pending:
+        case.problems.append(f"did not settle within {timeout:.0f} s")
+    for case in PAYMENT_CASES:
+        result = case.result or {}
+        reasons = [r["code"] for r in result.get("reasons", [])] + list(result.get("transactionReasons", {}))
+        if result and result.get("state") != case.expect_state:
+            case.problems.append(f"ended {result.get('state')!r}, expected {case.expect_state!r}")
+        if result and case.expect_group and result.get("groupStatus") != case.expect_group:
+            case.problems.append(f"pain.002 status {result.get('groupStatus')!r}, expected {case.expect_group!r}")
+        if result and case.expect_reason and case.expect_reason not in reasons:
+            case.problems.append(f"reasons {reasons}, expected {case.expect_reason}")
+        counts = result.get("counts", {})
+        where = result.get("locations", {})
+        print(f"{'OK ' if not case.problems else 'BAD'} {case.client}/{case.sample:<22} {case.label}: "
+              f"{result.get('state')} {result.get('groupStatus') or ''} "
+              f"({counts.get('accepted', 0)} accepted, {counts.get('rejected', 0)} rejected)"
+              f"{'  reasons ' + ', '.join(sorted(set(reasons))) if reasons else ''}")
+        for kind, location in sorted(where.items()):
+            print(f"      {kind:<13} {location}")
+        for problem in case.problems:
+            print(f"      !! {problem}")
+    bad = [c for c in PAYMENT_CASES if c.problems]
+    print(f"\n{len(PAYMENT_CASES) - len(bad)}/{len(PAYMENT_CASES)} payment files ended as expected.")
+    return bad

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 
@@ -16,4 +17,6 @@ def seed_all(storage_connection: str) -> None:
     for module in SEEDERS:
         if importlib.util.find_spec(module) is None:
             continue
-        subprocess.run([sys.executable, "-m", module, "--connection", storage_connection], cwd=ROOT, check=True)
+        # Every seeder reads AzureWebJobsStorage, as the functions do.
+        subprocess.run([sys.executable, "-m", module], cwd=ROOT, check=True,
+                       env={**os.environ, "AzureWebJobsStorage": storage_connection})

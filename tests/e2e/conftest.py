@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from devstack.demo import PAYMENT_CLOCK
 from devstack.seed import seed_all
 from devstack.stack import Stack
 
@@ -39,7 +40,7 @@ def call(method: str, url: str, body: Any = None, raw: bytes | None = None,
 def delivery(size: str = "small", weight: float = 2.0, delivery_id: str | None = None,
              deadline_minutes: float = 30) -> dict[str, Any]:
     delivery_id = delivery_id or f"e2e-{uuid.uuid4().hex[:12]}"
-    deadline = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=deadline_minutes)
+    deadline = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=deadline_minutes)
     return {"deliveryId": delivery_id, "ownerId": "owner-1", "pickupLocation": "Redmond",
             "dropoffLocation": "Seattle", "deadline": deadline.isoformat().replace("+00:00", "Z"),
             "expedited": False, "confirmationRequired": False,
@@ -68,6 +69,17 @@ class App:
             time.sleep(0.2)
         raise AssertionError(f"delivery {delivery_id} did not settle; last status {body}")
 
+    def wait_status(self, delivery_id: str, status: str, timeout: float = 120.0) -> dict[str, Any]:
+        """Until ``status`` appears in the delivery's history."""
+        deadline = time.monotonic() + timeout
+        body: Any = None
+        while time.monotonic() < deadline:
+            code, body = self.status(delivery_id)
+            if code == 200 and status in hops(body):
+                return body
+            time.sleep(0.2)
+        raise AssertionError(f"delivery {delivery_id} never reached {status}; last status {body}")
+
     def events(self, topic: str = "deliveries", type_: str | None = None) -> list[dict[str, Any]]:
         url = f"{self.stack.eventgrid_url}/topics/{topic}/events" + (f"?type={type_}" if type_ else "")
         code, body, _ = call("GET", url)
@@ -75,9 +87,12 @@ class App:
         return body if isinstance(body, list) else body.get("events", [])
 
     def wait_event(self, type_: str, delivery_id: str, timeout: float = 60.0) -> dict[str, Any]:
+        return self.wait_event_on("deliveries", type_, delivery_id, timeout)
+
+    def wait_event_on(self, topic: str, type_: str, delivery_id: str, timeout: float = 60.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for entry in self.events(type_=type_):
+            for entry in self.events(topic, type_=type_):
                 event = entry.get("event", entry)
                 if delivery_id in json.dumps(event):
                     return entry
@@ -91,7 +106,7 @@ def hops(result: dict[str, Any]) -> list[str]:
 
 def start_stack(**settings: str) -> Stack:
     defaults = {"FLIGHT_TIME_SECONDS": "0", "JOIN_TIMEOUT_SECONDS": "120", "DRONE_RETRY_BASE_SECONDS": "1",
-                "DRONE_RETRY_MAX_SECONDS": "2"}
+                "DRONE_RETRY_MAX_SECONDS": "2", "PAYMENT_FILES_CLOCK": PAYMENT_CLOCK}
     stack = Stack(with_devhost=False, settings={**defaults, **settings})
     stack.start()
     try:

@@ -135,5 +135,5 @@ def test_concurrent_deliveries_compete_for_the_one_drone_that_can_carry_them(app
         at = {h["status"]: h["at"] for h in r["history"]}
         windows.append((at["DroneScheduled"], at["ReleaseDrone"]))
     windows.sort()
-    for (_, end), (start, _) in zip(windows, windows[1:]):
+    for (_, end), (start, _) in zip(windows, windows[1:], strict=False):
         assert end <= start, f"drone assigned twice at once: {windows}"
