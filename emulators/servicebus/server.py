@@ -179,6 +179,10 @@ class AmqpServer(Handler):
         for out in list(getattr(conn, "out_links", []) or []):
             self._detach_consumer(out)
         conn.out_links = []
+        # A receiver still waiting for a session must not be handed one after its client is gone.
+        for waiter in getattr(conn, "waiters", None) or []:
+            waiter["done"] = True
+        conn.waiters = []
 
     def _forget_link(self, link: Link) -> None:
         out = getattr(link, "out", None)
@@ -288,6 +292,9 @@ class AmqpServer(Handler):
         timeout_ms = _link_timeout(link) or DEFAULT_SESSION_WAIT_MS
         waiter: dict[str, Any] = {"done": False}
         link.waiter = waiter
+        if getattr(conn, "waiters", None) is None:
+            conn.waiters = []
+        conn.waiters.append(waiter)
 
         def try_lock() -> bool:
             if waiter["done"]:

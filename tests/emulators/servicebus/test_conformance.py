@@ -581,3 +581,26 @@ def test_garbage_on_the_socket_does_not_disturb_other_clients(emulator: Any, cli
     with client.get_queue_receiver("basic", receive_mode=ServiceBusReceiveMode.RECEIVE_AND_DELETE) as r:
         assert [body(m) for m in collect(r, 1)] == ["still-alive"]
     assert emulator.proc.poll() is None
+
+
+def test_a_vanished_next_available_waiter_is_never_handed_a_session(emulator: Any, conn_str: str) -> None:
+    import subprocess
+    import sys
+
+    waiter = subprocess.Popen([sys.executable, "-c", (
+        "import sys\n"
+        "from azure.servicebus import ServiceBusClient, NEXT_AVAILABLE_SESSION\n"
+        "c = ServiceBusClient.from_connection_string(sys.argv[1])\n"
+        "r = c.get_queue_receiver('sessions-next', session_id=NEXT_AVAILABLE_SESSION, max_wait_time=60)\n"
+        "r.__enter__()\n"), conn_str])
+    try:
+        time.sleep(3)  # its attach is now parked at the broker, waiting for a session
+    finally:
+        waiter.kill()  # gone without detaching, as a crashed process goes
+        waiter.wait(10)
+    with ServiceBusClient.from_connection_string(conn_str) as client:
+        with client.get_queue_sender("sessions-next") as sender:
+            sender.send_messages(ServiceBusMessage("after-crash", session_id="after-crash"))
+        with client.get_queue_receiver("sessions-next", session_id="after-crash") as r:
+            (msg,) = collect(r, 1)
+            r.complete_message(msg)
