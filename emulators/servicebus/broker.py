@@ -200,6 +200,12 @@ class Holder:
         self.messages: dict[int, Msg] = {}
         self.ready: list[int] = []
         self.sessions: dict[str, SessionInfo] = {}
+        # Sessions with a lock holder, and (in arrival order) free sessions that have messages
+        # ready: next-available, pumping and timers touch these, never every session.
+        self.held: dict[str, SessionInfo] = {}
+        self.free_ready: dict[str, None] = {}
+        # (expires_ms, seq): time-to-live is swept from this heap, not by scanning messages.
+        self.expiries: list[tuple[int, int]] = []
         self.locks: dict[uuid.UUID, Msg] = {}
         self.scheduled: list[tuple[int, int]] = []
         self.consumers: list[Consumer] = []
@@ -244,7 +250,12 @@ class Holder:
             msg.state = ACTIVE
         self.messages[msg.seq] = msg
         self.store.insert(self._stored(msg))
+        self._track_expiry(msg)
         self._make_visible(msg)
+
+    def _track_expiry(self, msg: Msg) -> None:
+        if msg.expires_ms is not None:
+            heapq.heappush(self.expiries, (msg.expires_ms, msg.seq))
 
     def _make_visible(self, msg: Msg) -> None:
         if msg.state == SCHEDULED:
@@ -252,8 +263,11 @@ class Holder:
             self.broker.wake_at(msg.scheduled_ms or 0)
         elif msg.state == ACTIVE and msg.lock_token is None:
             if self.requires_session:
-                session = self.sessions.setdefault(msg.session_id or "", SessionInfo())
+                sid = msg.session_id or ""
+                session = self.sessions.setdefault(sid, SessionInfo())
                 heapq.heappush(session.ready, msg.seq)
+                if session.holder is None:
+                    self.free_ready[sid] = None
             else:
                 heapq.heappush(self.ready, msg.seq)
             self.broker.mark_dirty(self)
@@ -275,6 +289,7 @@ class Holder:
                   stored.scheduled_ms, stored.delivery_count, original_seq=stored.original_seq)
         self.last_seq = max(self.last_seq, stored.seq)
         self.messages[msg.seq] = msg
+        self._track_expiry(msg)
         if stored.lock_token is not None:
             # The lock died with the process that granted it; as on expiry, the message comes back.
             self._count_failed_delivery(msg, now)
@@ -288,7 +303,7 @@ class Holder:
     def pump(self, now: int) -> None:
         """Hand ready messages to consumers with credit, round robin."""
         if self.requires_session:
-            for sid, session in list(self.sessions.items()):
+            for sid, session in list(self.held.items()):
                 consumer = session.holder
                 if consumer is not None:
                     self._pump_session(sid, session, consumer, now)
@@ -479,7 +494,7 @@ class Holder:
         if self.scheduled:
             self.broker.wake_at(self.scheduled[0][0])
         if self.requires_session:
-            for session in self.sessions.values():
+            for session in list(self.held.values()):
                 if session.holder is not None and session.locked_until_ms <= now:
                     consumer = session.holder
                     self.release_session(consumer, now, count_delivery=True)
@@ -489,9 +504,16 @@ class Holder:
                 self._count_failed_delivery(msg, now)
 
     def sweep_expired(self, now: int) -> None:
-        for msg in [m for m in self.messages.values()
-                    if m.state == ACTIVE and m.lock_token is None and m.expires_ms is not None and m.expires_ms <= now]:
-            self.expire(msg, now)
+        while self.expiries and self.expiries[0][0] <= now:
+            _, seq = heapq.heappop(self.expiries)
+            msg = self.messages.get(seq)
+            if msg is None or msg.expires_ms is None or msg.expires_ms > now:
+                continue
+            if msg.state == ACTIVE and msg.lock_token is None:
+                self.expire(msg, now)
+            elif msg.state == ACTIVE:
+                # A locked message does not expire under its receiver; look again after the lock.
+                heapq.heappush(self.expiries, ((msg.locked_until_ms or now) + 1, seq))
 
     # -- consumers and sessions -----------------------------------------------------------
     def attach(self, consumer: Consumer) -> None:
@@ -511,8 +533,10 @@ class Holder:
     def lock_session(self, consumer: Consumer, session_id: str | None, now: int) -> SessionInfo | None:
         """Lock a named session, or the next session with messages; None if none is free."""
         if session_id is None:
-            for sid, session in self.sessions.items():
-                if session.holder is None and self._has_ready(session, now):
+            for sid in list(self.free_ready):
+                del self.free_ready[sid]
+                candidate = self.sessions.get(sid)
+                if candidate is not None and candidate.holder is None and self._has_ready(candidate, now):
                     session_id = sid
                     break
             else:
@@ -525,6 +549,8 @@ class Holder:
         session.holder = consumer
         session.locked_until_ms = now + self.cfg.lock_duration_ms
         consumer.session_id = session_id
+        self.held[session_id] = session
+        self.free_ready.pop(session_id, None)
         self.broker.wake_at(session.locked_until_ms)
         return session
 
@@ -557,11 +583,17 @@ class Holder:
         if session is None or session.holder is not consumer:
             return
         session.holder = None
+        self.held.pop(sid or "", None)
         for msg in [m for m in self.locks.values() if m.locked_by is consumer]:
             if count_delivery:
                 self._count_failed_delivery(msg, now)
             elif msg.lock_token is not None:
                 self.release(msg.lock_token, now)
+        if self._has_ready(session, now):
+            self.free_ready[sid or ""] = None
+        elif session.state is None and not session.ready:
+            # Nothing left to remember about it; without this, every session ever seen stays.
+            self.sessions.pop(sid or "", None)
         self.broker.mark_dirty(self)
 
     def _serve_waiting(self) -> None:
