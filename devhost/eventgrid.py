@@ -4,7 +4,7 @@ Contract (``/runtime/webhooks/eventgrid?functionName=NAME``; in Azure the URL al
 the ``eventgrid_extension`` system key as ``code``, which devhost does not check, like
 ``func start``):
 
-* Unknown or missing ``functionName`` → 404 ``cannot find function: 'NAME'``.
+* Unknown, missing or disabled ``functionName`` → 404 ``cannot find function: 'NAME'``.
 * ``OPTIONS`` (CloudEvents abuse-protection handshake) → 200 with ``WebHook-Allowed-Origin``
   set to the request's ``WebHook-Request-Origin`` when it is an Azure cloud's Event Grid
   origin, else ``eventgrid.azure.net`` — the extension's rule.

@@ -11,6 +11,9 @@ Contract of :func:`run` (what ``python -m devhost`` does):
 3. Listen for HTTP (a port in use exits 1), print the function list the way ``func start``
    does, start every trigger listener, and once all of them are running print
    ``Host started on http://HOST:PORT`` (``/admin/host/status`` turns 200 at that moment).
+   A function disabled by the app setting ``AzureWebJobs.<name>.Disabled`` (``true``/``1``)
+   is listed with ``(Disabled)`` and a ``Function 'NAME' is disabled`` line, and gets no
+   listener, route or webhook; its outputs and route template are still checked.
 4. On SIGTERM or SIGINT: stop taking new work, let running invocations finish and settle
    (up to ``--shutdown-timeout`` seconds), close every client, print ``Host stopped`` and
    exit 0. A second signal exits 1 at once.
@@ -53,6 +56,7 @@ from .settings import (
     HostOptions,
     SettingsError,
     apply_to_environment,
+    function_disabled,
     host_id,
     identity_connection_configured,
     load_host_json,
@@ -193,13 +197,18 @@ async def _serve(options: Options, app_dir: Path, port: int, host_options: HostO
     clients = Clients()
     outputs = Outputs(clients)
     invoker = Invoker(outputs, str(app_dir))
+    disabled = frozenset(e.name for e in entries if function_disabled(e.name))
+    enabled = [e for e in entries if e.name not in disabled]
     try:
         for entry in entries:
             outputs.check(entry)
-        listeners = build_listeners(entries, host_options, clients, invoker, hostid)
-        webhook = EventGridWebhook(entries, invoker)
+        # A disabled function gets no listener (so its trigger's connection is not needed),
+        # no route and no webhook: the runtime ignores the events meant for it.
+        listeners = build_listeners(enabled, host_options, clients, invoker, hostid)
+        webhook = EventGridWebhook(enabled, invoker)
         front = HttpFront(entries, host_options.route_prefix, invoker, hostid,
-                          webhook.handle if any(e.trigger.type == EVENT_GRID_TRIGGER for e in entries) else None)
+                          webhook.handle if any(e.trigger.type == EVENT_GRID_TRIGGER for e in entries) else None,
+                          disabled)
     except LoadError as exc:
         await clients.close()
         invoker.close()
@@ -232,7 +241,9 @@ async def _serve(options: Options, app_dir: Path, port: int, host_options: HostO
         loop.add_signal_handler(signum, on_signal, signum)
 
     base = f"http://{options.bind_host}:{port}"
-    _print_functions(entries, front, base, listeners)
+    _print_functions(entries, front, base, listeners, disabled)
+    for name in sorted(disabled):
+        print(f"Function '{name}' is disabled", flush=True)
     for listener in listeners:
         listener.start()
     if await _wait_running(listeners, stop):
@@ -271,18 +282,20 @@ async def _wait_running(listeners: list[Listener], stop: asyncio.Event) -> bool:
         await asyncio.sleep(0.05)
 
 
-def _print_functions(entries: list[FunctionEntry], front: HttpFront, base: str, listeners: list[Listener]) -> None:
+def _print_functions(entries: list[FunctionEntry], front: HttpFront, base: str, listeners: list[Listener],
+                     disabled: frozenset[str] = frozenset()) -> None:
     lines = ["", "Functions:", ""]
     routes = {route.entry.name: route for route in front.routes}
     described = {listener.entry.name: listener.description for listener in listeners}
     for entry in entries:
+        suffix = " (Disabled)" if entry.name in disabled else ""
         if entry.trigger.type == HTTP_TRIGGER:
             route = routes[entry.name]
             methods = ",".join(sorted(route.methods)) if route.methods else "GET,POST,PUT,DELETE,PATCH,HEAD,OPTIONS"
-            lines.append(f"        {entry.name}: [{methods}] {display_url(base, front.route_prefix, route)}")
+            lines.append(f"        {entry.name}: [{methods}] {display_url(base, front.route_prefix, route)}{suffix}")
         elif entry.trigger.type == EVENT_GRID_TRIGGER:
-            lines.append(f"        {entry.name}: eventGridTrigger (webhook {webhook_url(base, entry)})")
+            lines.append(f"        {entry.name}: eventGridTrigger (webhook {webhook_url(base, entry)}){suffix}")
         else:
-            lines.append(f"        {entry.name}: {described.get(entry.name, entry.trigger.type)}")
+            lines.append(f"        {entry.name}: {described.get(entry.name, entry.trigger.type)}{suffix}")
         lines.append("")
     print("\n".join(lines), flush=True)

@@ -21,7 +21,10 @@ Contract:
   ``status``, ``detail`` and ``invocationId``; the traceback goes to the log.
 * ``GET /admin/host/status`` answers 200 ``{"state": "Running", ...}`` once every trigger
   listener is running and 503 ``{"state": "Initialized"}`` before that (and ``"Stopping"``
-  during shutdown). ``GET /admin/functions`` lists the binding table.
+  during shutdown). ``GET /admin/functions`` lists the binding table, each function with
+  ``isDisabled``.
+* A function disabled with ``AzureWebJobs.<name>.Disabled`` is not served: its route answers
+  404, as Azure answers any caller without the master key (devhost has no keys).
 * ``/runtime/webhooks/eventgrid`` is handled by :mod:`devhost.eventgrid`.
 """
 
@@ -236,12 +239,17 @@ class HttpFront:
     """Builds the aiohttp application that serves HTTP triggers and the system endpoints."""
 
     def __init__(self, entries: list[FunctionEntry], route_prefix: str, invoker: Invoker, host_id: str,
-                 eventgrid_handler: Callable[[web.Request], Any] | None) -> None:
+                 eventgrid_handler: Callable[[web.Request], Any] | None,
+                 disabled: frozenset[str] = frozenset()) -> None:
         self.route_prefix = route_prefix
+        # Every route is compiled (a bad template is a startup error even on a disabled
+        # function); only the enabled ones are served.
         self.routes = sorted(
             (compile_route(e, route_prefix) for e in entries if e.trigger.type == "httpTrigger"),
             key=lambda r: r.precedence,
         )
+        self._served = [r for r in self.routes if r.entry.name not in disabled]
+        self._disabled = disabled
         self._invoker = invoker
         self._entries = entries
         self._host_id = host_id
@@ -270,7 +278,8 @@ class HttpFront:
 
     async def _functions(self, request: web.Request) -> web.Response:
         return web.json_response([
-            {"name": e.name, "trigger": e.trigger.type, "outputs": [b.type for b in e.outputs]}
+            {"name": e.name, "trigger": e.trigger.type, "outputs": [b.type for b in e.outputs],
+             "isDisabled": e.name in self._disabled}
             for e in self._entries
         ])
 
@@ -278,9 +287,9 @@ class HttpFront:
         path = request.path
         if len(path) > 1 and path.endswith("/"):
             path = path[:-1]
-        if path in ("", "/") and not any(r.match("/") is not None for r in self.routes):
+        if path in ("", "/") and not any(r.match("/") is not None for r in self._served):
             return web.Response(text="Your Functions app is up and running (devhost).\n")
-        for route in self.routes:
+        for route in self._served:
             params = route.match(path)
             if params is None:
                 continue

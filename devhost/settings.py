@@ -13,6 +13,8 @@ Contract:
 * :func:`resolve_connection` finds the connection string behind a binding's ``connection``
   property with the WebJobs lookup order: ``AzureWebJobs{name}`` first, then ``{name}``, each
   as ``ConnectionStrings:{key}`` before the plain setting.
+* :func:`function_disabled` reads ``AzureWebJobs.<FUNCTION_NAME>.Disabled`` (``true`` or
+  ``1``), the app setting that disables one function in Azure and under ``func start``.
 * :func:`load_host_json` reads ``host.json`` into :class:`HostOptions` with the Functions
   defaults for every option devhost honours.
 * :func:`host_id` is stable for one app directory on one machine, so blob receipts written
@@ -149,6 +151,25 @@ def identity_connection_configured(name: str, environ: Mapping[str, str] = os.en
     """True when *name* is set up as an identity-based connection (``name__serviceUri`` ...)."""
     prefixes = (f"{name}__", f"AzureWebJobs{name}__")
     return any(key.startswith(prefixes) for key in environ)
+
+
+def disabled_setting(function_name: str) -> str:
+    return f"AzureWebJobs.{function_name}.Disabled"
+
+
+def function_disabled(function_name: str, environ: Mapping[str, str] = os.environ) -> bool:
+    """True when the app setting ``AzureWebJobs.<name>.Disabled`` is ``true`` or ``1``.
+
+    As in the host, the setting's name is matched without regard to case (the host's
+    configuration keys ignore case) and so is ``true``; anything else (``false``, ``0``,
+    empty, absent) leaves the function enabled. Read once, at startup: changing an app setting
+    restarts a Functions host, so here it takes a restart too.
+    """
+    wanted = disabled_setting(function_name).lower()
+    for key, value in environ.items():
+        if key.lower() == wanted and value.strip().lower() in ("true", "1"):
+            return True
+    return False
 
 
 def host_id(app_dir: Path, environ: Mapping[str, str] = os.environ) -> str:

@@ -102,7 +102,7 @@ class EmulatorProcess:
                 line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 self.stop()
-                raise AssertionError(f"emulator did not report listening; log:\n{self.log_text()}")
+                raise AssertionError(f"emulator did not report listening; log:\n{self.log_text()}") from None
             if line is None:
                 raise AssertionError(f"emulator exited with {self.proc.wait()}; log:\n{self.log_text()}")
             if "listening on " in line:
