@@ -11,8 +11,20 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.data.tables import TableClient, UpdateMode
 
 from choreography.idempotency import ProcessedMessages
+from choreography.messaging import Cause
 
-from .domain import Delivery, HistoryEntry, Outcome, Status
+from .domain import (
+    Announce,
+    CancelPackage,
+    Delivery,
+    Effect,
+    HistoryEntry,
+    Outcome,
+    ReleaseDrone,
+    ScheduleJoinTimeout,
+    StartFlight,
+    Status,
+)
 from .ports import ConcurrencyConflict, DeliveryExists
 
 ROW_KEY = "delivery"
@@ -32,6 +44,51 @@ def _outcome(text: str | None) -> Outcome | None:
     return Outcome(raw["ok"], raw["reference"], raw["reason"], datetime.fromisoformat(raw["at"]))
 
 
+def _effect_json(effect: Effect) -> dict[str, Any]:
+    if isinstance(effect, ScheduleJoinTimeout):
+        return {"effect": "ScheduleJoinTimeout", "at": effect.at.isoformat()}
+    if isinstance(effect, StartFlight):
+        return {"effect": "StartFlight", "droneId": effect.drone_id, "landsAt": effect.lands_at.isoformat()}
+    if isinstance(effect, CancelPackage):
+        return {"effect": "CancelPackage", "packageId": effect.package_id, "reason": effect.reason}
+    if isinstance(effect, ReleaseDrone):
+        return {"effect": "ReleaseDrone", "droneId": effect.drone_id, "reason": effect.reason}
+    return {"effect": "Announce", "eventType": effect.event_type, "reason": effect.reason}
+
+
+def _effect(raw: dict[str, Any]) -> Effect:
+    kind = raw["effect"]
+    if kind == "ScheduleJoinTimeout":
+        return ScheduleJoinTimeout(datetime.fromisoformat(raw["at"]))
+    if kind == "StartFlight":
+        return StartFlight(raw["droneId"], datetime.fromisoformat(raw["landsAt"]))
+    if kind == "CancelPackage":
+        return CancelPackage(raw["packageId"], raw["reason"])
+    if kind == "ReleaseDrone":
+        return ReleaseDrone(raw["droneId"], raw["reason"])
+    if kind == "Announce":
+        return Announce(raw["eventType"], raw["reason"])
+    raise ValueError(f"unknown effect {kind!r} in a delivery's outbox")
+
+
+def _outbox_json(delivery: Delivery) -> str:
+    if not delivery.outbox or delivery.outbox_cause is None:
+        return ""
+    cause = delivery.outbox_cause
+    return json.dumps({"cause": {"messageId": cause.message_id, "traceparent": cause.traceparent,
+                                 "correlationId": cause.correlation_id},
+                       "effects": [_effect_json(e) for e in delivery.outbox]})
+
+
+def _outbox(text: str | None) -> tuple[list[Effect], Cause | None]:
+    if not text:
+        return [], None
+    raw = json.loads(text)
+    cause = raw["cause"]
+    return ([_effect(e) for e in raw["effects"]],
+            Cause(cause["messageId"], cause.get("traceparent"), cause.get("correlationId")))
+
+
 def to_entity(delivery: Delivery) -> dict[str, Any]:
     return {
         "PartitionKey": delivery.delivery_id,
@@ -45,12 +102,14 @@ def to_entity(delivery: Delivery) -> dict[str, Any]:
         "processed": json.dumps(delivery.processed.ids),
         "requestFingerprint": delivery.request_fingerprint or "",
         "createdAt": delivery.created_at.isoformat() if delivery.created_at else "",
+        "outbox": _outbox_json(delivery),
     }
 
 
 def from_entity(entity: Any) -> Delivery:
     history = [HistoryEntry(h["status"], datetime.fromisoformat(h["at"]), h["by"], h.get("reason"), h.get("detail"))
                for h in json.loads(entity.get("history") or "[]")]
+    outbox, outbox_cause = _outbox(entity.get("outbox"))
     return Delivery(
         delivery_id=entity["PartitionKey"],
         status=Status(entity["status"]),
@@ -61,6 +120,8 @@ def from_entity(entity: Any) -> Delivery:
         processed=ProcessedMessages(json.loads(entity.get("processed") or "[]")),
         request_fingerprint=entity.get("requestFingerprint") or None,
         created_at=datetime.fromisoformat(entity["createdAt"]) if entity.get("createdAt") else None,
+        outbox=outbox,
+        outbox_cause=outbox_cause,
         version=entity.metadata["etag"],
     )
 

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from choreography.idempotency import ProcessedMessages
+from choreography.messaging import Cause
 from choreography.reason_codes import ReasonCode
 
 PACKAGE, DRONE = "package", "drone"
@@ -114,12 +115,21 @@ class Delivery:
     processed: ProcessedMessages = field(default_factory=ProcessedMessages)
     request_fingerprint: str | None = None
     created_at: datetime | None = None
+    # The effects of the last change and the message that caused them, saved with that change
+    # (an outbox in the record): sent after the write, and sent again by whoever finds them
+    # without knowing they went out (after a crash between the write and the send).
+    outbox: list[Effect] = field(default_factory=list)
+    outbox_cause: Cause | None = None
     version: str | None = None  # the storage ETag this state was read with; None = never saved
 
     @classmethod
     def requested(cls, delivery_id: str, fingerprint: str, at: datetime) -> Delivery:
         return cls(delivery_id=delivery_id, request_fingerprint=fingerprint, created_at=at,
                    history=[HistoryEntry(Status.REQUESTED.value, at, "ingestion")])
+
+    def fingerprint(self) -> tuple[object, ...]:
+        """What a change can alter; equal before and after means the change was a no-op."""
+        return (self.status, self.reason, self.package, self.drone, len(self.history))
 
     @property
     def is_over(self) -> bool:

@@ -1,14 +1,23 @@
 """Delivery use cases: apply each outcome to the saga, carry out the effects, answer status queries.
 
-Idempotency: the id of every message applied is stored in the delivery record in the *same*
-ETag-guarded write as the state change, so a redelivered message is recognised and skipped.
-Effects are carried out *before* that write, with deterministic message ids, so a crash
-between the two repeats them on redelivery and Service Bus duplicate detection drops the
-repeats (Event Grid subscribers dedupe on the CloudEvent id, which is also deterministic).
+Idempotency and effects: a change is saved in one ETag-guarded write together with the id of
+the message applied (so a redelivery is recognised and skipped) and the effects it produced
+(an outbox in the record). The effects are sent *after* that write, with deterministic message
+ids. A crash between the write and the send leaves the outbox in the record: whoever next reads
+the record from storage sends it first (Service Bus duplicate detection and the CloudEvent id
+drop a repeat of what did go out), then applies its own message.
+
+Because nothing is sent before the write succeeds, the service can start from the state it
+saved itself last time (:class:`RecentDeliveries`) instead of reading the record for every
+message: a state another instance has since moved on from fails the ETag check and is read
+afresh, and it never sent anything.
 """
 
 from __future__ import annotations
 
+import copy
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -33,6 +42,40 @@ from .ports import ConcurrencyConflict, DeliveryRepository
 
 Change = Callable[[Delivery, datetime], list[Effect]]
 SAVE_ATTEMPTS = 3
+RECENT_DELIVERIES = 4096  # saved states kept per process; a miss costs one Table read
+
+
+class RecentDeliveries:
+    """The last states this process saved *and* whose outbox it sent, least recent dropped first.
+
+    Only ever a starting point for the next change: the save is ETag-guarded, so a copy that is
+    stale (another instance changed the record) conflicts, is forgotten and the record is read.
+    """
+
+    def __init__(self, capacity: int = RECENT_DELIVERIES) -> None:
+        self._capacity = capacity
+        self._states: OrderedDict[str, Delivery] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, delivery_id: str) -> Delivery | None:
+        with self._lock:
+            state = self._states.get(delivery_id)
+            if state is None:
+                return None
+            self._states.move_to_end(delivery_id)
+        return copy.deepcopy(state)  # the caller mutates its copy; a failed change must not leak in
+
+    def put(self, delivery: Delivery) -> None:
+        state = copy.deepcopy(delivery)
+        with self._lock:
+            self._states[delivery.delivery_id] = state
+            self._states.move_to_end(delivery.delivery_id)
+            while len(self._states) > self._capacity:
+                self._states.popitem(last=False)
+
+    def forget(self, delivery_id: str) -> None:
+        with self._lock:
+            self._states.pop(delivery_id, None)
 
 
 class DeliveryService:
@@ -42,12 +85,13 @@ class DeliveryService:
                                  DeliveryInTransitTimer, JoinTimeout, PackageCancelled, DroneReleased)
 
     def __init__(self, deliveries: DeliveryRepository, publisher: Publisher, events: EventPublisher,
-                 clock: Clock, timing: Timing) -> None:
+                 clock: Clock, timing: Timing, recent: RecentDeliveries | None = None) -> None:
         self.deliveries = deliveries
         self.publisher = publisher
         self.events = events
         self.clock = clock
         self.timing = timing
+        self.recent = recent if recent is not None else RecentDeliveries()
 
     @property
     def routes(self) -> Mapping[type[Contract], Route]:
@@ -115,23 +159,38 @@ class DeliveryService:
 
     def change(self, delivery_id: str, applied_message_id: str, cause: Cause, change: Change) -> None:
         for _ in range(SAVE_ATTEMPTS):
-            delivery = self.deliveries.get(delivery_id) or Delivery(delivery_id)
+            delivery = self.recent.get(delivery_id)
+            if delivery is None:
+                delivery = self.deliveries.get(delivery_id) or Delivery(delivery_id)
+                self._send_outbox(delivery)  # its writer may have crashed before sending it
             if applied_message_id in delivery.processed:
+                self.recent.put(delivery)
                 return  # a redelivery or duplicate: already applied
+            before = delivery.fingerprint()
             effects = change(delivery, self.clock.now())
+            if not effects and delivery.fingerprint() == before:
+                # Nothing changed and nothing to do (e.g. a join timeout after the join): there
+                # is nothing to record, and applying it again would be the same no-op.
+                return
             delivery.processed.add(applied_message_id)
-            self._carry_out(delivery, effects, cause)
+            delivery.outbox, delivery.outbox_cause = effects, cause
             try:
                 self.deliveries.save(delivery)
-                return
             except ConcurrencyConflict:
+                self.recent.forget(delivery_id)
                 continue
+            self._send_outbox(delivery)
+            self.recent.put(delivery)
+            return
         raise TransientFailure(f"delivery {delivery_id}: lost {SAVE_ATTEMPTS} optimistic-concurrency races")
 
-    def _carry_out(self, delivery: Delivery, effects: list[Effect], cause: Cause) -> None:
+    def _send_outbox(self, delivery: Delivery) -> None:
+        if not delivery.outbox or delivery.outbox_cause is None:
+            return
+        cause = delivery.outbox_cause
         messages: list[Outgoing] = []
         events: list[OutgoingEvent] = []
-        for effect in effects:
+        for effect in delivery.outbox:
             if isinstance(effect, domain.Announce):
                 events.append(announcement(delivery, effect))
             else:

@@ -33,6 +33,12 @@ class TableDroneFleet:
         entities = self._table.query_entities("PartitionKey eq @pk", parameters={"pk": FLEET})
         return sorted((_drone(e) for e in entities), key=lambda d: d.drone_id)
 
+    def held_by(self, delivery_id: str) -> list[Drone]:
+        # Filtered on the server: the answer is the few drones of this delivery, not the fleet.
+        entities = self._table.query_entities("PartitionKey eq @pk and deliveryId eq @d",
+                                              parameters={"pk": FLEET, "d": delivery_id})
+        return sorted((_drone(e) for e in entities), key=lambda d: d.drone_id)
+
     def _replace(self, drone: Drone, delivery_id: str | None) -> Drone | None:
         entity = {"PartitionKey": FLEET, "RowKey": drone.drone_id, "capacityKg": float(drone.capacity_kg),
                   "deliveryId": delivery_id or ""}

@@ -24,7 +24,6 @@ the big ones for heavy packages.
 from __future__ import annotations
 
 import hashlib
-
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta

@@ -13,6 +13,10 @@ class DroneFleet(Protocol):
         """Every drone, each with the ``version`` it was read at."""
         ...
 
+    def held_by(self, delivery_id: str) -> list[Drone]:
+        """The drones assigned to ``delivery_id`` now (read from storage, never remembered)."""
+        ...
+
     def try_assign(self, drone: Drone, delivery_id: str) -> Drone | None:
         """Give ``drone`` to ``delivery_id`` if it has not changed since it was read (so no drone
         is ever assigned twice); the updated drone, or None when someone else got there first."""

@@ -1,7 +1,15 @@
-"""Drone Scheduler use cases: schedule a drone for a delivery (or retry later); release it."""
+"""Drone Scheduler use cases: schedule a drone for a delivery (or retry later); release it.
+
+Reads per request: the drones already held by the delivery are always read from storage (a
+redelivered request must find the drone it got before, whichever instance assigned it), but
+the free drones to choose from come from :class:`KnownFleet`, this process's memory of the
+fleet, rather than a read of the whole fleet. A choice made from a stale memory fails its ETag
+check; and the fleet is read afresh before a request is told to wait for a drone.
+"""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -9,14 +17,14 @@ from typing import Any
 from choreography.clock import Clock
 from choreography.contracts import Contract, ContractRegistry
 from choreography.entities import DELIVERIES_TOPIC, DELIVERY_EVENTS_QUEUE
-from choreography.errors import PermanentFailure
+from choreography.errors import BusinessRuleViolation, PermanentFailure
 from choreography.handling import Route
 from choreography.idempotency import message_id, short_hash
 from choreography.messaging import Cause, Incoming, Outgoing, Publisher, Received
 from choreography.reason_codes import ReasonCode
 from ingestion.messages import DeliveryRequested
 
-from .domain import Drone, candidates, held_by, next_attempt_at
+from .domain import Drone, candidates, next_attempt_at
 from .messages import DroneReleased, DroneScheduled, DroneUnavailable, ReleaseDrone, RetryDroneScheduling
 from .ports import DroneFleet
 
@@ -27,6 +35,29 @@ def to_delivery(payload: Contract, delivery_id: str, msg_id: str) -> Outgoing:
     return Outgoing(DELIVERY_EVENTS_QUEUE, payload, msg_id, delivery_id, session_id=delivery_id)
 
 
+class KnownFleet:
+    """The fleet as this process last read or wrote it, each drone at the version it saw."""
+
+    def __init__(self) -> None:
+        self._drones: dict[str, Drone] | None = None
+        self._lock = threading.Lock()
+
+    def drones(self) -> list[Drone] | None:
+        """The remembered fleet, or None before the first read."""
+        with self._lock:
+            return None if self._drones is None else list(self._drones.values())
+
+    def reset(self, drones: list[Drone]) -> list[Drone]:
+        with self._lock:
+            self._drones = {drone.drone_id: drone for drone in drones}
+        return drones
+
+    def update(self, drone: Drone) -> None:
+        with self._lock:
+            if self._drones is not None:
+                self._drones[drone.drone_id] = drone
+
+
 class DroneSchedulerService:
     def __init__(self, fleet: DroneFleet, publisher: Publisher, clock: Clock, retry_base: timedelta,
                  retry_max: timedelta) -> None:
@@ -35,6 +66,7 @@ class DroneSchedulerService:
         self.clock = clock
         self.retry_base = retry_base
         self.retry_max = retry_max
+        self.known = KnownFleet()
         self.requests = SchedulingRequests(self)
         self.releases = ReleaseRequests(self)
 
@@ -42,26 +74,35 @@ class DroneSchedulerService:
         """Assign a free drone able to carry ``weight_kg`` and say ``DroneScheduled``; if none is
         free, schedule ``RetryDroneScheduling`` with backoff. Raises BusinessRuleViolation when no
         drone could ever carry it, or none came free before the deadline."""
-        if self.fleet.is_closed(delivery_id):
+        if attempt > 0 and self.fleet.is_closed(delivery_id):
             return  # the delivery ended (timeout, cancellation) while we were retrying
-        for _ in range(ASSIGN_ROUNDS):
-            fleet = self.fleet.drones()
-            mine = held_by(fleet, delivery_id)
-            if mine:  # a redelivery, or a duplicate request: same drone, same answer
-                self._scheduled(mine[0], delivery_id, cause)
-                return
-            options = candidates(fleet, weight_kg, spread_by=delivery_id)
-            if not options:
-                break
+        mine = self.fleet.held_by(delivery_id)
+        if mine:  # a redelivery, or a duplicate request: same drone, same answer
+            self._scheduled(mine[0], delivery_id, cause)
+            return
+        for round_ in range(ASSIGN_ROUNDS + 1):
+            remembered = self.known.drones() if round_ == 0 else None
+            fleet = remembered if remembered is not None else self.known.reset(self.fleet.drones())
+            try:
+                options = candidates(fleet, weight_kg, spread_by=delivery_id)
+            except BusinessRuleViolation:
+                if remembered is not None:
+                    continue  # judge "no drone can ever carry it" on a fresh read only
+                raise
             for drone in options:
                 assigned = self.fleet.try_assign(drone, delivery_id)
                 if assigned is None:
-                    continue  # another scheduler took it since we read the fleet
-                if self.fleet.is_closed(delivery_id):
-                    self.fleet.try_release(assigned)  # called off while we were assigning
+                    continue  # changed since we saw it: another scheduler took it
+                self.known.update(assigned)
+                if self.fleet.is_closed(delivery_id):  # called off while we were assigning
+                    released = self.fleet.try_release(assigned)
+                    if released is not None:
+                        self.known.update(released)
                     return
                 self._scheduled(assigned, delivery_id, cause)
                 return
+            if not options and remembered is None:
+                break  # a fresh read with no free drone able to carry it: wait
         at = next_attempt_at(self.clock.now(), attempt, self.retry_base, self.retry_max, deadline)
         retry = RetryDroneScheduling(delivery_id=delivery_id, weight=weight_kg, deadline=deadline, attempt=attempt + 1)
         self.publisher.send([Outgoing(DELIVERIES_TOPIC, retry,
@@ -82,11 +123,15 @@ class DroneSchedulerService:
         self.fleet.close(command.delivery_id, self.clock.now())
         released: list[str] = []
         for _ in range(ASSIGN_ROUNDS):
-            held = [d for d in held_by(self.fleet.drones(), command.delivery_id)
+            held = [d for d in self.fleet.held_by(command.delivery_id)
                     if command.drone_id is None or d.drone_id == command.drone_id]
-            if not held:
-                break
-            released += [d.drone_id for d in held if self.fleet.try_release(d) is not None]
+            results = [self.fleet.try_release(d) for d in held]
+            for result in results:
+                if result is not None:
+                    self.known.update(result)
+                    released.append(result.drone_id)
+            if all(result is not None for result in results):
+                break  # else one changed between the read and the release: read again
         event = DroneReleased(delivery_id=command.delivery_id, drone_ids=released)
         self.publisher.send([to_delivery(event, command.delivery_id,
                                          message_id("DroneReleased", command.delivery_id,

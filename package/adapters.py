@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from .domain import Package, PackageStatus
@@ -32,16 +32,27 @@ class TablePackageRepository:
             updated_at=datetime.fromisoformat(entity["updatedAt"]),
         )
 
+    def add(self, package: Package) -> bool:
+        try:
+            self._table.create_entity(_entity(package))
+        except ResourceExistsError:
+            return False
+        return True
+
     def upsert(self, package: Package) -> None:
-        entity: dict[str, Any] = {
-            "PartitionKey": package.delivery_id,
-            "RowKey": ROW_KEY,
-            "packageId": package.package_id or "",
-            "size": package.size or "",
-            "tag": package.tag or "",
-            "status": package.status.value,
-            "updatedAt": package.updated_at.isoformat(),
-        }
-        if package.weight_kg is not None:
-            entity["weightKg"] = float(package.weight_kg)
-        self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+        self._table.upsert_entity(_entity(package), mode=UpdateMode.REPLACE)
+
+
+def _entity(package: Package) -> dict[str, Any]:
+    entity: dict[str, Any] = {
+        "PartitionKey": package.delivery_id,
+        "RowKey": ROW_KEY,
+        "packageId": package.package_id or "",
+        "size": package.size or "",
+        "tag": package.tag or "",
+        "status": package.status.value,
+        "updatedAt": package.updated_at.isoformat(),
+    }
+    if package.weight_kg is not None:
+        entity["weightKg"] = float(package.weight_kg)
+    return entity

@@ -37,11 +37,12 @@ class PackageService:
         Raises BusinessRuleViolation for an impossible package."""
         info = request.package_info
         check_package(info.size, info.weight)
-        existing = self.packages.get(request.delivery_id)
-        if existing is not None and existing.status is PackageStatus.CANCELLED:
-            return  # the delivery was called off before this request was processed
-        self.packages.upsert(Package(request.delivery_id, info.package_id, info.size, info.weight, info.tag,
-                                     PackageStatus.READY, self.clock.now()))
+        package = Package(request.delivery_id, info.package_id, info.size, info.weight, info.tag,
+                          PackageStatus.READY, self.clock.now())
+        if not self.packages.add(package):  # a redelivery, or a tombstone left by a cancellation
+            existing = self.packages.get(request.delivery_id)
+            if existing is not None and existing.status is PackageStatus.CANCELLED:
+                return  # the delivery was called off before this request was processed
         ready = PackageReady(delivery_id=request.delivery_id, package_id=info.package_id, size=info.size,
                              weight=info.weight)
         self.publisher.send([to_delivery(ready, request.delivery_id, message_id("PackageReady", request.delivery_id))],

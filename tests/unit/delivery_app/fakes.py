@@ -132,6 +132,9 @@ class InMemoryPackageRepository:
     def get(self, delivery_id: str) -> Package | None:
         return self.rows.get(delivery_id)
 
+    def add(self, package: Package) -> bool:
+        return self.rows.setdefault(package.delivery_id, package) is package
+
     def upsert(self, package: Package) -> None:
         self.rows[package.delivery_id] = package
 
@@ -148,6 +151,10 @@ class InMemoryDroneFleet:
     def drones(self) -> list[Drone]:
         with self._lock:
             return sorted(self._drones.values(), key=lambda d: d.drone_id)
+
+    def held_by(self, delivery_id: str) -> list[Drone]:
+        with self._lock:
+            return sorted((d for d in self._drones.values() if d.delivery_id == delivery_id), key=lambda d: d.drone_id)
 
     def _replace(self, drone: Drone, delivery_id: str | None) -> Drone | None:
         with self._lock:

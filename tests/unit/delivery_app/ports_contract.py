@@ -12,7 +12,17 @@ from datetime import timedelta
 
 import pytest
 
-from delivery.domain import Delivery, Status, Timing
+from choreography.messaging import Cause
+from delivery.domain import (
+    Announce,
+    CancelPackage,
+    Delivery,
+    ReleaseDrone,
+    ScheduleJoinTimeout,
+    StartFlight,
+    Status,
+    Timing,
+)
 from delivery.ports import ConcurrencyConflict, DeliveryExists
 from drone_scheduler.domain import Drone, default_fleet
 from notifications.domain import Notification
@@ -31,6 +41,10 @@ class DeliveryRepositoryContract:
         delivery.package_ready("pkg-1", T0, T0, Timing())
         delivery.drone_unavailable("NoDroneCanCarryWeight", T0 + timedelta(seconds=1), T0, Timing())
         delivery.processed.add("m-1")
+        delivery.outbox = [ScheduleJoinTimeout(T0), StartFlight("drone-1", T0), StartFlight(None, T0),
+                           CancelPackage("pkg-1", "JoinTimeout"), ReleaseDrone(None, None),
+                           Announce("DeliveryFailed", "NoDroneCanCarryWeight"), Announce("DeliveryShipped")]
+        delivery.outbox_cause = Cause("m-1", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "d-1")
         deliveries.add(delivery)
         assert delivery.version is not None
         loaded = deliveries.get(delivery.delivery_id)
@@ -41,6 +55,7 @@ class DeliveryRepositoryContract:
         assert loaded.history == delivery.history
         assert loaded.processed.ids == ["m-1"]
         assert loaded.request_fingerprint == "fingerprint" and loaded.created_at == T0
+        assert loaded.outbox == delivery.outbox and loaded.outbox_cause == delivery.outbox_cause
 
     def test_add_refuses_a_taken_id(self, deliveries):
         delivery = Delivery.requested(new_id(), "a", T0)
@@ -88,6 +103,14 @@ class PackageRepositoryContract:
         packages.upsert(cancelled)
         assert packages.get(delivery_id) == cancelled
 
+    def test_add_inserts_once_and_never_replaces(self, packages):
+        delivery_id = new_id()
+        ready = Package(delivery_id, "pkg-1", "small", 2.5, "books", PackageStatus.READY, T0)
+        assert packages.add(ready) is True
+        tombstone = Package(delivery_id, None, None, None, None, PackageStatus.CANCELLED, T0)
+        assert packages.add(tombstone) is False
+        assert packages.get(delivery_id) == ready
+
     def test_a_tombstone_has_no_details(self, packages):
         tombstone = Package(new_id(), None, None, None, None, PackageStatus.CANCELLED, T0)
         packages.upsert(tombstone)
@@ -112,6 +135,18 @@ class DroneFleetContract:
         assert fleet.drones()[0].delivery_id == "d-1"
         released = fleet.try_release(fleet.drones()[0])
         assert released is not None and released.is_free and fleet.drones()[0].is_free
+
+    def test_held_by_names_only_the_drones_of_that_delivery(self, fleet):
+        for drone in default_fleet(4):
+            fleet.add(drone)
+        one, two, three, _ = fleet.drones()
+        fleet.try_assign(one, "d-1")
+        fleet.try_assign(three, "d-1")
+        fleet.try_assign(two, "d-2")
+        assert [(d.drone_id, d.delivery_id) for d in fleet.held_by("d-1")] == [("drone-01", "d-1"),
+                                                                               ("drone-03", "d-1")]
+        assert all(d.version for d in fleet.held_by("d-1"))
+        assert fleet.held_by("d-3") == []
 
     def test_a_stale_read_cannot_assign(self, fleet):
         fleet.add(Drone("drone-01", 5))

@@ -13,8 +13,10 @@ from choreography.reason_codes import ReasonCode
 from choreography.settings import Settings, SettingsError
 from delivery.domain import Delivery
 from delivery.ports import ConcurrencyConflict
+from delivery.service import DeliveryService, RecentDeliveries
 from drone_scheduler.domain import Drone
 from drone_scheduler.messages import ReleaseDrone
+from drone_scheduler.service import DroneSchedulerService
 from ingestion.domain import delivery_requested
 from package.domain import PackageStatus
 from package.messages import CancelPackage
@@ -91,6 +93,60 @@ def test_no_free_drone_schedules_a_retry_with_backoff():
     assert retry.envelope.data["attempt"] == 4
     assert retry.envelope.message_id == "RetryDroneScheduling:d-2:4"
     assert retry.message.destination.name == "deliveries"
+
+
+def _count_fleet_reads(world: World) -> dict[str, int]:
+    reads = {"n": 0}
+    real = world.fleet.drones
+
+    def counting() -> list[Drone]:
+        reads["n"] += 1
+        return real()
+
+    world.fleet.drones = counting  # type: ignore[method-assign]
+    return reads
+
+
+def test_the_scheduler_chooses_from_the_fleet_it_remembers(world: World):
+    reads = _count_fleet_reads(world)
+    deadline = T0 + timedelta(hours=1)
+    for n in range(3):
+        world.drones.schedule(f"d-{n}", 1, deadline, 0, Cause(f"m-{n}", None))
+    assert reads["n"] == 1
+    assert len({d.delivery_id for d in world.fleet.drones() if d.delivery_id}) == 3
+
+
+def test_a_drone_another_instance_took_is_not_given_twice():
+    world = make_world(fleet_size=2)
+    deadline = T0 + timedelta(hours=1)
+    world.drones.schedule("d-1", 1, deadline, 0, CAUSE)  # remembers the fleet
+    other = DroneSchedulerService(world.fleet, world.publisher, world.clock, timedelta(seconds=2),
+                                  timedelta(seconds=60))
+    other.schedule("d-2", 1, deadline, 0, Cause("m-2", None))  # takes the last free drone
+    world.drones.schedule("d-3", 1, deadline, 0, Cause("m-3", None))  # our memory says it is free
+    assert sorted(d.delivery_id or "" for d in world.fleet.drones()) == ["d-1", "d-2"]
+    assert [s.envelope.correlation_id for s in world.publisher.of_type("RetryDroneScheduling")] == ["d-3"]
+
+
+def test_a_drone_another_instance_released_is_found_before_anyone_waits():
+    world = make_world(fleet_size=1)
+    deadline = T0 + timedelta(hours=1)
+    world.drones.schedule("d-1", 1, deadline, 0, CAUSE)  # our memory: the one drone is busy
+    other = DroneSchedulerService(world.fleet, world.publisher, world.clock, timedelta(seconds=2),
+                                  timedelta(seconds=60))
+    other.release(ReleaseDrone(delivery_id="d-1"), Cause("m-2", None))
+    world.drones.schedule("d-2", 1, deadline, 0, Cause("m-3", None))
+    assert [d.delivery_id for d in world.fleet.drones()] == ["d-2"]
+    assert world.publisher.of_type("RetryDroneScheduling") == []
+
+
+def test_a_fleet_remembered_before_it_grew_does_not_refuse_a_heavy_package():
+    world = make_world(fleet_size=1)  # one 5 kg drone
+    deadline = T0 + timedelta(hours=1)
+    world.drones.schedule("d-1", 1, deadline, 0, CAUSE)
+    world.fleet.add(Drone("drone-99", 60))
+    world.drones.schedule("d-2", 50, deadline, 0, Cause("m-2", None))
+    assert [d.drone_id for d in world.fleet.held_by("d-2")] == ["drone-99"]
 
 
 def test_release_frees_the_drone_closes_the_delivery_and_acknowledges(world: World):
@@ -201,6 +257,95 @@ def test_delivery_commands_have_deterministic_ids_per_cause(world: World):
     [event] = world.events.published
     assert (event.id, event.type, event.subject) == ("DeliveryFailed:d-1", "DeliveryFailed", "deliveries/d-1")
     assert event.data == {"deliveryId": "d-1", "status": "Cancelled", "reason": "JoinTimeout", "packageId": "p"}
+
+
+def test_a_crash_between_the_save_and_the_send_leaves_an_outbox_the_next_reader_sends(world: World):
+    world.deliveries.add(Delivery.requested("d-1", "fp", T0))
+
+    def ready(d: Delivery, now):
+        return d.package_ready("p", now, now, world.delivery.timing)
+
+    world.publisher.fail_with = ConnectionError("the bus went away")
+    with pytest.raises(ConnectionError):
+        world.delivery.change("d-1", "m-1", Cause("m-1", None), ready)
+    stored = world.deliveries.get("d-1")
+    assert stored is not None and stored.status.value == "Scheduling"
+    assert [type(e).__name__ for e in stored.outbox] == ["ScheduleJoinTimeout"]
+    assert world.publisher.sent == []
+    world.publisher.fail_with = None
+    # The broker redelivers m-1, to this process or to a fresh instance: either way the saved
+    # effects go out once, and m-1 is not applied twice.
+    for service in (world.delivery, DeliveryService(world.deliveries, world.publisher, world.events, world.clock,
+                                                    world.delivery.timing)):
+        service.change("d-1", "m-1", Cause("m-1", None), ready)
+    assert world.publisher.types() == ["JoinTimeout", "JoinTimeout"]  # same message id: the queue keeps one
+    assert {s.envelope.message_id for s in world.publisher.sent} == {"JoinTimeout:d-1"}
+    stored = world.deliveries.get("d-1")
+    assert stored is not None and len(stored.history) == 2
+
+
+def test_a_state_another_instance_moved_on_from_is_read_again_and_sends_nothing(world: World):
+    """Instance A remembers the delivery as Scheduling; instance B joins it (InTransit). A stale
+    A must not act on its copy (a join timeout there would cancel a delivery in flight)."""
+    world.deliveries.add(Delivery.requested("d-1", "fp", T0))
+    timing = world.delivery.timing
+    a = world.delivery
+    b = DeliveryService(world.deliveries, world.publisher, world.events, world.clock, timing)
+    a.change("d-1", "m-1", Cause("m-1", None), lambda d, now: d.package_ready("p", now, now, timing))
+    b.change("d-1", "m-2", Cause("m-2", None), lambda d, now: d.drone_scheduled("drone-1", now, now, timing))
+    a.change("d-1", "m-3", Cause("m-3", None), lambda d, now: d.join_timed_out(now))
+    # Each reader of the record re-sends the outbox it found (same ids: the queue drops them);
+    # nothing was computed from A's stale copy.
+    assert set(world.publisher.types()) == {"JoinTimeout", "DeliveryInTransitTimer"}
+    assert {s.envelope.message_id for s in world.publisher.sent} == {"JoinTimeout:d-1", "DeliveryInTransitTimer:d-1"}
+    assert world.events.published == []
+    assert world.status("d-1") == "InTransit"
+
+
+def test_the_next_change_starts_from_the_state_this_process_saved(world: World):
+    world.deliveries.add(Delivery.requested("d-1", "fp", T0))
+    timing = world.delivery.timing
+    reads = {"n": 0}
+    real_get = world.deliveries.get
+
+    def counting_get(delivery_id: str) -> Delivery | None:
+        reads["n"] += 1
+        return real_get(delivery_id)
+
+    world.deliveries.get = counting_get  # type: ignore[method-assign]
+    world.delivery.change("d-1", "m-1", Cause("m-1", None), lambda d, now: d.package_ready("p", now, now, timing))
+    world.delivery.change("d-1", "m-2", Cause("m-2", None),
+                          lambda d, now: d.drone_scheduled("drone-1", now, now, timing))
+    world.delivery.change("d-1", "m-2", Cause("m-2", None),
+                          lambda d, now: d.drone_scheduled("drone-1", now, now, timing))
+    assert reads["n"] == 1
+    assert world.publisher.types() == ["JoinTimeout", "DeliveryInTransitTimer"]
+
+
+def test_a_change_that_changes_nothing_is_not_written(world: World):
+    world.deliveries.add(Delivery.requested("d-1", "fp", T0))
+    timing = world.delivery.timing
+    world.delivery.change("d-1", "m-1", Cause("m-1", None), lambda d, now: d.package_ready("p", now, now, timing))
+    world.delivery.change("d-1", "m-2", Cause("m-2", None),
+                          lambda d, now: d.drone_scheduled("drone-1", now, now, timing))
+    before = world.deliveries.get("d-1")
+    world.delivery.change("d-1", "m-3", Cause("m-3", None), lambda d, now: d.join_timed_out(now))
+    after = world.deliveries.get("d-1")
+    assert before is not None and after is not None and after.version == before.version
+
+
+def test_recent_deliveries_hand_out_copies_and_drop_the_least_recent():
+    recent = RecentDeliveries(capacity=2)
+    for name in ("d-1", "d-2"):
+        recent.put(Delivery.requested(name, "fp", T0))
+    copy_of_one = recent.get("d-1")
+    assert copy_of_one is not None
+    copy_of_one.status = copy_of_one.status.CANCELLED  # a change that then fails must not leak in
+    assert recent.get("d-1").status.value == "Requested"  # type: ignore[union-attr]
+    recent.put(Delivery.requested("d-3", "fp", T0))  # d-2 is now the least recently used
+    assert recent.get("d-2") is None and recent.get("d-1") is not None
+    recent.forget("d-1")
+    assert recent.get("d-1") is None
 
 
 # -- notifications -----------------------------------------------------------------------------
