@@ -1,21 +1,25 @@
 """Work files: what the steps hand each other through Blob Storage (claim check), and the
 streams that read uploads. Pure Python, no Azure: the adapters move the bytes.
 
-Every work file is UTF-8 JSON lines whose first line names its type, schema version and file
-id, so a step never mistakes one file's work for another's, and an unknown version is a
-permanent failure with a reason (:class:`WorkFileCorrupt`), never a crash loop:
+Every work file is UTF-8 text whose first line is a JSON object naming its type, schema version
+and file id, so a step never mistakes one file's work for another's, and an unknown version is a
+permanent failure with a reason (:class:`WorkFileCorrupt`), never a crash loop. The bulk rows are
+tab-separated text (:func:`encode_row`; a row whose free text holds a tab or a line break is a
+JSON array instead): parsing and writing them costs a fraction of JSON per row, and these files
+carry every transaction twice. The names keep their ``.jsonl`` suffix.
 
-``validated.jsonl`` (FileValidator -> FileAdaptor)
-    ``{"k": "ValidatedTransactions", "v": 1, "fileId": ...}`` then one line per transaction
-    that passed every rule, debtor account and execution date resolved.
+``validated.jsonl`` (FileValidator -> FileAdaptor), version 2
+    ``{"k": "ValidatedTransactions", "v": 2, "fileId": ...}`` then one row per transaction
+    that passed every rule, debtor account and execution date resolved (fields: ``_TX_FIELDS``).
 ``rejections.jsonl`` (FileValidator -> FileCreator, for the pain.002 of a partly accepted file)
     ``{"k": "Rejections", "v": 1, "fileId": ...}`` then one
     :meth:`~file_pipeline.domain.validator.Rejection.to_json` line per rejected transaction.
-``instructions.jsonl`` (FileAdaptor -> FileCreator): the canonical payment instructions
-    ``{"k": "PaymentInstructions", "v": 1, "fileId", "msgId", "createdAt", "initiatingParty",
+``instructions.jsonl`` (FileAdaptor -> FileCreator), version 2: the canonical payment instructions
+    ``{"k": "PaymentInstructions", "v": 2, "fileId", "msgId", "createdAt", "initiatingParty",
     "nbOfTxs", "ctrlSum", "blocks"}``, then per block (debtor account, currency, execution date)
-    a ``{"k": "block", ...}`` line with its totals and debtor details, then its ``{"k": "tx"}``
-    lines, amounts already rounded to the currency's minor units.
+    a JSON ``{"k": "block", ...}`` line with its totals and debtor details, then its transaction
+    rows ``t, e2e, instr, amount, ccy, name, iban, account, aba, bic, remittance, source index``,
+    amounts already rounded to the currency's minor units.
 
 Each message that points at a work file also carries its SHA-256 and size; the reader checks
 both, so a truncated or tampered work file is caught before anything is written from it.
@@ -47,13 +51,15 @@ from file_pipeline.formats.pain001_writer import (
     document_head,
     payment_info_head,
     payment_info_id,
-    render_transaction,
+    render_credit_transfer,
 )
 
 VALIDATED = "ValidatedTransactions"
 REJECTIONS = "Rejections"
 INSTRUCTIONS = "PaymentInstructions"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # rejections.jsonl
+VALIDATED_VERSION = 2  # tab-separated rows since version 2 (version 1: JSON arrays)
+INSTRUCTIONS_VERSION = 2  # tab-separated transaction rows since version 2 (version 1: JSON objects)
 SPOOL_IN_MEMORY = 8 << 20  # a work file below this stays in memory; above, it spills to disk
 _QUANTUM = {n: Decimal(1).scaleb(-n) for n in range(0, 6)}
 
@@ -155,8 +161,8 @@ class VerifiedReader(io.RawIOBase):
             )
 
 
-def lines(source: BinaryIO, expected_type: str, file_id: str) -> Iterator[dict[str, Any] | list[Any]]:
-    """The JSON lines of a work file after its checked header line."""
+def _head(source: BinaryIO, expected_type: str, file_id: str, version: int) -> dict[str, Any]:
+    """The checked header line of a work file."""
     head_line = source.readline()
     try:
         head = json.loads(head_line)
@@ -164,12 +170,18 @@ def lines(source: BinaryIO, expected_type: str, file_id: str) -> Iterator[dict[s
         raise WorkFileCorrupt(f"{expected_type} work file has no readable header line") from None
     if not isinstance(head, dict) or head.get("k") != expected_type:
         raise WorkFileCorrupt(f"work file is not a {expected_type} file (header {head_line[:80]!r})")
-    if head.get("v") != SCHEMA_VERSION:
+    if head.get("v") != version:
         raise WorkFileCorrupt(f"{expected_type} schema version {head.get('v')!r} is not supported "
-                              f"(this step reads version {SCHEMA_VERSION})")
+                              f"(this step reads version {version})")
     if head.get("fileId") != file_id:
         raise WorkFileCorrupt(f"{expected_type} work file belongs to {head.get('fileId')!r}, not {file_id}")
-    yield head
+    return head
+
+
+def lines(source: BinaryIO, expected_type: str, file_id: str,
+          version: int = SCHEMA_VERSION) -> Iterator[dict[str, Any] | list[Any]]:
+    """The JSON lines of a work file after its checked header line."""
+    yield _head(source, expected_type, file_id, version)
     for number, line in enumerate(source, start=2):
         try:
             yield json.loads(line)  # bytes: UTF-8 (or -16/-32, which we never write) is detected
@@ -177,8 +189,31 @@ def lines(source: BinaryIO, expected_type: str, file_id: str) -> Iterator[dict[s
             raise WorkFileCorrupt(f"{expected_type} line {number} is not JSON") from None
 
 
-def _header(kind: str, file_id: str, **extra: Any) -> bytes:
-    return (json.dumps({"k": kind, "v": SCHEMA_VERSION, "fileId": file_id, **extra}) + "\n").encode()
+def encode_row(fields: list[str]) -> bytes:
+    """One row of a tabular work file: the fields joined by tabs, one line. A row whose fields
+    hold a tab or a line break (free text may) is written as a JSON array instead, so every
+    value comes back exactly; the first field of a row never starts with ``[`` or ``{``."""
+    line = "\t".join(fields)
+    if line.count("\t") == len(fields) - 1 and "\n" not in line and "\r" not in line:
+        return (line + "\n").encode()
+    return json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+
+def decode_row(line: bytes, what: str) -> list[str]:
+    """The fields of one :func:`encode_row` line."""
+    try:
+        if line[:1] != b"[":
+            return line.rstrip(b"\n").decode().split("\t")
+        row = json.loads(line)
+    except ValueError:  # UnicodeDecodeError too
+        raise WorkFileCorrupt(f"a {what} line is neither tab-separated UTF-8 nor a JSON array") from None
+    if not isinstance(row, list) or not all(isinstance(value, str) for value in row):
+        raise WorkFileCorrupt(f"a {what} line is not a JSON array of strings")
+    return row
+
+
+def _header(kind: str, file_id: str, version: int = SCHEMA_VERSION, **extra: Any) -> bytes:
+    return (json.dumps({"k": kind, "v": version, "fileId": file_id, **extra}) + "\n").encode()
 
 
 # --------------------------------------------------------------------------- validated transactions
@@ -187,41 +222,48 @@ _TX_FIELDS = (
     "creditor_account", "creditor_routing", "creditor_bic", "debtor_account", "requested_execution_date",
     "remittance_info", "instruction_id", "payment_block_id",
 )
+_NO_FIELDS = len(_TX_FIELDS)
 
 
 class ValidatedWriter:
-    """Writes ``validated.jsonl``: one compact JSON array per transaction (field order above)."""
+    """Writes ``validated.jsonl`` (version 2): a JSON header line, then one :func:`encode_row`
+    row per transaction, fields in the order of ``_TX_FIELDS`` as text (``line`` empty when
+    the source has no line numbers)."""
 
     def __init__(self, out: BinaryIO, file_id: str) -> None:
-        self._out = out
+        self._write = out.write
         self.count = 0
-        out.write(_header(VALIDATED, file_id))
+        out.write(_header(VALIDATED, file_id, VALIDATED_VERSION))
 
     def add(self, tx: Transaction) -> None:
-        row = [
-            tx.index, tx.line, tx.end_to_end_id, format(tx.amount, "f") if tx.amount is not None else None,
-            tx.currency, tx.creditor_name, tx.creditor_iban, tx.creditor_account, tx.creditor_routing,
-            tx.creditor_bic, tx.debtor_account,
-            tx.requested_execution_date.isoformat() if tx.requested_execution_date else None,
-            tx.remittance_info, tx.instruction_id, tx.payment_block_id,
-        ]
-        self._out.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n")
+        day = tx.requested_execution_date
+        self._write(encode_row([
+            str(tx.index), "" if tx.line is None else str(tx.line), tx.end_to_end_id,
+            "" if tx.amount is None else format(tx.amount, "f"), tx.currency, tx.creditor_name, tx.creditor_iban,
+            tx.creditor_account, tx.creditor_routing, tx.creditor_bic, tx.debtor_account,
+            day.isoformat() if day is not None else "", tx.remittance_info, tx.instruction_id, tx.payment_block_id,
+        ]))
         self.count += 1
 
 
-def read_validated(source: BinaryIO, file_id: str) -> Iterator[Transaction]:
-    rows = lines(source, VALIDATED, file_id)
-    next(rows)
-    for row in rows:
-        if not isinstance(row, list) or len(row) != len(_TX_FIELDS):
+def read_validated_rows(source: BinaryIO, file_id: str) -> Iterator[list[str]]:
+    """The rows of ``validated.jsonl`` (text fields in the order of ``_TX_FIELDS``)."""
+    _head(source, VALIDATED, file_id, VALIDATED_VERSION)
+    for line in source:
+        row = decode_row(line, "validated transaction")
+        if len(row) != _NO_FIELDS:
             raise WorkFileCorrupt("a validated transaction line does not have the expected fields")
-        values = dict(zip(_TX_FIELDS, row, strict=True))
+        yield row
+
+
+def read_validated(source: BinaryIO, file_id: str) -> Iterator[Transaction]:
+    for row in read_validated_rows(source, file_id):
+        index, line, e2e, amount, ccy, name, iban, account, routing, bic, debtor, day, remittance, instr, block = row
         try:
-            values["amount"] = Decimal(values["amount"])
-            values["requested_execution_date"] = date.fromisoformat(values["requested_execution_date"])
-        except (TypeError, ValueError, InvalidOperation):
-            raise WorkFileCorrupt(f"validated transaction {values.get('index')} has no usable amount/date") from None
-        yield Transaction(**values)
+            yield Transaction(int(index), int(line) if line else None, e2e, Decimal(amount), ccy, name, iban,
+                              account, routing, bic, debtor, "", date.fromisoformat(day), remittance, instr, block)
+        except (ValueError, InvalidOperation):
+            raise WorkFileCorrupt(f"validated transaction {index} has no usable amount/date") from None
 
 
 # --------------------------------------------------------------------------- rejections
@@ -282,8 +324,20 @@ class InstructionsBuilder:
         self._max_open = max_open_files
         self.count = 0
         self.total = Decimal(0)
+        self._quanta: dict[str, Decimal] = {}
+        self._accounts: set[str] = set()
+        self._days: dict[str, date] = {}
+        self._last: tuple[tuple[str, str, date], _Block, BinaryIO] | None = None
 
     def _handle(self, key: tuple[str, str, date]) -> tuple[_Block, BinaryIO]:
+        last = self._last
+        if last is not None and last[0] == key and not last[2].closed:
+            return last[1], last[2]
+        block, fh = self._open_block(key)
+        self._last = (key, block, fh)
+        return block, fh
+
+    def _open_block(self, key: tuple[str, str, date]) -> tuple[_Block, BinaryIO]:
         block = self._blocks.get(key)
         if block is None:
             block = _Block(key, os.path.join(self._tmp.name, f"b{len(self._blocks):06d}.jsonl"))
@@ -300,21 +354,40 @@ class InstructionsBuilder:
         return block, fh
 
     def add(self, tx: Transaction) -> None:
-        currency = self.ref.currencies.get(tx.currency)
-        if currency is None or tx.amount is None or tx.requested_execution_date is None:
-            raise WorkFileCorrupt(f"validated transaction {tx.index} has an unknown currency or no amount/date")
-        if self.client.account(tx.debtor_account) is None:
-            raise WorkFileCorrupt(f"validated transaction {tx.index}: {tx.debtor_account!r} is not an account "
-                                  f"of client {self.client.client_id}")
-        amount = tx.amount.quantize(_QUANTUM[currency.minor_units])
-        key = (tx.debtor_account, tx.currency, tx.requested_execution_date)
+        day = tx.requested_execution_date
+        self.add_row([
+            str(tx.index), "", tx.end_to_end_id, "" if tx.amount is None else format(tx.amount, "f"), tx.currency,
+            tx.creditor_name, tx.creditor_iban, tx.creditor_account, tx.creditor_routing, tx.creditor_bic,
+            tx.debtor_account, day.isoformat() if day is not None else "", tx.remittance_info, tx.instruction_id,
+            tx.payment_block_id])
+
+    def add_row(self, row: list[str]) -> None:
+        """Add one row of ``validated.jsonl`` (see :func:`read_validated_rows`)."""
+        index, _, e2e, amount_text, ccy, name, iban, account, routing, bic, debtor, day_text, remittance, instr, _ = row
+        quantum = self._quanta.get(ccy)
+        if quantum is None:
+            currency = self.ref.currencies.get(ccy)
+            if currency is None:
+                raise WorkFileCorrupt(f"validated transaction {index} has an unknown currency or no amount/date")
+            quantum = self._quanta[ccy] = _QUANTUM[currency.minor_units]
+        if debtor not in self._accounts:
+            if self.client.account(debtor) is None:
+                raise WorkFileCorrupt(f"validated transaction {index}: {debtor!r} is not an account "
+                                      f"of client {self.client.client_id}")
+            self._accounts.add(debtor)
+        day = self._days.get(day_text)
+        try:
+            if day is None:
+                day = self._days[day_text] = date.fromisoformat(day_text)
+            amount = Decimal(amount_text).quantize(quantum)
+        except (ValueError, InvalidOperation):
+            raise WorkFileCorrupt(f"validated transaction {index} has an unknown currency or no amount/date") from None
+        if not amount.is_finite():
+            raise WorkFileCorrupt(f"validated transaction {index} has no usable amount")
+        key = (debtor, ccy, day)
         block, fh = self._handle(key)
-        row = {
-            "k": "tx", "e2e": tx.end_to_end_id, "instr": tx.instruction_id, "amt": format(amount, "f"),
-            "ccy": tx.currency, "name": tx.creditor_name, "iban": tx.creditor_iban, "acct": tx.creditor_account,
-            "aba": tx.creditor_routing, "bic": tx.creditor_bic, "rmt": tx.remittance_info, "src": tx.index,
-        }
-        fh.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n")
+        fh.write(encode_row(["t", e2e, instr, format(amount, "f"), ccy, name, iban, account, routing, bic, remittance,
+                             index]))
         block.count += 1
         block.total += amount
         self.count += 1
@@ -324,9 +397,9 @@ class InstructionsBuilder:
         if self.count == 0:
             raise WorkFileCorrupt("there is no validated transaction to turn into instructions")
         self._close_all()
-        out.write(_header(INSTRUCTIONS, self.file_id, msgId=self.file_id, createdAt=self.created.isoformat(),
-                          initiatingParty=self.client.name, nbOfTxs=self.count, ctrlSum=format(self.total, "f"),
-                          blocks=len(self._blocks)))
+        out.write(_header(INSTRUCTIONS, self.file_id, INSTRUCTIONS_VERSION, msgId=self.file_id,
+                          createdAt=self.created.isoformat(), initiatingParty=self.client.name,
+                          nbOfTxs=self.count, ctrlSum=format(self.total, "f"), blocks=len(self._blocks)))
         for ordinal, key in enumerate(sorted(self._blocks), start=1):
             block = self._blocks[key]
             account_id, currency, day = key
@@ -375,9 +448,7 @@ def render_pain001(instructions: BinaryIO, out: BinaryIO, file_id: str) -> Pain0
     Every declared total (per block and for the file) is recomputed while rendering; a
     mismatch is :class:`WorkFileCorrupt`. The caller validates the result against the XSD.
     """
-    rows = lines(instructions, INSTRUCTIONS, file_id)
-    head = next(rows)
-    assert isinstance(head, dict)
+    head = _head(instructions, INSTRUCTIONS, file_id, INSTRUCTIONS_VERSION)
     try:
         msg_id, declared_count = str(head["msgId"]), int(head["nbOfTxs"])
         declared_sum, declared_blocks = Decimal(head["ctrlSum"]), int(head["blocks"])
@@ -387,7 +458,8 @@ def render_pain001(instructions: BinaryIO, out: BinaryIO, file_id: str) -> Pain0
         raise WorkFileCorrupt("instructions header lacks msgId, createdAt, totals or initiating party") from None
     count, total, blocks = 0, Decimal(0), 0
     block: dict[str, Any] | None = None
-    block_count, block_total, minor_units = 0, Decimal(0), 2
+    block_count, block_total, minor_units, block_currency = 0, Decimal(0), 2, ""
+    write = out.write
 
     def close_block() -> None:
         if block is None:
@@ -395,41 +467,45 @@ def render_pain001(instructions: BinaryIO, out: BinaryIO, file_id: str) -> Pain0
         if block_count != int(block["nbOfTxs"]) or block_total != Decimal(block["ctrlSum"]):
             raise WorkFileCorrupt(f"block {block['pmtInfId']} declares {block['nbOfTxs']} / {block['ctrlSum']}, "
                                   f"its transactions make {block_count} / {block_total}")
-        out.write(PAYMENT_INFO_TAIL)
+        write(PAYMENT_INFO_TAIL)
 
     try:
-        for row in rows:
-            if not isinstance(row, dict):
-                raise WorkFileCorrupt("an instructions line is not a JSON object")
-            kind = row.get("k")
-            if kind == "block":
+        for line in instructions:
+            if line[:1] == b"{":
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    raise WorkFileCorrupt("an instructions line is not JSON") from None
+                kind = row.get("k") if isinstance(row, dict) else None
+                if kind != "block":
+                    raise WorkFileCorrupt(f"unexpected instructions line of kind {kind!r}")
                 close_block()
                 block, block_count, block_total = row, 0, Decimal(0)
                 blocks += 1
-                minor_units = int(row["minorUnits"])
+                minor_units, block_currency = int(row["minorUnits"]), row["currency"]
                 account = DebtorAccount(row["debtorAccount"], row["debtorAccountCurrency"], row["debtorBic"],
                                         row["debtorAba"])
-                out.write(payment_info_head(row["pmtInfId"], int(row["nbOfTxs"]), Decimal(row["ctrlSum"]),
-                                            date.fromisoformat(row["executionDate"]), row["debtorName"], account,
-                                            row["chargeBearer"]))
-            elif kind == "tx" and block is not None:
-                amount = Decimal(row["amt"])
-                if row["ccy"] != block["currency"]:
-                    raise WorkFileCorrupt(f"transaction {row['e2e']!r} is in {row['ccy']}, its block in "
-                                          f"{block['currency']}")
-                tx = Transaction(
-                    index=int(row.get("src", 0)), line=None, end_to_end_id=row["e2e"], amount=amount,
-                    currency=row["ccy"], creditor_name=row["name"], creditor_iban=row["iban"],
-                    creditor_account=row["acct"], creditor_routing=row["aba"], creditor_bic=row["bic"],
-                    remittance_info=row["rmt"], instruction_id=row["instr"],
-                )
-                out.write(render_transaction(tx, minor_units).encode("utf-8"))
-                block_count += 1
-                block_total += amount
-                count += 1
-                total += amount
-            else:
-                raise WorkFileCorrupt(f"unexpected instructions line of kind {kind!r}")
+                write(payment_info_head(row["pmtInfId"], int(row["nbOfTxs"]), Decimal(row["ctrlSum"]),
+                                        date.fromisoformat(row["executionDate"]), row["debtorName"], account,
+                                        row["chargeBearer"]))
+                continue
+            fields = decode_row(line, "instructions")
+            if fields[0] != "t":
+                raise WorkFileCorrupt(f"unexpected instructions line of kind {fields[0][:20]!r}")
+            if len(fields) != 12:
+                raise WorkFileCorrupt(f"an instructions line is incomplete ({len(fields)} of 12 fields)")
+            if block is None:
+                raise WorkFileCorrupt("a transaction comes before any block")
+            _, e2e, instr, amount_text, ccy, name, iban, account_no, routing, bic, remittance, _ = fields
+            amount = Decimal(amount_text)
+            if ccy != block_currency:
+                raise WorkFileCorrupt(f"transaction {e2e!r} is in {ccy}, its block in {block_currency}")
+            write(render_credit_transfer(e2e, instr, format(amount, f".{minor_units}f"), ccy, name, iban,
+                                         account_no, routing, bic, remittance).encode())
+            block_count += 1
+            block_total += amount
+            count += 1
+            total += amount
         close_block()
     except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
         raise WorkFileCorrupt(f"an instructions line is incomplete: {exc!r}") from None

@@ -10,7 +10,7 @@ from enum import Enum
 from file_pipeline.domain.reason_codes import ReasonCode
 
 
-class FileFormat(str, Enum):
+class FileFormat(str, Enum):  # noqa: UP042 - StrEnum would change str() of members, which messages use
     CSV = "CSV"
     PAIN001_03 = "pain.001.001.03"
     PAIN001_09 = "pain.001.001.09"

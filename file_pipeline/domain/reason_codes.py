@@ -43,7 +43,7 @@ from __future__ import annotations
 from enum import Enum
 
 
-class ReasonCode(str, Enum):
+class ReasonCode(str, Enum):  # noqa: UP042 - StrEnum would change str() of members, which messages use
     """ISO 20022 ExternalStatusReason1Code (subset). ``value`` is the 4-char code."""
 
     description: str

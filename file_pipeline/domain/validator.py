@@ -188,6 +188,7 @@ class FileValidation:
         client = self.client
         totals = res.totals_by_currency
         log = res.rejections
+        default_accounts: dict[str, str] = {}
         try:
             for tx in self.reader:
                 res.total += 1
@@ -212,7 +213,10 @@ class FileValidation:
                     )
                     continue
                 if not tx.debtor_account:
-                    tx.debtor_account = client.default_account(tx.currency).id
+                    account = default_accounts.get(tx.currency)
+                    if account is None:
+                        account = default_accounts[tx.currency] = client.default_account(tx.currency).id
+                    tx.debtor_account = account
                 if tx.requested_execution_date is None:
                     tx.requested_execution_date = self.rules.default_execution_date(tx.currency)
                 res.accepted += 1

@@ -7,14 +7,16 @@ import csv
 import io
 from collections.abc import Iterator
 from datetime import date, datetime
+from decimal import Decimal
+from operator import itemgetter
 from typing import BinaryIO
 
 from file_pipeline.domain.model import FileFormat, FileHeader, FileRejected, Finding, Transaction
 from file_pipeline.domain.reason_codes import ReasonCode
-from file_pipeline.domain.reference import CsvLayout
-from file_pipeline.domain.rules import normalize_iban, parse_amount
+from file_pipeline.domain.reference import CSV_FIELDS, CsvLayout
+from file_pipeline.domain.rules import AMOUNT_RE, parse_amount
 
-_UPPER_FIELDS = ("currency", "creditor_bic")
+_PLAIN_AMOUNT = AMOUNT_RE  # what parse_amount accepts with "." and no thousands separator
 
 
 class CsvReader:
@@ -62,14 +64,18 @@ class CsvReader:
         header = self.header
         block = header.msg_id
         dec, thou = layout.decimal_separator, layout.thousands_separator
+        plain_amounts = dec == "." and not thou
+        amount_shape = _PLAIN_AMOUNT.match
         iso_dates = layout.date_format == "%Y-%m-%d"
         date_format = layout.date_format
         n = 0
         total_sum = header.ctrl_sum
         try:
             index = self._index(next(reader) if layout.has_header else None)
-            pairs = sorted(index.items(), key=lambda kv: kv[1])
             width = max(index.values()) + 1
+            # one getter for every field, in CSV_FIELDS order; a field the layout lacks reads the
+            # empty cell appended to each row (index -1)
+            fields = itemgetter(*(index.get(name, -1) for name in CSV_FIELDS))
             for row in reader:
                 if not row or (len(row) == 1 and not row[0].strip()):
                     continue
@@ -82,10 +88,13 @@ class CsvReader:
                         ),
                     )
                     row = row + [""] * (width - len(row))
-                v = {f: row[i].strip() for f, i in pairs}
-                amount_text = v.get("amount", "")
-                amount = parse_amount(amount_text, dec, thou)
-                date_text = v.get("requested_execution_date", "")
+                row.append("")
+                (e2e, amount_text, ccy, name, iban, account, routing, bic, debtor, date_text, remittance,
+                 instruction) = [value.strip() for value in fields(row)]
+                if plain_amounts:
+                    amount = Decimal(amount_text) if amount_shape(amount_text) else None
+                else:
+                    amount = parse_amount(amount_text, dec, thou)
                 exec_date = None
                 if date_text:
                     try:
@@ -99,24 +108,9 @@ class CsvReader:
                 if amount is not None:
                     total_sum += amount
                 yield Transaction(
-                    index=n,
-                    line=reader.line_num,
-                    end_to_end_id=v.get("end_to_end_id", ""),
-                    amount=amount,
-                    currency=v.get("currency", "").upper(),
-                    creditor_name=v.get("creditor_name", ""),
-                    creditor_iban=normalize_iban(v.get("creditor_iban", "")),
-                    creditor_account=v.get("creditor_account", ""),
-                    creditor_routing=v.get("creditor_routing", ""),
-                    creditor_bic=v.get("creditor_bic", "").upper(),
-                    debtor_account=normalize_iban(v.get("debtor_account", "")),
-                    requested_execution_date=exec_date,
-                    remittance_info=v.get("remittance_info", ""),
-                    instruction_id=v.get("instruction_id", ""),
-                    payment_block_id=block,
-                    amount_text=amount_text,
-                    date_text=date_text,
-                    format_findings=findings,
+                    n, reader.line_num, e2e, amount, ccy.upper(), name, iban.replace(" ", "").upper(), account,
+                    routing, bic.upper(), debtor.replace(" ", "").upper(), "", exec_date, remittance, instruction,
+                    block, amount_text, date_text, "credit", findings,
                 )
         except StopIteration:
             raise FileRejected(ReasonCode.FF01, "CSV file has no header row") from None

@@ -21,6 +21,7 @@ the output against the official XSD.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections import OrderedDict
@@ -75,26 +76,37 @@ def _account(account_id: str, is_iban: bool) -> str:
 
 def render_transaction(tx: Transaction, minor_units: int) -> str:
     """One ``CdtTrfTxInf`` element (no surrounding whitespace)."""
-    amount = f"{tx.amount:.{minor_units}f}"
-    parts = ["<CdtTrfTxInf><PmtId>"]
-    if tx.instruction_id:
-        parts.append(f"<InstrId>{esc(tx.instruction_id)}</InstrId>")
-    parts.append(
-        f"<EndToEndId>{esc(tx.end_to_end_id)}</EndToEndId></PmtId>"
-        f'<Amt><InstdAmt Ccy="{tx.currency}">{amount}</InstdAmt></Amt>'
-    )
-    if tx.creditor_bic or tx.creditor_routing:
-        parts.append(f"<CdtrAgt>{_agent(tx.creditor_bic, tx.creditor_routing)}</CdtrAgt>")
-    parts.append(f"<Cdtr><Nm>{esc(tx.creditor_name)}</Nm></Cdtr><CdtrAcct>")
-    if tx.creditor_iban:
-        parts.append(f"<Id><IBAN>{tx.creditor_iban}</IBAN></Id>")
+    return render_credit_transfer(tx.end_to_end_id, tx.instruction_id, f"{tx.amount:.{minor_units}f}", tx.currency,
+                                  tx.creditor_name, tx.creditor_iban, tx.creditor_account, tx.creditor_routing,
+                                  tx.creditor_bic, tx.remittance_info)
+
+
+_MARKUP = re.compile("[&<>\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def render_credit_transfer(end_to_end_id: str, instruction_id: str, amount: str, currency: str, creditor_name: str,
+                           creditor_iban: str, creditor_account: str, routing: str, bic: str, remittance: str) -> str:
+    """One ``CdtTrfTxInf`` element from its text fields (``amount`` already formatted)."""
+    if _MARKUP.search(f"{end_to_end_id}{instruction_id}{creditor_name}{creditor_account}{routing}{bic}{remittance}"):
+        end_to_end_id, instruction_id, creditor_name = esc(end_to_end_id), esc(instruction_id), esc(creditor_name)
+        creditor_account, routing, bic, remittance = esc(creditor_account), esc(routing), esc(bic), esc(remittance)
+    instr = f"<InstrId>{instruction_id}</InstrId>" if instruction_id else ""
+    agent = ""
+    if bic or routing:
+        agent = "<CdtrAgt><FinInstnId>"
+        if bic:
+            agent += f"<BICFI>{bic}</BICFI>"
+        if routing:
+            agent += f"<ClrSysMmbId><ClrSysId><Cd>USABA</Cd></ClrSysId><MmbId>{routing}</MmbId></ClrSysMmbId>"
+        agent += "</FinInstnId></CdtrAgt>"
+    if creditor_iban:
+        account = f"<Id><IBAN>{creditor_iban}</IBAN></Id>"
     else:
-        parts.append(f"<Id><Othr><Id>{esc(tx.creditor_account)}</Id></Othr></Id>")
-    parts.append("</CdtrAcct>")
-    if tx.remittance_info:
-        parts.append(f"<RmtInf><Ustrd>{esc(tx.remittance_info)}</Ustrd></RmtInf>")
-    parts.append("</CdtTrfTxInf>\n")
-    return "".join(parts)
+        account = f"<Id><Othr><Id>{creditor_account}</Id></Othr></Id>"
+    remittance = f"<RmtInf><Ustrd>{remittance}</Ustrd></RmtInf>" if remittance else ""
+    return (f"<CdtTrfTxInf><PmtId>{instr}<EndToEndId>{end_to_end_id}</EndToEndId></PmtId>"
+            f'<Amt><InstdAmt Ccy="{currency}">{amount}</InstdAmt></Amt>{agent}<Cdtr><Nm>{creditor_name}</Nm></Cdtr>'
+            f"<CdtrAcct>{account}</CdtrAcct>{remittance}</CdtTrfTxInf>\n")
 
 
 PAYMENT_INFO_TAIL = b"</PmtInf>\n"

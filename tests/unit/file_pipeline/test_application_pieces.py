@@ -137,19 +137,27 @@ def _tx(i: int, **kw) -> Transaction:
 def test_validated_transactions_round_trip():
     out = io.BytesIO()
     writer = ValidatedWriter(out, "PF1")
-    txs = [_tx(1), _tx(2, amount=Decimal("0.01"), currency="USD", debtor_account="000123456789")]
+    txs = [_tx(1), _tx(2, amount=Decimal("0.01"), currency="USD", debtor_account="000123456789", line=None),
+           _tx(3, creditor_name="tab\there", remittance_info="two\nlines\r", instruction_id="[x]"),
+           _tx(4, end_to_end_id="{E4}", creditor_name="Zoë \u2028 ☃", remittance_info="back\\slash \\t")]
     for tx in txs:
         writer.add(tx)
     out.seek(0)
     assert list(read_validated(out, "PF1")) == txs
+    lines = out.getvalue().splitlines()
+    assert lines[1].count(b"\t") == 14 and lines[3].startswith(b"[")  # free text with a tab: a JSON row
 
 
 @pytest.mark.parametrize("content,words", [
     (b"", "header"), (b'{"k": "Rejections", "v": 1, "fileId": "PF1"}\n', "not a ValidatedTransactions"),
-    (b'{"k": "ValidatedTransactions", "v": 2, "fileId": "PF1"}\n', "version 2"),
-    (b'{"k": "ValidatedTransactions", "v": 1, "fileId": "PF2"}\n', "belongs to"),
-    (b'{"k": "ValidatedTransactions", "v": 1, "fileId": "PF1"}\n[1, 2]\n', "expected fields"),
-    (b'{"k": "ValidatedTransactions", "v": 1, "fileId": "PF1"}\n{{\n', "not JSON"),
+    (b'{"k": "ValidatedTransactions", "v": 1, "fileId": "PF1"}\n', "version 1"),
+    (b'{"k": "ValidatedTransactions", "v": 2, "fileId": "PF2"}\n', "belongs to"),
+    (b'{"k": "ValidatedTransactions", "v": 2, "fileId": "PF1"}\n1\t2\n', "expected fields"),
+    (b'{"k": "ValidatedTransactions", "v": 2, "fileId": "PF1"}\n["1", 2]\n', "JSON array of strings"),
+    (b'{"k": "ValidatedTransactions", "v": 2, "fileId": "PF1"}\n[[\n', "neither tab-separated"),
+    (b'{"k": "ValidatedTransactions", "v": 2, "fileId": "PF1"}\n\xff\n', "neither tab-separated"),
+    (b'{"k": "ValidatedTransactions", "v": 2, "fileId": "PF1"}\n' + b"\t".join([b"1"] * 15) + b"\n",
+     "no usable amount/date"),
 ])
 def test_a_work_file_that_is_not_what_the_message_says_is_corrupt(content, words):
     with pytest.raises(WorkFileCorrupt, match=words):
@@ -184,8 +192,9 @@ def test_instructions_are_grouped_with_totals_and_render_to_pain001(ref):
     from file_pipeline.formats.xsd import validate_stream
 
     data = _instructions(ref)
-    kinds = [json.loads(line)["k"] for line in data.splitlines()]
-    assert kinds == ["PaymentInstructions", "block", "tx", "block", "tx", "tx"]
+    kinds = [json.loads(line)["k"] if line.startswith(b"{") else line.split(b"\t")[0].decode()
+             for line in data.splitlines()]
+    assert kinds == ["PaymentInstructions", "block", "t", "block", "t", "t"]
     out = io.BytesIO()
     written = render_pain001(io.BytesIO(data), out, "PF1")
     assert (written.nb_of_txs, written.blocks) == (3, 2)
@@ -195,12 +204,14 @@ def test_instructions_are_grouped_with_totals_and_render_to_pain001(ref):
 
 @pytest.mark.parametrize("edit,words", [
     (lambda d: d.replace(b'"nbOfTxs": 3', b'"nbOfTxs": 4'), "declare 4"),
-    (lambda d: d.replace(b'"amt":"10.50"', b'"amt":"11.50"', 1), "declares"),
-    (lambda d: d.replace(b'"ccy":"USD"', b'"ccy":"EUR"'), "in EUR, its block in USD"),
+    (lambda d: d.replace(b"\t10.50\t", b"\t11.50\t", 1), "declares"),
+    (lambda d: d.replace(b"\t7.00\tUSD\t", b"\t7.00\tEUR\t"), "in EUR, its block in USD"),
     (lambda d: d.rsplit(b"\n", 2)[0] + b"\n", "declares 2 / 12.00, its transactions make 1"),
     (lambda d: b"\n".join(d.split(b"\n")[:3]) + b"\n", "they hold 1"),
     (lambda d: d + b'{"k": "surprise"}\n', "surprise"),
-    (lambda d: d.replace(b'"amt":"7.00",', b""), "incomplete"),
+    (lambda d: d + b"x\ty\n", "kind 'x'"),
+    (lambda d: d.replace(b"\t7.00\t", b"\t"), "incomplete"),
+    (lambda d: d.replace(b"\t7.00\t", b"\tseven\t"), "incomplete"),
 ])
 def test_rendering_recomputes_every_total(ref, edit, words):
     with pytest.raises(WorkFileCorrupt, match=words):
