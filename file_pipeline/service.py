@@ -20,8 +20,10 @@ Idempotency, step by step (what a repeat of the same input does):
 Failures, classified once (see :class:`StepConsumer`):
 
 * A file the rules refuse is *rejected* by FileValidator: pain.002 ``RJCT`` with every reason,
-  the upload moved to ``payment-files-rejected``, the record ``Rejected``, a copy of the
-  rejection on the app's dead-letter queue (reason = ISO code) and ``PaymentFileRejected``.
+  the upload moved to ``payment-files-rejected/{clientId}/{fileId}/{fileName}`` (one name per
+  blob version, so a second rejection of the same upload name keeps the first one's evidence),
+  the record ``Rejected``, a copy of the rejection on the app's dead-letter queue (reason = ISO
+  code) and ``PaymentFileRejected``.
 * A later step that fails for good (:class:`~choreography.errors.PermanentFailure`, a corrupt
   work file, an output failing the XSD, or any error still there on the last delivery) asks
   for compensation (``CompensatePaymentFile``) and its message is dead-lettered with the
@@ -83,7 +85,7 @@ from file_pipeline.domain.reference import REJECT_FILE, ReferenceData
 from file_pipeline.domain.validator import RJCT, Rejection, RejectionLog, ValidationResult
 from file_pipeline.formats.pain002_writer import OriginalMessage, write_pain002
 from file_pipeline.formats.safe_csv import write_error_report
-from file_pipeline.formats.xsd import validate_stream
+from file_pipeline.formats.xsd import ValidatingWriter
 from file_pipeline.messages import (
     ADAPTED_QUEUE,
     COMPENSATION_QUEUE,
@@ -494,14 +496,16 @@ class PaymentFilePipeline:
             return
         output_name = f"{summary.client_id}/{file_id}.xml"
         with spool(self.options.spool_dir) as xml:
-            with self._open_work(message.instructions, file_id) as source:
-                written = render_pain001(source, xml, file_id)
-            xml.seek(0)
-            try:
-                validate_stream(xml, "pain.001.001.09")
-            except FileRejected as exc:
-                raise StepFailed(f"the pain.001.001.09 built for {file_id} fails the XSD: {exc.description}",
-                                 FailureReason.OUTPUT_FAILED_SCHEMA) from None
+            # The XSD check reads the document while it is rendered (a thread of libxml2's own);
+            # its verdict on the whole document is taken before anything is released.
+            with ValidatingWriter(xml, "pain.001.001.09") as checked:
+                with self._open_work(message.instructions, file_id) as source:
+                    written = render_pain001(source, checked, file_id)  # type: ignore[arg-type]
+                try:
+                    checked.verdict()
+                except FileRejected as exc:
+                    raise StepFailed(f"the pain.001.001.09 built for {file_id} fails the XSD: {exc.description}",
+                                     FailureReason.OUTPUT_FAILED_SCHEMA) from None
             locations = {"statusReport": self._accepted_report(record, message)}
             if summary.rejected and message.rejections is not None:
                 with self._open_work(message.rejections, file_id) as source:
@@ -659,13 +663,20 @@ class PaymentFilePipeline:
         return WorkBlob(container=WORK_CONTAINER, name=blob_name, sha256=sha256, size=size)
 
     def _quarantine(self, record: PaymentFile, reason_code: str) -> str | None:
-        """Move the upload (only the version processed) to ``payment-files-rejected``, same name."""
-        moved = self.blobs.move(INPUT_CONTAINER, record.input_name, REJECTED_CONTAINER, record.input_name,
+        """Move the upload (only the version processed) to
+        ``payment-files-rejected/{clientId}/{fileId}/{fileName}``.
+
+        The file id names one blob version, so a later upload under the same name that is
+        rejected too is kept beside this one instead of overwriting its evidence; a repeat of
+        this quarantine (a retried step) lands on the same name with the same content.
+        """
+        quarantine = quarantine_name(record)
+        moved = self.blobs.move(INPUT_CONTAINER, record.input_name, REJECTED_CONTAINER, quarantine,
                                 etag=record.source_etag or None,
                                 metadata={"fileId": record.file_id, "reasonCode": reason_code})
-        there = self.blobs.info(REJECTED_CONTAINER, record.input_name)
+        there = self.blobs.info(REJECTED_CONTAINER, quarantine)
         if moved or (there is not None and there.metadata.get("fileId") == record.file_id):
-            return f"{REJECTED_CONTAINER}/{record.input_name}"
+            return f"{REJECTED_CONTAINER}/{quarantine}"
         log.warning("file %s: upload %s was overwritten or deleted before it could be quarantined",
                     record.file_id, record.input_name)
         return None
@@ -839,3 +850,9 @@ class CompensationConsumer:
         log.error("compensation command %s cannot be used (%s); dead-lettered for an operator", incoming.message_id,
                   failure.description)
 
+
+def quarantine_name(record: PaymentFile) -> str:
+    """Name of a rejected upload inside ``payment-files-rejected``: ``{clientId}/{fileId}/{fileName}``
+    (the file id keeps two rejected versions of one upload name apart)."""
+    _, _, file_name = record.input_name.partition("/")
+    return f"{record.client_id}/{record.file_id}/{file_name or record.input_name}"

@@ -11,6 +11,8 @@ No rule reads the wall clock: the caller passes ``now`` (an aware datetime).
 from __future__ import annotations
 
 import re
+from array import array
+from bisect import bisect_left
 from collections.abc import Container, Iterable, Mapping
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -289,32 +291,69 @@ class SeenIds:
     duplicate is always detected: the same id has the same digest. Two *different* ids are
     mistaken for a duplicate only if their 128-bit digests collide: for n ids the chance that
     this happens at all is below n**2 / 2**129, about 1.5e-27 for a million transactions.
+
+    Ids of up to 17 ASCII digits (NACHA trace numbers, many clients' references) are kept
+    exactly instead, as the number ``length << 57 | value`` (so ``"012"`` and ``"12"`` stay
+    apart; no collision is possible): while they come in ascending order, as trace numbers
+    do, each is appended to one sorted array (8 bytes per id) and needs no look-up at all, since
+    a number above every one seen before cannot have been seen; one that breaks the order is
+    looked up in that array (binary search) and in 8-byte buckets like the digests.
     """
 
     _BUCKETS = 1 << 16
-    __slots__ = ("_buckets", "count")
+    _MAX_DIGITS = 17  # 10**17 < 2**57: the length fits above the value in 64 bits
+    __slots__ = ("_buckets", "_numbers", "_number_buckets", "_last", "count")
 
     def __init__(self) -> None:
         self._buckets: list[bytearray | None] = [None] * self._BUCKETS
+        self._numbers = array("Q")  # numeric ids in ascending order
+        self._number_buckets: list[bytearray | None] | None = None  # numeric ids out of that order
+        self._last = -1
         self.count = 0
 
     def add(self, value: str) -> bool:
         """Remember ``value``; False if it was seen before."""
+        if len(value) <= self._MAX_DIGITS and value.isdigit() and value.isascii():
+            key = len(value) << 57 | int(value)
+            if key > self._last:  # the common case: ascending, so new
+                self._numbers.append(key)
+                self._last = key
+                self.count += 1
+                return True
+            return self._add_number(key)
         digest = blake2b(value.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-        index = digest[0] << 8 | digest[1]
-        bucket = self._buckets[index]
-        if bucket is None:
-            self._buckets[index] = bytearray(digest)
+        if _bucket_add(self._buckets, digest[0] << 8 | digest[1], digest):
             self.count += 1
             return True
-        at = bucket.find(digest)
-        while at > 0 and at & 15:  # a match straddling two digests is no match
-            at = bucket.find(digest, at + 1)
-        if at >= 0:
+        return False
+
+    def _add_number(self, key: int) -> bool:
+        numbers = self._numbers
+        at = bisect_left(numbers, key)
+        if at < len(numbers) and numbers[at] == key:
             return False
-        bucket += digest
-        self.count += 1
+        if self._number_buckets is None:
+            self._number_buckets = [None] * self._BUCKETS
+        if _bucket_add(self._number_buckets, key & 0xFFFF, key.to_bytes(8, "big")):
+            self.count += 1
+            return True
+        return False
+
+
+def _bucket_add(buckets: list[bytearray | None], index: int, item: bytes) -> bool:
+    """Append ``item`` (fixed size) to bucket ``index`` unless it is there; False if it was."""
+    bucket = buckets[index]
+    if bucket is None:
+        buckets[index] = bytearray(item)
         return True
+    size = len(item)
+    at = bucket.find(item)
+    while at > 0 and at % size:  # a match straddling two items is no match
+        at = bucket.find(item, at + 1)
+    if at >= 0:
+        return False
+    bucket += item
+    return True
 
 
 # --------------------------------------------------------------------------- per transaction

@@ -230,11 +230,11 @@ def assert_compensated(app: App, file: Submitted, file_id: str, *, step: str, re
     assert why["code"] == "NARR" and f"{step} failed for good" in why["description"]
     assert reason in why["description"]
 
-    # no output, no work blobs, the upload quarantined under its own name
+    # no output, no work blobs, the upload quarantined under its file id and its own name
     assert "output" not in body["locations"]
     assert not exists(app, OUTPUT, f"{file.client}/{file_id}.xml")
     assert work_blobs(app, file_id) == []
-    assert body["locations"]["rejected"] == f"{REJECTED}/{file.client}/{file.name}"
+    assert body["locations"]["rejected"] == f"{REJECTED}/{file.client}/{file_id}/{file.name}"
     assert read(app, body["locations"]["rejected"]) == file.content
     assert not exists(app, INPUT, f"{file.client}/{file.name}")
 

@@ -115,7 +115,7 @@ def test_bad_transactions_under_reject_file_reject_the_file(app, blob_service, t
     assert record["state"] == "Rejected" and json.loads(record["transactionReasons"]) == {"AC01": 1}
     # moved, reported, dead-lettered with a reason code and description, announced
     assert not exists(blob_service, INPUT_CONTAINER, f"ACME001/{uploaded.name}")
-    assert read(blob_service, REJECTED_CONTAINER, f"ACME001/{uploaded.name}") == uploaded.content
+    assert read(blob_service, REJECTED_CONTAINER, f"ACME001/{file_id}/{uploaded.name}") == uploaded.content
     assert grp_sts(blob_service, "ACME001", file_id) == "RJCT"
     letter = inbox.for_file(DEADLETTER, file_id)
     assert letter.application_properties["DeadLetterReason"] == "NARR"
@@ -124,6 +124,24 @@ def test_bad_transactions_under_reject_file_reject_the_file(app, blob_service, t
     rejected = event(fp_eventgrid, "PaymentFileRejected", file_id)
     assert rejected["data"]["reasons"][0]["code"] == "NARR" and rejected["data"]["step"] == "FileValidator"
     assert not exists(blob_service, OUTPUT_CONTAINER, f"ACME001/{file_id}.xml")
+
+
+def test_two_rejections_under_one_name_each_keep_their_own_quarantined_upload(app, blob_service, table_service, inbox):
+    name = unique_name("payroll") + ".csv"
+    first = upload(blob_service, "ACME001", name, _bad_acme_csv(unique_name("Q1")))
+    handlers.file_pipeline_validate(first.trigger())
+    second = upload(blob_service, "ACME001", name, _bad_acme_csv(unique_name("Q2")))  # same name, new version
+    handlers.file_pipeline_validate(second.trigger())
+    assert first.file_id != second.file_id and first.content != second.content
+    for uploaded in (first, second):
+        record = row(table_service, "ACME001", uploaded.file_id)
+        assert record["state"] == "Rejected"
+        rejected = json.loads(record["locations"])["rejected"]
+        assert rejected == f"{REJECTED_CONTAINER}/ACME001/{uploaded.file_id}/{name}"
+        assert read(blob_service, REJECTED_CONTAINER, rejected.partition("/")[2]) == uploaded.content
+    code, body = status(f"ACME001/{name}")  # the name's latest version, pointing at its own evidence
+    assert code == 200 and body["locations"]["rejected"] == f"{REJECTED_CONTAINER}/ACME001/{second.file_id}/{name}"
+    assert not exists(blob_service, INPUT_CONTAINER, f"ACME001/{name}")
 
 
 def test_bad_transactions_under_pass_valid_pass_the_valid_ones(app, blob_service, table_service, inbox):
@@ -159,7 +177,7 @@ def test_malicious_xml_is_rejected_and_kept_for_investigation(app, blob_service,
     handlers.file_pipeline_validate(uploaded.trigger())
     record = row(table_service, "ACME001", uploaded.file_id)
     assert record["state"] == "Rejected" and json.loads(record["reasons"])[0][0] == "FF01"
-    assert read(blob_service, REJECTED_CONTAINER, f"ACME001/{uploaded.name}") == uploaded.content
+    assert read(blob_service, REJECTED_CONTAINER, f"ACME001/{uploaded.file_id}/{uploaded.name}") == uploaded.content
     assert inbox.for_file(DEADLETTER, uploaded.file_id).application_properties["DeadLetterReason"] == "FF01"
 
 
@@ -188,7 +206,7 @@ def test_an_oversize_file_is_rejected_unread(app, blob_service, table_service, i
     record = row(table_service, "ACME001", uploaded.file_id)
     assert record["state"] == "Rejected" and "larger than the limit of 512 bytes" in record["reasons"]
     assert record["sha256"] == ""  # never read
-    assert exists(blob_service, REJECTED_CONTAINER, f"ACME001/{uploaded.name}")
+    assert exists(blob_service, REJECTED_CONTAINER, f"ACME001/{uploaded.file_id}/{uploaded.name}")
 
 
 def _tamper(blob_service: BlobServiceClient, file_id: str) -> None:
@@ -221,7 +239,7 @@ def test_a_failure_in_file_creator_is_compensated_and_a_corrected_resubmission_a
     assert not exists(blob_service, OUTPUT_CONTAINER, f"ACME001/{file_id}.xml")
     assert list(blob_service.get_container_client(WORK_CONTAINER).list_blob_names(name_starts_with=file_id)) == []
     assert not exists(blob_service, INPUT_CONTAINER, f"ACME001/{name}")
-    assert read(blob_service, REJECTED_CONTAINER, f"ACME001/{name}") == content
+    assert read(blob_service, REJECTED_CONTAINER, f"ACME001/{file_id}/{name}") == content
     assert grp_sts(blob_service, "ACME001", file_id) == "RJCT"
     assert claims_of(table_service, file_id) == []  # the DU01 record is released
     assert event(fp_eventgrid, "PaymentFileRejected", file_id)["data"]["step"] == "FileCreator"

@@ -281,3 +281,47 @@ def test_seed_batches_stay_within_one_partition_and_100_entities():
     assert [len(c) for c in chunks] == [100, 100, 50, 1]
     assert all(len({e["PartitionKey"] for e in c}) == 1 and len(c) <= MAX_BATCH for c in chunks)
     assert chunks[-1][0]["Extra"] == '{"a": 1}'  # Table properties are scalars
+
+
+def _written_through_check(data: bytes, chunks: int = 7) -> tuple[bytes, Exception | None]:
+    from file_pipeline.formats.xsd import ValidatingWriter
+
+    out = io.BytesIO()
+    step = max(1, len(data) // chunks)
+    with ValidatingWriter(out, "pain.001.001.09") as checked:
+        for at in range(0, len(data), step):
+            checked.write(data[at:at + step])
+        try:
+            checked.verdict()
+        except FileRejected as exc:
+            return out.getvalue(), exc
+    return out.getvalue(), None
+
+
+def test_the_check_while_writing_accepts_what_the_xsd_accepts(ref):
+    out = io.BytesIO()
+    render_pain001(io.BytesIO(_instructions(ref)), out, "PF1")
+    written, problem = _written_through_check(out.getvalue())
+    assert problem is None and written == out.getvalue()  # the output is written unchanged
+
+
+@pytest.mark.parametrize("edit,words", [
+    (lambda x: x.replace(b"<IBAN>", b"<IBAN>de", 1), "IBAN"),  # a pattern facet
+    (lambda x: x[: len(x) // 2], "truncated"),  # an incomplete document
+    (lambda x: x.replace(b"<EndToEndId>", b"<EndToEnd>", 1), ""),  # not even well-formed
+])
+def test_the_check_while_writing_rejects_what_the_xsd_rejects_with_its_reason(ref, edit, words):
+    out = io.BytesIO()
+    render_pain001(io.BytesIO(_instructions(ref)), out, "PF1")
+    _, problem = _written_through_check(edit(out.getvalue()))
+    assert problem is not None and problem.code.value == "FF01" and words in problem.description
+
+
+def test_the_check_while_writing_survives_a_document_far_larger_than_the_pipe(ref):
+    """An early error ends the check while megabytes are still to come: the writer carries on."""
+    out = io.BytesIO()
+    render_pain001(io.BytesIO(_instructions(ref)), out, "PF1")
+    head, _, tail = out.getvalue().partition(b"<PmtInf>")
+    junk = b"<!-- " + b"x" * (8 << 20) + b" -->"
+    _, problem = _written_through_check(head + b"<Bogus/>" + junk + b"<PmtInf>" + tail, chunks=64)
+    assert problem is not None and problem.code.value == "FF01"

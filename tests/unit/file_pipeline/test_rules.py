@@ -378,3 +378,20 @@ def test_every_reason_code_is_triggered():
     here |= {"DU01", "DU04", "AM14", "AM18", "NARR", "FF01"}
     nacha = {"AM10", "AM16", "AM17", "AM19", "AM20", "RC10", "AM01", "AG03", "DU04", "FF01"}  # test_nacha.py
     assert {c.value for c in ReasonCode} == here | nacha
+
+
+def test_seen_ids_find_every_repeat_whatever_the_order_and_keep_look_alikes_apart():
+    import random
+
+    from file_pipeline.domain.rules import SeenIds
+
+    rng = random.Random(7)
+    ascending = [f"{n:015d}" for n in range(1000, 3000, 3)]  # NACHA trace numbers
+    mixed = ascending + ["12", "012", "0012", "12a", "E2E-1", "9" * 17, "9" * 18, "١٢"] + [
+        str(rng.randrange(10**15)) for _ in range(500)] + [f"{n:015d}" for n in range(5, 900, 7)]
+    seen = SeenIds()
+    expected: set[str] = set()
+    for value in mixed + rng.sample(mixed, 300):
+        assert seen.add(value) is (value not in expected), value
+        expected.add(value)
+    assert seen.count == len(expected)

@@ -125,8 +125,9 @@ def test_bad_transactions_under_reject_file_reject_the_whole_file_with_every_rea
     assert record.transaction_reasons == {"AC01": 2}
     # input moved, pain.002 RJCT with the transaction reasons, no output, no hand-off
     assert h.blobs.names(INPUT_CONTAINER) == []
-    assert h.blobs.data(REJECTED_CONTAINER, "ACME001/payroll.csv") == bad_acme_csv(2)
-    assert h.blobs.blobs[(REJECTED_CONTAINER, "ACME001/payroll.csv")].metadata["fileId"] == record.file_id
+    assert h.blobs.data(REJECTED_CONTAINER, f"ACME001/{record.file_id}/payroll.csv") == bad_acme_csv(2)
+    kept = f"ACME001/{record.file_id}/payroll.csv"
+    assert h.blobs.blobs[(REJECTED_CONTAINER, kept)].metadata["fileId"] == record.file_id
     assert group_status(h, record) == "RJCT" and tx_reason_codes(h, record) == ["AC01", "AC01"]
     assert h.blobs.names(OUTPUT_CONTAINER) == [] and h.publisher.sent == []
     # dead-lettered with a reason code and description; announced
@@ -134,7 +135,7 @@ def test_bad_transactions_under_reject_file_reject_the_whole_file_with_every_rea
     assert (letter.reason, letter.incoming.correlation_id) == ("NARR", record.file_id)
     assert letter.incoming.application_properties["transactionReasonCodes"] == "AC01"
     assert "policy reject-file" in letter.description
-    assert json.loads(letter.incoming.body)["locations"]["rejected"] == f"{REJECTED_CONTAINER}/ACME001/payroll.csv"
+    assert json.loads(letter.incoming.body)["locations"]["rejected"] == f"{REJECTED_CONTAINER}/{kept}"
     [event] = h.events.of(record.file_id)
     assert event.type == "PaymentFileRejected" and event.data["step"] == "FileValidator"
     assert event.data["transactionReasons"] == {"AC01": 2}
@@ -200,6 +201,19 @@ def test_losing_the_duplicate_claim_race_is_a_du01_rejection(h):
     assert mine.reasons[0][0] == "DU01" and h.blobs.names(WORK_CONTAINER, mine.file_id) == []
 
 
+def test_a_second_rejection_under_the_same_name_keeps_the_first_ones_evidence(h):
+    first = h.submit("ACME001", "payroll.csv", bad_acme_csv(1))
+    second = h.submit("ACME001", "payroll.csv", bad_acme_csv(2))
+    assert first.file_id != second.file_id
+    for record, content in ((first, bad_acme_csv(1)), (second, bad_acme_csv(2))):
+        record = h.records.get("ACME001", record.file_id)
+        assert record.state is FileState.REJECTED
+        container, _, kept = record.locations["rejected"].partition("/")
+        assert (container, kept) == (REJECTED_CONTAINER, f"ACME001/{record.file_id}/payroll.csv")
+        assert h.blobs.data(REJECTED_CONTAINER, kept) == content
+    assert len(h.blobs.names(REJECTED_CONTAINER)) == 2
+
+
 @pytest.mark.parametrize("hostile", ["billion_laughs.xml", "xxe_file.xml", "xxe_http.xml", "xinclude.xml",
                                      "external_dtd.xml", "xxe_parameter_entity.xml", "doctype_after_comment.xml",
                                      "undeclared_entity.xml"])
@@ -208,7 +222,7 @@ def test_malicious_xml_is_rejected_never_expanded(h, hostile):
     assert record.state is FileState.REJECTED and record.reasons[0][0] == "FF01"
     assert h.blobs.names(OUTPUT_CONTAINER) == []
     assert "root:" not in json.dumps(record.status_view())  # nothing of /etc/passwd anywhere
-    assert h.blobs.names(REJECTED_CONTAINER) == [f"ACME001/{hostile}"]
+    assert h.blobs.names(REJECTED_CONTAINER) == [f"ACME001/{record.file_id}/{hostile}"]
 
 
 @pytest.mark.parametrize("content,words", [
@@ -249,7 +263,7 @@ def test_an_oversize_file_is_rejected_without_being_read(h):
     assert h.blobs.opened == []
     record, _ = h.records.latest("ACME001", "huge.csv")
     assert record.reasons[0][0] == "NARR" and "larger than the limit of 100 bytes" in record.reasons[0][1]
-    assert h.blobs.names(REJECTED_CONTAINER) == ["ACME001/huge.csv"]
+    assert h.blobs.names(REJECTED_CONTAINER) == [f"ACME001/{record.file_id}/huge.csv"]
 
 
 def test_a_file_longer_than_announced_is_stopped_at_the_limit(h):
@@ -396,7 +410,8 @@ def test_a_permanent_failure_in_file_creator_is_compensated_and_a_resubmission_a
     assert record.reasons[0][0] == "NARR" and "WorkFileCorrupt" in record.reasons[0][1]
     assert h.blobs.names(OUTPUT_CONTAINER) == []  # partial output deleted
     assert h.blobs.names(WORK_CONTAINER) == []  # work files deleted
-    assert h.blobs.names(INPUT_CONTAINER) == [] and h.blobs.names(REJECTED_CONTAINER) == ["ACME001/payroll.csv"]
+    assert h.blobs.names(INPUT_CONTAINER) == []
+    assert h.blobs.names(REJECTED_CONTAINER) == [f"ACME001/{record.file_id}/payroll.csv"]
     assert group_status(h, record) == "RJCT"
     assert h.records.claims == {}  # DU01 record released
     assert [e.type for e in h.events.of(record.file_id)] == ["PaymentFileRejected"]
