@@ -48,7 +48,9 @@ from .settings import ServiceBusOptions
 
 log = logging.getLogger("devhost.servicebus")
 
-ACCEPT_WAIT_SECONDS = 2.0  # how long one session worker waits for a session before asking again
+# How long one session worker waits in the broker for a session before asking again. Waiting
+# costs nothing; asking again costs a new AMQP connection (the SDK opens one per receiver).
+ACCEPT_WAIT_SECONDS = 30.0
 POLL_SECONDS = 1.0  # how long one receive waits before the loop checks for shutdown
 
 
@@ -289,7 +291,11 @@ class ServiceBusListener:
                             self._slot_free.clear()
                             await self._slot_free.wait()
                             continue
-                        count = self._options.max_message_batch_size if self._many else free
+                        # One message per receive for single-message functions, as each of the
+                        # host's concurrent receive calls takes one: the SDK holds a multi-message
+                        # receive open ~200 ms after the first message to fill the batch, which
+                        # would delay every hand-off by that much.
+                        count = self._options.max_message_batch_size if self._many else 1
                         wait = POLL_SECONDS
                         messages = await receiver.receive_messages(max_message_count=count, max_wait_time=wait)
                         if not messages:
