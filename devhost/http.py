@@ -23,6 +23,10 @@ Contract:
   listener is running and 503 ``{"state": "Initialized"}`` before that (and ``"Stopping"``
   during shutdown). ``GET /admin/functions`` lists the binding table, each function with
   ``isDisabled``.
+* Until every trigger listener is running, a request for an HTTP function waits (up to
+  ``STARTUP_HOLD_SECONDS``), as the Functions host holds requests while it starts, then gets
+  503 ``application/problem+json``; so ``GET /api/health`` answers 200 only once every
+  trigger is listening. While the host stops, new requests get 503.
 * A function disabled with ``AzureWebJobs.<name>.Disabled`` is not served: its route answers
   404, as Azure answers any caller without the master key (devhost has no keys).
 * ``/runtime/webhooks/eventgrid`` is handled by :mod:`devhost.eventgrid`.
@@ -30,6 +34,7 @@ Contract:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -47,6 +52,7 @@ from .loader import HTTP_OUTPUT, FunctionEntry, LoadError
 
 # The Functions host's default request body limit (100 MB).
 MAX_BODY_BYTES = 104_857_600
+STARTUP_HOLD_SECONDS = 60.0  # how long a request waits for the host to finish starting
 
 _PARAM = re.compile(r"\{([^{}]+)\}")
 _CONSTRAINT = re.compile(r"^(\w+)(?:\((.*)\))?$")
@@ -255,7 +261,20 @@ class HttpFront:
         self._host_id = host_id
         self._eventgrid = eventgrid_handler
         self._started = time.monotonic()
-        self.state = "Initialized"
+        self._state = "Initialized"
+        self._running = asyncio.Event()
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @state.setter
+    def state(self, value: str) -> None:
+        self._state = value
+        if value == "Running":
+            self._running.set()
+        else:
+            self._running.clear()
 
     def build(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
@@ -295,8 +314,22 @@ class HttpFront:
                 continue
             if route.methods is not None and request.method.upper() not in route.methods:
                 continue
+            if not await self._until_running():
+                return _problem(503, "Service Unavailable", f"the host is not running (state: {self.state})",
+                                request.path, None)
             return await self._invoke(route, request, params)
         return web.Response(status=404)
+
+    async def _until_running(self) -> bool:
+        if self._running.is_set():
+            return True
+        if self.state != "Initialized":
+            return False  # stopping: no new work
+        try:
+            await asyncio.wait_for(self._running.wait(), STARTUP_HOLD_SECONDS)
+        except TimeoutError:
+            return False
+        return True
 
     async def _invoke(self, route: Route, request: web.Request, route_params: dict[str, str]) -> web.StreamResponse:
         body = await request.read()
@@ -347,7 +380,7 @@ def to_aiohttp(value: Any) -> web.Response:
     return response
 
 
-def _problem(status: int, title: str, detail: str, instance: str, invocation_id: str) -> web.Response:
+def _problem(status: int, title: str, detail: str, instance: str, invocation_id: str | None) -> web.Response:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, "instance": instance,
             "invocationId": invocation_id or str(uuid.uuid4())}
     return web.Response(status=status, body=json.dumps(body).encode("utf-8"),

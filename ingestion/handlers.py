@@ -49,6 +49,8 @@ def ingestion_get_delivery(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("ingestion_health")
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def ingestion_health(req: func.HttpRequest) -> func.HttpResponse:
-    """GET /api/health → 200 while the app is loaded (readiness of triggers is the host's business)."""
+    """GET /api/health → 200. The host serves HTTP functions only once it has started, every
+    trigger listening (the Functions host and devhost hold requests until then), so an answer
+    here means the whole app is listening."""
     return _http(api.Response(200, {"status": "ok"}))
 

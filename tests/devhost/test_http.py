@@ -75,6 +75,39 @@ def test_status_is_503_until_running_then_200() -> None:
     assert asyncio.run(scenario()) == (503, 200, "Running")
 
 
+class _Answering:
+    """Stands in for the invoker: every function answers 200 "hi"."""
+
+    class Result:
+        outputs: dict[str, object] = {}
+        value = func.HttpResponse("hi")
+        invocation_id = "inv"
+
+    async def invoke(self, entry: FunctionEntry, value: object, reason: str) -> object:
+        return self.Result()
+
+
+def test_http_functions_wait_for_every_trigger_to_listen_and_refuse_while_stopping(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> tuple[bool, int, int, str, int]:
+        front = HttpFront([entry("health")], "api", invoker=_Answering(), host_id="h",  # type: ignore[arg-type]
+                          eventgrid_handler=None)
+        async with TestClient(TestServer(front.build())) as client:
+            early = asyncio.create_task(client.get("/api/health"))
+            await asyncio.sleep(0.3)
+            held = not early.done()  # held while the triggers start, like the Functions host
+            front.state = "Running"
+            answered = (await early).status
+            front.state = "Stopping"
+            stopping = await client.get("/api/health")
+            front.state = "Initialized"
+            monkeypatch.setattr("devhost.http.STARTUP_HOLD_SECONDS", 0.1)
+            late = await client.get("/api/health")
+            return held, answered, stopping.status, stopping.content_type, late.status
+
+    assert asyncio.run(scenario()) == (True, 200, 503, "application/problem+json", 503)
+
+
 class TestServedBySampleApp:
     def test_route_params_query_headers_and_body(self, devhost: DevHost) -> None:
         resp = requests.post(devhost.url("/api/items/7/widget?a=1&a=2&b=x"), data=b"payload",
