@@ -2,11 +2,21 @@
 
 Starts the whole local stack (Azurite, both emulators, devhost; in memory), seeds a fleet big
 enough that drones are not the bottleneck, subscribes a webhook of its own to the Event Grid
-topic for ``DeliveryShipped``, then submits N deliveries over HTTP at a bounded concurrency.
+topic for ``DeliveryShipped``, then runs two scenarios on it:
 
-* deliveries/s: N divided by the time from the first submission to the last ``Shipped``;
-* latency: from the ``202 Accepted`` of a delivery to the arrival of its ``DeliveryShipped``
-  event at the webhook (the end of the choreography as a downstream consumer sees it); p50, p99.
+* **throughput** (closed loop): N deliveries submitted over HTTP by C concurrent clients as fast
+  as the stack answers. deliveries/s = N / (first submission -> last ``Shipped``). The latencies
+  of this scenario measure the backlog it builds, not the choreography.
+* **latency at a rate** (open loop): deliveries submitted on a fixed schedule (R per second for
+  a number of seconds), whatever the stack does. p50/p99 from the ``202 Accepted`` of each
+  delivery to the arrival of its ``DeliveryShipped`` event at the webhook (the end of the
+  choreography as a downstream consumer sees it). Run at the target rate and at a rate below
+  the measured throughput.
+
+``--instances 2`` runs a second devhost on the same resources (Azure's scale-out: competing
+Service Bus consumers); submissions alternate between the instances' HTTP fronts. Every
+process's CPU time is read from ``/proc`` at the end, so the CPU cost of a delivery is part
+of the result.
 
 Results: ``benchmarks/results/deliveries.json`` and ``.md``.
 """
@@ -16,10 +26,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import itertools
 import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -34,6 +46,8 @@ from aiohttp import ClientSession, ClientTimeout, TCPConnector, web  # noqa: E40
 from devstack.stack import Stack, free_port  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
+TARGET_PER_S, TARGET_P99_MS = 100, 250
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def body(delivery_id: str, i: int) -> dict[str, Any]:
@@ -45,12 +59,46 @@ def body(delivery_id: str, i: int) -> dict[str, Any]:
             "packageInfo": {"packageId": f"p-{delivery_id}", "size": size, "weight": weight, "tag": "bench"}}
 
 
-async def run(stack: Stack, total: int, concurrency: int) -> dict[str, Any]:
-    shipped: dict[str, float] = {}
-    accepted: dict[str, float] = {}
-    done = asyncio.Event()
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (and of its waited-for children), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(v) for v in fields[11:15]) / CLOCK_TICKS
 
-    async def on_event(request: web.Request) -> web.Response:
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    if not values:
+        return None
+    return round(values[min(len(values) - 1, max(0, int(len(values) * fraction + 0.5) - 1))], 1)
+
+
+class Watcher:
+    """The benchmark's own Event Grid subscriber: when did each delivery's ``DeliveryShipped`` arrive."""
+
+    def __init__(self) -> None:
+        self.shipped: dict[str, float] = {}
+        self._waiting: tuple[set[str], asyncio.Event] | None = None
+        self._runner: web.AppRunner | None = None
+
+    async def start(self, stack: Stack) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/events", self._on_event)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        port = free_port()
+        await web.TCPSite(self._runner, "127.0.0.1", port).start()
+        # The subscription handshake calls back into this loop's webhook, so the PUT must not block it.
+        async with ClientSession() as http:
+            async with http.put(f"{stack.eventgrid_url}/topics/deliveries/subscriptions/bench",
+                                json={"endpoint": f"http://127.0.0.1:{port}/events",
+                                      "includedEventTypes": ["DeliveryShipped"]}) as resp:
+                if resp.status not in (200, 201):
+                    raise RuntimeError(f"cannot subscribe the benchmark webhook: {resp.status} {await resp.text()}")
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _on_event(self, request: web.Request) -> web.Response:
         if request.method == "OPTIONS":  # CloudEvents abuse-protection handshake
             return web.Response(headers={"WebHook-Allowed-Origin": request.headers.get("WebHook-Request-Origin", "*")})
         now = time.perf_counter()
@@ -58,86 +106,131 @@ async def run(stack: Stack, total: int, concurrency: int) -> dict[str, Any]:
         for event in payload if isinstance(payload, list) else [payload]:
             data = event.get("data") or {}
             delivery_id = data.get("deliveryId") or str(event.get("subject", "")).rsplit("/", 1)[-1]
-            shipped.setdefault(delivery_id, now)
-        if len(shipped) >= total:
-            done.set()
+            self.shipped.setdefault(delivery_id, now)
+        if self._waiting and self._waiting[0] <= self.shipped.keys():
+            self._waiting[1].set()
         return web.Response(status=200)
 
-    app = web.Application()
-    app.router.add_route("*", "/events", on_event)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    # The subscription handshake calls back into this loop's webhook, so the PUT must not block it.
-    async with ClientSession() as http:
-        async with http.put(f"{stack.eventgrid_url}/topics/deliveries/subscriptions/bench",
-                            json={"endpoint": f"http://127.0.0.1:{port}/events",
-                                  "includedEventTypes": ["DeliveryShipped"]}) as resp:
-            if resp.status not in (200, 201):
-                raise RuntimeError(f"cannot subscribe the benchmark webhook: {resp.status} {await resp.text()}")
+    async def wait_for(self, ids: set[str], timeout: float) -> None:
+        done = asyncio.Event()
+        self._waiting = (ids, done)
+        if ids <= self.shipped.keys():
+            return
+        try:
+            await asyncio.wait_for(done.wait(), timeout=timeout)
+        except TimeoutError:
+            pass
 
-    semaphore = asyncio.Semaphore(concurrency)
+
+async def scenario(stack: Stack, urls: list[str], watcher: Watcher, total: int, concurrency: int,
+                   rate: float | None) -> dict[str, Any]:
+    """Submit ``total`` deliveries (at ``rate`` per second, or as fast as possible) and wait for them."""
+    accepted: dict[str, float] = {}
     ids = [f"bench-{uuid.uuid4().hex[:12]}" for _ in range(total)]
+    front = itertools.cycle(urls)
+    semaphore = asyncio.Semaphore(concurrency)
+    pids = {name: proc.pid for name, proc in stack.processes.items() if proc.pid}
+    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     async with ClientSession(connector=TCPConnector(limit=concurrency), timeout=ClientTimeout(total=120)) as http:
-        async def submit(i: int, delivery_id: str) -> None:
+        async def submit(i: int, delivery_id: str, url: str) -> None:
+            if rate is not None:
+                await asyncio.sleep(max(0.0, started + i / rate - time.perf_counter()))
             async with semaphore:
-                async with http.post(f"{stack.functions_url}/api/deliveries", json=body(delivery_id, i)) as resp:
+                async with http.post(f"{url}/api/deliveries", json=body(delivery_id, i)) as resp:
                     await resp.read()
                     if resp.status != 202:
                         raise RuntimeError(f"submission answered {resp.status}")
                     accepted[delivery_id] = time.perf_counter()
 
         started = time.perf_counter()
-        await asyncio.gather(*(submit(i, d) for i, d in enumerate(ids)))
+        await asyncio.gather(*(submit(i, d, next(front)) for i, d in enumerate(ids)))
         submitted = time.perf_counter()
-        try:
-            await asyncio.wait_for(done.wait(), timeout=max(300, total / 5))
-        except TimeoutError:
-            pass
-    await runner.cleanup()
-    latencies = sorted((shipped[d] - accepted[d]) * 1000 for d in ids if d in shipped and d in accepted)
-    finished = max(shipped.values()) if shipped else time.perf_counter()
+        await watcher.wait_for(set(ids), timeout=max(300, total / 5))
+    cpu = {name: round(cpu_seconds(pid) - cpu_before[name], 1) for name, pid in pids.items()}
+    latencies = sorted((watcher.shipped[d] - accepted[d]) * 1000 for d in ids
+                       if d in watcher.shipped and d in accepted)
+    finished = max((watcher.shipped[d] for d in ids if d in watcher.shipped), default=time.perf_counter())
     return {
-        "deliveries": total, "shipped": len(latencies), "concurrency": concurrency,
+        "deliveries": total, "shipped": len(latencies), "concurrency": concurrency, "offered_per_s": rate,
         "submit_per_s": round(total / (submitted - started), 1),
         "deliveries_per_s": round(len(latencies) / (finished - started), 1),
         "latency_p50_ms": round(statistics.median(latencies), 1) if latencies else None,
-        "latency_p99_ms": round(latencies[max(0, int(len(latencies) * 0.99) - 1)], 1) if latencies else None,
+        "latency_p99_ms": percentile(latencies, 0.99),
+        "cpu_s": cpu,
+        "cpu_ms_per_delivery": round(sum(cpu.values()) * 1000 / max(1, len(latencies)), 1),
     }
+
+
+async def run(stack: Stack, urls: list[str], args: argparse.Namespace) -> list[dict[str, Any]]:
+    watcher = Watcher()
+    await watcher.start(stack)
+    try:
+        results = [{"scenario": "throughput", **await scenario(stack, urls, watcher, args.deliveries,
+                                                                args.concurrency, None)}]
+        for rate in args.rates:
+            total = max(1, int(rate * args.rate_seconds))
+            results.append({"scenario": f"{rate:g}/s for {args.rate_seconds:g} s",
+                            **await scenario(stack, urls, watcher, total, max(args.concurrency, 64), rate)})
+        return results
+    finally:
+        await watcher.stop()
+
+
+def markdown(meta: dict[str, Any], results: list[dict[str, Any]]) -> str:
+    lines = [
+        "# Drone delivery benchmark", "",
+        f"{meta['date']}, {meta['cpus']} CPUs, Python {meta['python']}, whole local stack in memory "
+        f"(Azurite, Service Bus and Event Grid emulators, {meta['instances']} devhost instance(s), "
+        f"PYTHON_THREADPOOL_THREAD_COUNT={meta['threads']}), fleet of {meta['fleet_size']}, flight time 0 s.",
+        f"Target: at least {TARGET_PER_S} deliveries/s with p99 under {TARGET_P99_MS} ms.", "",
+        "| scenario | deliveries | shipped | submissions/s | deliveries/s (first submit → last Shipped) "
+        "| p50 ms (202 → Shipped) | p99 ms | CPU ms per delivery (all processes) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(f"| {r['scenario']} | {r['deliveries']} | {r['shipped']} | {r['submit_per_s']} | "
+                     f"{r['deliveries_per_s']} | {r['latency_p50_ms']} | {r['latency_p99_ms']} | "
+                     f"{r['cpu_ms_per_delivery']} |")
+    lines += ["", "CPU seconds per process and scenario:", ""]
+    names = sorted({name for r in results for name in r["cpu_s"]})
+    lines += ["| scenario | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for r in results:
+        lines.append(f"| {r['scenario']} | " + " | ".join(str(r["cpu_s"].get(n, "")) for n in names) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--deliveries", type=int, default=5000)
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--deliveries", type=int, default=5000, help="throughput scenario size")
+    parser.add_argument("--concurrency", type=int, default=16, help="concurrent HTTP clients")
+    parser.add_argument("--rates", type=lambda v: [float(x) for x in v.split(",") if x], default=[100.0, 10.0],
+                        help="offered rates (deliveries/s) of the latency scenarios, comma-separated")
+    parser.add_argument("--rate-seconds", type=float, default=20.0, help="length of each latency scenario")
     parser.add_argument("--fleet-size", type=int, default=500)
+    parser.add_argument("--instances", type=int, default=1, help="devhost instances (scale-out)")
+    parser.add_argument("--threads", type=int, default=32, help="PYTHON_THREADPOOL_THREAD_COUNT of each instance")
     args = parser.parse_args()
-    stack = Stack(with_devhost=False, settings={"FLIGHT_TIME_SECONDS": "0"})
+    settings = {"FLIGHT_TIME_SECONDS": "0", "PYTHON_THREADPOOL_THREAD_COUNT": str(args.threads)}
+    stack = Stack(with_devhost=False, settings=settings)
     with stack:
-        import subprocess
-
         subprocess.run([sys.executable, "-m", "drone_scheduler.seed", "--connection", stack.storage_connection,
                         "--fleet-size", str(args.fleet_size)], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
         stack.start_devhost()
-        result = asyncio.run(run(stack, args.deliveries, args.concurrency))
+        # One blob-trigger scanner, as Azure runs one across instances (a singleton).
+        urls = [stack.functions_url] + [
+            stack.start_instance(n, {"AzureWebJobs.file_pipeline_validate.Disabled": "true"})
+            for n in range(2, args.instances + 1)]
+        results = asyncio.run(run(stack, urls, args))
     meta = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpus": os.cpu_count(),
             "python": platform.python_version(), "fleet_size": args.fleet_size, "flight_time_s": 0,
-            "storage": "in-memory"}
+            "storage": "in-memory", "instances": args.instances, "threads": args.threads,
+            "target": {"deliveries_per_s": TARGET_PER_S, "p99_ms": TARGET_P99_MS}}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "deliveries.json").write_text(json.dumps({"meta": meta, "result": result}, indent=2) + "\n")
-    text = "\n".join([
-        "# Drone delivery benchmark", "",
-        f"{meta['date']}, {meta['cpus']} CPUs, Python {meta['python']}, whole local stack in memory, "
-        f"fleet of {args.fleet_size}, flight time 0 s, {args.concurrency} concurrent HTTP clients.", "",
-        "| deliveries | shipped | submissions/s | deliveries/s (submit → last Shipped) "
-        "| p50 ms (202 → Shipped) | p99 ms |",
-        "|---|---|---|---|---|---|",
-        f"| {result['deliveries']} | {result['shipped']} | {result['submit_per_s']} | {result['deliveries_per_s']} | "
-        f"{result['latency_p50_ms']} | {result['latency_p99_ms']} |", ""])
+    (RESULTS / "deliveries.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    text = markdown(meta, results)
     (RESULTS / "deliveries.md").write_text(text)
     print(text)
-    return 0 if result["shipped"] == result["deliveries"] else 1
+    return 0 if all(r["shipped"] == r["deliveries"] for r in results) else 1
 
 
 if __name__ == "__main__":

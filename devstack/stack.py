@@ -89,6 +89,10 @@ class ManagedProcess:
         self.lines: list[str] = []
         self._seen = threading.Condition()
 
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
     def start(self) -> ManagedProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **(self.env or {})}
         self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
@@ -284,13 +288,24 @@ class Stack:
         proc.wait_for_line(r"listening on http://", 60)
 
     def start_devhost(self, timeout: float = 120.0) -> None:
-        cmd = [sys.executable, "-m", "devhost", "--app-dir", str(self.app_dir), "--port", str(self.ports.functions)]
-        proc = ManagedProcess("devhost", cmd, env=self.app_settings(), log_path=self._log("devhost"),
-                              echo=self.echo).start()
-        self.processes["devhost"] = proc
-        proc.wait_for_line(r"Host started on http://", timeout)
-        self._wait_until_running(proc, timeout)
+        self._start_host("devhost", self.ports.functions, {}, timeout)
         self._subscribe_eventgrid_triggers()
+
+    def start_instance(self, number: int, settings: dict[str, str] | None = None, timeout: float = 120.0) -> str:
+        """Another devhost on the same resources, as Azure scales an app out to a second
+        instance: its Service Bus triggers compete with the first's; its HTTP front is its own
+        (the URL returned). Event Grid keeps delivering to the first instance's webhooks."""
+        port = free_port()
+        self._start_host(f"devhost-{number}", port, settings or {}, timeout)
+        return f"http://127.0.0.1:{port}"
+
+    def _start_host(self, name: str, port: int, settings: dict[str, str], timeout: float) -> None:
+        cmd = [sys.executable, "-m", "devhost", "--app-dir", str(self.app_dir), "--port", str(port)]
+        proc = ManagedProcess(name, cmd, env={**self.app_settings(), **settings}, log_path=self._log(name),
+                              echo=self.echo).start()
+        self.processes[name] = proc
+        proc.wait_for_line(r"Host started on http://", timeout)
+        self._wait_until_running(proc, f"http://127.0.0.1:{port}", timeout)
 
     def stop_devhost(self) -> None:
         proc = self.processes.pop("devhost", None)
@@ -302,10 +317,10 @@ class Stack:
         if proc:
             proc.kill()
 
-    def _wait_until_running(self, proc: ManagedProcess, timeout: float) -> None:
+    def _wait_until_running(self, proc: ManagedProcess, url: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
-            status, _ = http_json("GET", f"{self.functions_url}/admin/host/status")
+            status, _ = http_json("GET", f"{url}/admin/host/status")
             if status == 200:
                 return
             if not proc.running:
@@ -328,7 +343,8 @@ class Stack:
                                  f"{status} {detail}")
 
     def stop(self) -> None:
-        for name in ("devhost", "eventgrid", "servicebus", "azurite"):
+        instances = sorted(name for name in self.processes if name.startswith("devhost-"))
+        for name in (*instances, "devhost", "eventgrid", "servicebus", "azurite"):
             proc = self.processes.pop(name, None)
             if proc:
                 proc.stop()
