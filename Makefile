@@ -22,8 +22,11 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
-test: venv
+test: venv lint
 	$(PY) -m pytest
+
+lint: venv
+	$(PY) -m ruff check .
 
 bench: venv
 	$(PY) -m benchmarks.servicebus

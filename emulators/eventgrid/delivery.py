@@ -274,7 +274,8 @@ async def _options_handshake(session: aiohttp.ClientSession, sub: Subscription) 
     async with session.options(sub.endpoint, headers=headers, allow_redirects=False) as resp:
         await resp.read()
         if resp.status != 200:
-            return f"the CloudEvents OPTIONS abuse-protection request was answered with HTTP {resp.status}, expected 200"
+            return (f"the CloudEvents OPTIONS abuse-protection request was answered with HTTP {resp.status}, "
+                    "expected 200")
         allowed = resp.headers.get("WebHook-Allowed-Origin")
     if allowed is None:
         return "the OPTIONS response lacks the WebHook-Allowed-Origin header"

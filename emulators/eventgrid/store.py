@@ -216,7 +216,8 @@ class Store:
         with self._tx():
             self._db.execute(
                 "UPDATE deliveries SET status = ?, leased = 0, attempts = ?, last_status = ?,"
-                " last_error = COALESCE(?, last_error), last_attempt_at = CASE WHEN ? > 0 THEN ? ELSE last_attempt_at END,"
+                " last_error = COALESCE(?, last_error),"
+                " last_attempt_at = CASE WHEN ? > 0 THEN ? ELSE last_attempt_at END,"
                 " dead_letter_reason = ? WHERE id = ?",
                 (DEAD_LETTERED, attempts, status_code, error, attempts, now, reason, delivery_id),
             )
