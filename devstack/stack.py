@@ -11,6 +11,7 @@ Fixed ports (``Ports.default()``) match ``local.settings.json.example``; tests u
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import re
@@ -75,6 +76,27 @@ class Ports:
         return cls(free_port(), free_port(), free_port(), free_port(), free_port(), free_port())
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_this_process() -> Callable[[], None] | None:
+    """For the child (Linux): be sent SIGTERM when this process dies, even by SIGKILL, so a
+    crashed ``make up`` or test run leaves no Azurite or emulator holding its ports. The
+    signal follows the *thread* that starts the child: start the stack from a thread that
+    lives as long as it (the main thread, as every entry point here does)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded before the fork: nothing to import after it
+    parent = os.getpid()
+
+    def in_child() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the line above took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return in_child
+
+
 class ManagedProcess:
     """A child process whose output is kept (last lines shown when it fails) and which stops cleanly."""
 
@@ -96,7 +118,8 @@ class ManagedProcess:
     def start(self) -> ManagedProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **(self.env or {})}
         self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                                     stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                                     preexec_fn=_die_with_this_process())
         threading.Thread(target=self._pump, daemon=True).start()
         return self
 
