@@ -203,7 +203,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deliveries", type=int, default=5000, help="throughput scenario size")
     parser.add_argument("--concurrency", type=int, default=16, help="concurrent HTTP clients")
-    parser.add_argument("--rates", type=lambda v: [float(x) for x in v.split(",") if x], default=[100.0, 10.0],
+    parser.add_argument("--rates", type=lambda v: [float(x) for x in v.split(",") if x], default=[100.0, 20.0, 10.0],
                         help="offered rates (deliveries/s) of the latency scenarios, comma-separated")
     parser.add_argument("--rate-seconds", type=float, default=20.0, help="length of each latency scenario")
     parser.add_argument("--fleet-size", type=int, default=500)
