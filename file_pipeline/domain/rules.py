@@ -13,9 +13,10 @@ from __future__ import annotations
 import re
 from array import array
 from bisect import bisect_left
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from hashlib import blake2b
 
 from file_pipeline.domain.model import FileFormat, FileHeader, Finding, Transaction
@@ -223,6 +224,9 @@ AMOUNT_RE = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)\Z")
 _XML_BAD_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
 
+_ASCII_TEXT_CHARS = bytes(c for c in range(128) if not _XML_BAD_CHARS.match(chr(c)))
+
+
 def check_text(value: str, max_len: int, what: str, code: ReasonCode = R.CH16) -> Finding | None:
     if len(value) > max_len:
         return Finding(code, f"{what} is {len(value)} characters, at most {max_len} allowed")
@@ -327,6 +331,16 @@ class SeenIds:
             return True
         return False
 
+    def add_digits(self, value: str) -> bool:
+        """:meth:`add` for a ``value`` known to be 1 to 17 ASCII digits (a NACHA trace number)."""
+        key = len(value) << 57 | int(value)
+        if key > self._last:
+            self._numbers.append(key)
+            self._last = key
+            self.count += 1
+            return True
+        return self._add_number(key)
+
     def _add_number(self, key: int) -> bool:
         numbers = self._numbers
         at = bisect_left(numbers, key)
@@ -357,6 +371,32 @@ def _bucket_add(buckets: list[bytearray | None], index: int, item: bytes) -> boo
 
 
 # --------------------------------------------------------------------------- per transaction
+@dataclass(frozen=True, slots=True)
+class EntryScreen:
+    """What lets a reader of fixed-layout entries (NACHA) skip :meth:`TransactionRules.check`
+    for an entry it can show to be clean with a few comparisons of plain values.
+
+    Made by :meth:`TransactionRules.entry_screen` for one currency and execution date, only
+    when neither gives a finding. An entry with no format finding, a credit, no IBAN, no BIC
+    and no remittance text, and all of: an amount of ``0 < cents <= max_cents`` hundredths, a
+    non-empty creditor name and account (at most 34 characters), text fields within their
+    lengths and made only of ``ascii_text_chars`` (the ASCII characters :func:`check_text`
+    allows), a routing number whose cached verdict in ``routing_verdicts`` is ``None``, and an
+    EndToEndId of 1 to 17 ASCII digits for which ``first_sighting`` (DU04 memory) returns
+    True, gets no finding from :meth:`TransactionRules.check`, and the validator would give it
+    ``debtor_account`` and ``execution_date``. An entry that fails the screen goes through
+    :meth:`TransactionRules.check` like any other, which words the findings; the screen must
+    call ``first_sighting`` last, since a False from it is repeated by :meth:`check`.
+    """
+
+    max_cents: int
+    routing_verdicts: Mapping[str, Finding | None]
+    first_sighting: Callable[[str], bool]
+    ascii_text_chars: bytes
+    debtor_account: str
+    execution_date: date | None
+
+
 class TransactionRules:
     """All transaction rules bound to reference data, one client and a clock reading.
 
@@ -379,6 +419,46 @@ class TransactionRules:
         self._amount_params: dict[str, tuple[Decimal, Decimal | None, Decimal | None] | None] = {}
         self._debtor_accounts = frozenset(account.id for account in client.accounts)
 
+    def entry_screen(self, currency: str, requested: date | None, date_text: str) -> EntryScreen | None:
+        """A cheap test for the entries of one batch (currency and execution date fixed), or
+        ``None`` when something batch-wide would already give a finding (then every entry goes
+        through :meth:`check`). See :class:`EntryScreen` for what an entry must still show."""
+        ccy_finding = self._ccy_cache.get(currency, False)
+        if ccy_finding is False:
+            ccy_finding = self._ccy_cache[currency] = check_currency(currency, self.ref, self.client)
+        params = self._amount_fast_path(currency)
+        if ccy_finding is not None or params is None or params[0] > Decimal("0.01"):
+            return None  # pragma: no cover - the currency is refused or has fewer than 2 decimals
+        max_cents = None
+        for limit in params[1:]:
+            if limit is None:
+                continue
+            if not limit.is_finite():
+                return None  # pragma: no cover - reference data never holds an infinite limit
+            cents = int((limit * 100).to_integral_value(rounding=ROUND_FLOOR))
+            max_cents = cents if max_cents is None else min(max_cents, cents)
+        default = self.client.default_account(currency)
+        if not self.client.accounts or default is None:
+            return None
+        if requested is None:
+            if date_text:
+                return None  # DT01 for every entry
+            requested = self.default_execution_date(currency)
+        else:
+            key = (currency, requested)
+            if key not in self._date_cache:
+                self._date_cache[key] = check_execution_date(requested, currency, self.ref, self.client, self.now)
+            if self._date_cache[key] is not None:
+                return None
+        return EntryScreen(
+            max_cents=10**15 - 1 if max_cents is None else min(max_cents, 10**15 - 1),
+            routing_verdicts=self._routing_cache,
+            first_sighting=self._seen_e2e.add_digits,
+            ascii_text_chars=_ASCII_TEXT_CHARS,
+            debtor_account=default.id,
+            execution_date=requested,
+        )
+
     def default_execution_date(self, currency: str) -> date | None:
         if currency not in self._earliest:
             self._earliest[currency] = earliest_execution_date(self.ref, self.client, currency, self.now)
@@ -400,7 +480,12 @@ class TransactionRules:
         return self._amount_params[ccy]
 
     def check(self, tx: Transaction) -> list[Finding]:
-        """All findings for ``tx`` (empty list: the transaction is valid)."""
+        """All findings for ``tx`` (empty list: the transaction is valid).
+
+        A rule added here must also be known to :class:`EntryScreen` (the NACHA fast path lets
+        an entry skip this method only when the screen proves it clean): extend the screen, or
+        make it refuse what the new rule looks at. ``test_nacha.py`` compares both paths.
+        """
         out: list[Finding] = list(tx.format_findings) if tx.format_findings else []
         if tx.kind != "credit":
             out.append(Finding(R.AG03, f"{tx.kind} entries are not credit transfers and are not supported"))

@@ -36,6 +36,11 @@ ACCP, PART, RJCT = "ACCP", "PART", "RJCT"
 
 
 class Reader(Protocol):
+    """What the validator reads. A reader may also offer ``screened(entry_screen)`` (see
+    :meth:`file_pipeline.formats.nacha.NachaReader.screened`): entries paired with their
+    amount in cents when they passed the :class:`~file_pipeline.domain.rules.EntryScreen`,
+    which the validator then takes as valid without applying the rules one by one."""
+
     header: FileHeader
 
     def __iter__(self) -> Iterator[Transaction]: ...
@@ -189,42 +194,76 @@ class FileValidation:
         totals = res.totals_by_currency
         log = res.rejections
         default_accounts: dict[str, str] = {}
-        try:
-            for tx in self.reader:
-                res.total += 1
-                findings = check(tx)
+
+        def passes(tx: Transaction) -> bool:
+            """Apply every transaction rule to ``tx``: log it as rejected, or complete it."""
+            res.total += 1
+            findings = check(tx)
+            if tx.amount is not None and tx.amount.is_finite():
+                totals[tx.currency] = totals.get(tx.currency, Decimal(0)) + tx.amount
+            if findings:
+                res.rejected += 1
                 if tx.amount is not None and tx.amount.is_finite():
-                    totals[tx.currency] = totals.get(tx.currency, Decimal(0)) + tx.amount
-                if findings:
-                    res.rejected += 1
-                    if tx.amount is not None and tx.amount.is_finite():
-                        res.rejected_sum += tx.amount
-                    log.append(
-                        Rejection(
-                            tx.index,
-                            tx.line,
-                            tx.end_to_end_id,
-                            tx.instruction_id,
-                            tx.payment_block_id,
-                            tx.amount_text,
-                            tx.currency,
-                            tuple(findings),
-                        )
+                    res.rejected_sum += tx.amount
+                log.append(
+                    Rejection(
+                        tx.index,
+                        tx.line,
+                        tx.end_to_end_id,
+                        tx.instruction_id,
+                        tx.payment_block_id,
+                        tx.amount_text,
+                        tx.currency,
+                        tuple(findings),
                     )
-                    continue
-                if not tx.debtor_account:
-                    account = default_accounts.get(tx.currency)
-                    if account is None:
-                        account = default_accounts[tx.currency] = client.default_account(tx.currency).id
-                    tx.debtor_account = account
-                if tx.requested_execution_date is None:
-                    tx.requested_execution_date = self.rules.default_execution_date(tx.currency)
-                res.accepted += 1
-                res.accepted_sum += tx.amount
-                yield tx
+                )
+                return False
+            if not tx.debtor_account:
+                account = default_accounts.get(tx.currency)
+                if account is None:
+                    account = default_accounts[tx.currency] = client.default_account(tx.currency).id
+                tx.debtor_account = account
+            if tx.requested_execution_date is None:
+                tx.requested_execution_date = self.rules.default_execution_date(tx.currency)
+            res.accepted += 1
+            res.accepted_sum += tx.amount
+            return True
+
+        screened = getattr(self.reader, "screened", None)
+        # entries that passed the reader's screen are valid: counted here, in cents per currency
+        screened_counts: dict[str, tuple[int, int]] = {}  # currency -> (entries, cents)
+        ccy, count, cents_sum = "", 0, 0
+        try:
+            if screened is None:
+                for tx in self.reader:
+                    if passes(tx):
+                        yield tx
+            else:
+                for tx, cents in screened(self.rules.entry_screen):
+                    if cents is None:
+                        if passes(tx):
+                            yield tx
+                        continue
+                    if tx.currency != ccy:
+                        if count:
+                            screened_counts[ccy] = (count, cents_sum)
+                        ccy = tx.currency
+                        count, cents_sum = screened_counts.get(ccy, (0, 0))
+                    count += 1
+                    cents_sum += cents
+                    yield tx
         except FileRejected as exc:
             res.file_findings.append(exc.finding)
             return
+        finally:
+            if count:
+                screened_counts[ccy] = (count, cents_sum)
+            for code, (n, cents_total) in screened_counts.items():
+                amount = Decimal(cents_total).scaleb(-2)
+                totals[code] = totals.get(code, Decimal(0)) + amount
+                res.total += n
+                res.accepted += n
+                res.accepted_sum += amount
         header = self.reader.header
         dup = rules.check_duplicate_msg_id(header.msg_id, self.seen_msg_ids)
         if dup:

@@ -15,7 +15,7 @@ Records may be separated by LF or CRLF, or not separated at all (a stream of
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 from decimal import Decimal
 from typing import BinaryIO
@@ -29,6 +29,7 @@ from file_pipeline.domain.model import (
     Transaction,
 )
 from file_pipeline.domain.reason_codes import NACHA_ERROR_CODES as N
+from file_pipeline.domain.rules import EntryScreen
 from file_pipeline.formats.detect import peek_head
 
 RECORD_LEN = 94
@@ -65,6 +66,11 @@ def _yymmdd(text: str) -> date | None:
         return None
 
 
+ScreenFor = Callable[[str, date | None, str], EntryScreen | None]
+_CHUNK = 1 << 18
+_SCREENABLE_CODES = frozenset(code for code, kind in CREDIT_CODES.items() if kind == "credit")
+
+
 class NachaReader:
     """Iterate entry detail records as :class:`Transaction`; ``header`` fills as it streams."""
 
@@ -73,36 +79,73 @@ class NachaReader:
         self._fixed_block = len(head) > RECORD_LEN and head[RECORD_LEN : RECORD_LEN + 1] not in (b"\r", b"\n")
         self.header = FileHeader(FileFormat.NACHA, nacha=NachaFileControl())
 
-    def _records(self) -> Iterator[tuple[int, str]]:
-        line = 0
+    def _record_chunks(self) -> Iterator[tuple[list[str], bytes | None]]:
+        """The lines in file order, in lists; ``""`` stands for a blank line (it has a number but
+        is no record). With each list the ASCII bytes it was decoded from, when it was read a
+        megabyte at a time (``None`` for a list read line by line, as after any irregularity,
+        so that an error is raised at its own line, after the lines before it were used)."""
         if self._fixed_block:
-            read = self._stream.read
-            while True:
-                raw = read(RECORD_LEN)
-                if not raw:
-                    return
-                line += 1
-                if len(raw) < RECORD_LEN and raw.strip(b"\r\n"):
-                    raise _reject(
-                        "missing-record",
-                        f"file is truncated: last record has {len(raw)} of {RECORD_LEN} characters",
-                        line,
-                    )
-                if raw in (b"\n", b"\r\n"):
+            for rec in self._fixed_records():
+                yield [rec], None
+            return
+        read = self._stream.read
+        line = 0
+        carry = b""
+        while True:
+            block = read(_CHUNK)
+            if not block:
+                break
+            data = carry + block if carry else block
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                carry = data
+                continue
+            body, carry = data[:cut], data[cut + 1 :]
+            try:
+                text: str | None = body.decode("ascii")
+            except UnicodeDecodeError:
+                text = None
+            if text is not None:
+                recs = text.split("\n")
+                if "\r" in text:
+                    recs = [rec.rstrip("\r") for rec in recs]
+                if set(map(len, recs)) == {RECORD_LEN}:
+                    line += len(recs)
+                    yield recs, body
                     continue
-                yield line, self._decode(raw, line)
-        else:
-            for raw in self._stream:
+            for raw in body.split(b"\n"):
                 line += 1
-                if not raw.endswith(b"\n") and len(raw.rstrip(b"\r")) < RECORD_LEN:
-                    raise _reject(
-                        "missing-record",
-                        f"file is truncated: last record has {len(raw)} of {RECORD_LEN} characters",
-                        line,
-                    )
-                raw = raw.rstrip(b"\r\n")
-                if raw:
-                    yield line, self._decode(raw, line)
+                raw = raw.rstrip(b"\r")
+                yield [self._decode(raw, line) if raw else ""], None
+        if carry:  # a last line without a line break
+            line += 1
+            if len(carry.rstrip(b"\r")) < RECORD_LEN:
+                raise _reject(
+                    "missing-record",
+                    f"file is truncated: last record has {len(carry)} of {RECORD_LEN} characters",
+                    line,
+                )
+            raw = carry.rstrip(b"\r\n")
+            yield [self._decode(raw, line) if raw else ""], None
+
+    def _fixed_records(self) -> Iterator[str]:
+        read = self._stream.read
+        line = 0
+        while True:
+            raw = read(RECORD_LEN)
+            if not raw:
+                return
+            line += 1
+            if len(raw) < RECORD_LEN and raw.strip(b"\r\n"):
+                raise _reject(
+                    "missing-record",
+                    f"file is truncated: last record has {len(raw)} of {RECORD_LEN} characters",
+                    line,
+                )
+            if raw in (b"\n", b"\r\n"):
+                yield ""
+                continue
+            yield self._decode(raw, line)
 
     @staticmethod
     def _decode(raw: bytes, line: int) -> str:
@@ -114,166 +157,209 @@ class NachaReader:
             raise _reject("record-type", "record contains non-ASCII bytes", line) from None
 
     def __iter__(self) -> Iterator[Transaction]:
+        for tx, _ in self.screened(None):
+            yield tx
+
+    def screened(self, screen_for: ScreenFor | None) -> Iterator[tuple[Transaction, int | None]]:
+        """Every entry with, when it passed its batch's :class:`EntryScreen` (made by
+        ``screen_for(currency, effective date, date text)``), its amount in cents: such an entry
+        is valid and already carries the debtor account and execution date the validator would
+        give it. ``None``: the entry still has to go through the transaction rules."""
         header = self.header
         fc = header.nacha
         state = "start"  # start | file | batch | entry | closed
         batch: PaymentBlock | None = None
         batch_date: date | None = None
         batch_date_text = ""
+        block_id = ""
+        screen: EntryScreen | None = None
         pending: Transaction | None = None
+        pending_cents: int | None = None
         addenda_expected = False
-        n = 0
+        # the open batch's computed controls, kept in locals and stored at its control record
+        credit_cents = debit_cents = entry_hash = addenda = 0
+        n = first_n = 0
         records = 0
-        for line, rec in self._records():
-            records += 1
-            rtype = rec[0]
-            if state == "closed":
-                if rec != FILLER:
-                    raise _reject(
-                        "padding", "only all-9 filler records may follow the file control record", line
+        line = 0
+        for recs, raw_chunk in self._record_chunks():
+            chunk_clean: bool | None = None  # no character a text field may not hold in the chunk
+            for rec in recs:
+                line += 1
+                if not rec:
+                    continue
+                records += 1
+                rtype = rec[0]
+                if rtype == "6" and (state == "entry" or state == "batch"):  # the hot path
+                    if pending is not None:
+                        yield pending, pending_cents
+                    code = rec[1:3]
+                    routing8 = rec[3:11]
+                    amount_text = rec[29:39]
+                    trace = rec[79:94]
+                    if not (routing8.isdigit() and amount_text.isdigit() and trace.isdigit()):
+                        _num(routing8, "RDFI routing", line)
+                        _num(amount_text, "amount", line)
+                        _num(trace, "trace number", line)
+                    cents = int(amount_text)
+                    if not code.isdigit():
+                        raise _reject("numeric-field", f"transaction code {code!r} is not numeric", line)
+                    if code[1] in "01234":
+                        credit_cents += cents
+                    else:
+                        debit_cents += cents
+                    entry_hash += int(routing8)
+                    n += 1
+                    addenda_expected = rec[78] == "1"
+                    routing = routing8 + rec[11]
+                    name = rec[54:76].strip()
+                    account = rec[12:29].strip()
+                    if (
+                        screen is not None
+                        and not addenda_expected
+                        and code in _SCREENABLE_CODES
+                        and 0 < cents <= screen.max_cents
+                        and name
+                        and account
+                        and screen.routing_verdicts.get(routing, False) is None
+                        and (
+                            chunk_clean
+                            if chunk_clean is not None
+                            else (
+                                chunk_clean := raw_chunk is not None
+                                and not raw_chunk.translate(None, screen.ascii_text_chars)
+                            )
+                        )
+                        and screen.first_sighting(trace)
+                    ):
+                        pending_cents = cents
+                        pending = Transaction(
+                            n, line, trace, Decimal(cents).scaleb(-2), "USD", name, "", account, routing, "",
+                            screen.debtor_account, "", screen.execution_date, "", rec[39:54].strip(), block_id,
+                            amount_text, batch_date_text, "credit",
+                        )
+                    else:
+                        pending_cents = None
+                        pending = Transaction(
+                            n, line, trace, Decimal(cents).scaleb(-2), "USD", name, "", account, routing, "",
+                            "", "", batch_date, "", rec[39:54].strip(), block_id, amount_text, batch_date_text,
+                            CREDIT_CODES.get(code, "other"),
+                        )
+                    state = "entry"
+                    continue
+                if state == "closed":
+                    if rec != FILLER:
+                        raise _reject(
+                            "padding", "only all-9 filler records may follow the file control record", line
+                        )
+                    continue
+                if rtype == "6" or rtype == "7" or rtype == "8":
+                    if state not in ("batch", "entry"):
+                        raise _reject("record-order", f"type {rtype} record outside a batch", line)
+                if rtype != "7" and pending is not None:
+                    yield pending, pending_cents
+                    pending = None
+                if rtype == "7":
+                    if state != "entry" or pending is None:
+                        raise _reject("record-order", "addenda record without a preceding entry", line)
+                    if not addenda_expected:
+                        raise _reject(
+                            "record-order", "addenda record but the entry's addenda indicator is 0", line
+                        )
+                    addenda += 1
+                    if rec[1:3] == "05":
+                        info = rec[3:83].strip()
+                        pending.remittance_info = (pending.remittance_info + " " + info).strip()
+                elif rtype == "5":
+                    if state != "file":
+                        raise _reject("record-order", "batch header record out of order", line)
+                    scc = rec[1:4]
+                    if scc not in _SERVICE_CLASSES:
+                        raise _reject("numeric-field", f"service class code {scc!r} is not 200, 220 or 225", line)
+                    sec = rec[50:53]
+                    if sec == "IAT":
+                        raise _reject("unsupported-sec", "IAT (international) batches are not supported", line)
+                    _num(rec[79:87], "ODFI identification", line)
+                    batch_no = rec[87:94]
+                    _num(batch_no, "batch number", line)
+                    batch_date_text = rec[69:75].strip()
+                    batch_date = _yymmdd(batch_date_text)
+                    batch = PaymentBlock(
+                        block_id=batch_no,
+                        line=line,
+                        service_class=scc,
+                        company_id=rec[40:50],
+                        odfi=rec[79:87],
+                        effective_date=batch_date,
                     )
-                continue
-            if rtype == "6" or rtype == "7" or rtype == "8":
-                if state not in ("batch", "entry"):
-                    raise _reject("record-order", f"type {rtype} record outside a batch", line)
-            if rtype != "7" and pending is not None:
-                yield pending
-                pending = None
-            if rtype == "6":
-                code = rec[1:3]
-                routing8 = rec[3:11]
-                amount_text = rec[29:39]
-                trace = rec[79:94]
-                if not (routing8.isdigit() and amount_text.isdigit() and trace.isdigit()):
-                    _num(routing8, "RDFI routing", line)
-                    _num(amount_text, "amount", line)
-                    _num(trace, "trace number", line)
-                rdfi = int(routing8)
-                check = rec[11]
-                cents = int(amount_text)
-                kind = CREDIT_CODES.get(code, "other")
-                if not code.isdigit():
-                    raise _reject("numeric-field", f"transaction code {code!r} is not numeric", line)
-                if code[1] in "01234":
-                    batch.credit_cents += cents
+                    block_id = batch_no
+                    credit_cents = debit_cents = entry_hash = addenda = 0
+                    first_n = n
+                    screen = screen_for("USD", batch_date, batch_date_text) if screen_for else None
+                    state = "batch"
+                elif rtype == "8":
+                    if (
+                        rec[1:4] != batch.service_class
+                        or rec[87:94] != batch.block_id
+                        or rec[44:54] != batch.company_id
+                        or rec[79:87] != batch.odfi
+                    ):
+                        raise _reject(
+                            "header-control-mismatch",
+                            f"batch control does not match batch header "
+                            f"{batch.block_id} (service class, company id, "
+                            "ODFI or batch number)",
+                            line,
+                        )
+                    batch.declared_entry_addenda = _num(rec[4:10], "entry/addenda count", line)
+                    batch.declared_entry_hash = _num(rec[10:20], "entry hash", line)
+                    batch.declared_debit_cents = _num(rec[20:32], "total debit", line)
+                    batch.declared_credit_cents = _num(rec[32:44], "total credit", line)
+                    nb_of_txs = n - first_n
+                    batch.credit_cents, batch.debit_cents = credit_cents, debit_cents
+                    batch.entry_hash, batch.entry_addenda = entry_hash, nb_of_txs + addenda
+                    batch.nb_of_txs = nb_of_txs
+                    if nb_of_txs:  # every amount has 2 decimals: the sum is exact in cents
+                        batch.ctrl_sum = Decimal(credit_cents + debit_cents).scaleb(-2)
+                    header.blocks.append(batch)
+                    header.nb_of_txs += batch.nb_of_txs
+                    header.ctrl_sum += batch.ctrl_sum
+                    batch = None
+                    state = "file"
+                elif rtype == "1":
+                    if state != "start":
+                        raise _reject("record-order", "second file header record", line)
+                    if rec[1:3] != "01" or rec[34:37] != "094" or rec[37:39] != "10" or rec[39] != "1":
+                        raise _reject(
+                            "numeric-field",
+                            "file header priority code, record size (094), blocking "
+                            "factor (10) or format code (1) is wrong",
+                            line,
+                        )
+                    fc.immediate_destination = rec[3:13].strip()
+                    fc.immediate_origin = rec[13:23].strip()
+                    fc.file_id_modifier = rec[33]
+                    header.msg_id = f"{fc.immediate_origin}-{rec[23:29]}{rec[29:33]}{rec[33]}"
+                    header.creation = rec[23:33]
+                    header.initiating_party = rec[63:86].strip()
+                    state = "file"
+                elif rtype == "9":
+                    if state != "file":
+                        raise _reject(
+                            "record-order",
+                            "file control record out of order (inside a batch or before the file header)",
+                            line,
+                        )
+                    fc.declared_batch_count = _num(rec[1:7], "batch count", line)
+                    fc.declared_block_count = _num(rec[7:13], "block count", line)
+                    fc.declared_entry_addenda = _num(rec[13:21], "entry/addenda count", line)
+                    fc.declared_entry_hash = _num(rec[21:31], "entry hash", line)
+                    fc.declared_debit_cents = _num(rec[31:43], "total debit", line)
+                    fc.declared_credit_cents = _num(rec[43:55], "total credit", line)
+                    state = "closed"
                 else:
-                    batch.debit_cents += cents
-                batch.entry_hash += rdfi
-                batch.entry_addenda += 1
-                batch.nb_of_txs += 1
-                n += 1
-                amount = Decimal(cents).scaleb(-2)
-                batch.ctrl_sum += amount
-                addenda_expected = rec[78] == "1"
-                pending = Transaction(
-                    index=n,
-                    line=line,
-                    end_to_end_id=trace,
-                    amount=amount,
-                    currency="USD",
-                    amount_text=rec[29:39],
-                    creditor_name=rec[54:76].strip(),
-                    creditor_account=rec[12:29].strip(),
-                    creditor_routing=routing8 + check,
-                    requested_execution_date=batch_date,
-                    date_text=batch_date_text,
-                    instruction_id=rec[39:54].strip(),
-                    payment_block_id=batch.block_id,
-                    kind=kind,
-                )
-                state = "entry"
-            elif rtype == "7":
-                if state != "entry" or pending is None:
-                    raise _reject("record-order", "addenda record without a preceding entry", line)
-                if not addenda_expected:
-                    raise _reject(
-                        "record-order", "addenda record but the entry's addenda indicator is 0", line
-                    )
-                batch.entry_addenda += 1
-                if rec[1:3] == "05":
-                    info = rec[3:83].strip()
-                    pending.remittance_info = (pending.remittance_info + " " + info).strip()
-            elif rtype == "5":
-                if state != "file":
-                    raise _reject("record-order", "batch header record out of order", line)
-                scc = rec[1:4]
-                if scc not in _SERVICE_CLASSES:
-                    raise _reject("numeric-field", f"service class code {scc!r} is not 200, 220 or 225", line)
-                sec = rec[50:53]
-                if sec == "IAT":
-                    raise _reject("unsupported-sec", "IAT (international) batches are not supported", line)
-                _num(rec[79:87], "ODFI identification", line)
-                batch_no = rec[87:94]
-                _num(batch_no, "batch number", line)
-                batch_date_text = rec[69:75].strip()
-                batch_date = _yymmdd(batch_date_text)
-                batch = PaymentBlock(
-                    block_id=batch_no,
-                    line=line,
-                    service_class=scc,
-                    company_id=rec[40:50],
-                    odfi=rec[79:87],
-                    effective_date=batch_date,
-                )
-                state = "batch"
-            elif rtype == "8":
-                if (
-                    rec[1:4] != batch.service_class
-                    or rec[87:94] != batch.block_id
-                    or rec[44:54] != batch.company_id
-                    or rec[79:87] != batch.odfi
-                ):
-                    raise _reject(
-                        "header-control-mismatch",
-                        f"batch control does not match batch header "
-                        f"{batch.block_id} (service class, company id, "
-                        "ODFI or batch number)",
-                        line,
-                    )
-                batch.declared_entry_addenda = _num(rec[4:10], "entry/addenda count", line)
-                batch.declared_entry_hash = _num(rec[10:20], "entry hash", line)
-                batch.declared_debit_cents = _num(rec[20:32], "total debit", line)
-                batch.declared_credit_cents = _num(rec[32:44], "total credit", line)
-                header.blocks.append(batch)
-                header.nb_of_txs += batch.nb_of_txs
-                header.ctrl_sum += batch.ctrl_sum
-                batch = None
-                state = "file"
-            elif rtype == "1":
-                if state != "start":
-                    raise _reject("record-order", "second file header record", line)
-                if rec[1:3] != "01" or rec[34:37] != "094" or rec[37:39] != "10" or rec[39] != "1":
-                    raise _reject(
-                        "numeric-field",
-                        "file header priority code, record size (094), blocking "
-                        "factor (10) or format code (1) is wrong",
-                        line,
-                    )
-                fc.immediate_destination = rec[3:13].strip()
-                fc.immediate_origin = rec[13:23].strip()
-                fc.file_id_modifier = rec[33]
-                header.msg_id = f"{fc.immediate_origin}-{rec[23:29]}{rec[29:33]}{rec[33]}"
-                header.creation = rec[23:33]
-                header.initiating_party = rec[63:86].strip()
-                state = "file"
-            elif rtype == "9":
-                if state != "file":
-                    raise _reject(
-                        "record-order",
-                        "file control record out of order (inside a batch or before the file header)",
-                        line,
-                    )
-                fc.declared_batch_count = _num(rec[1:7], "batch count", line)
-                fc.declared_block_count = _num(rec[7:13], "block count", line)
-                fc.declared_entry_addenda = _num(rec[13:21], "entry/addenda count", line)
-                fc.declared_entry_hash = _num(rec[21:31], "entry hash", line)
-                fc.declared_debit_cents = _num(rec[31:43], "total debit", line)
-                fc.declared_credit_cents = _num(rec[43:55], "total credit", line)
-                state = "closed"
-            else:
-                raise _reject("record-type", f"unknown record type {rtype!r}", line)
+                    raise _reject("record-type", f"unknown record type {rtype!r}", line)
         if pending is not None:  # file ends right after an entry: yield it, then fail below
-            yield pending
+            yield pending, pending_cents
         if state == "start":
             raise _reject("missing-record", "no file header record", None)
         if state != "closed":

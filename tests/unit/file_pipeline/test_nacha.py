@@ -274,3 +274,61 @@ def test_results_agree_with_achkit(ref):
             set(codes(result.file_findings)) | {c for r in result.rejections for c in codes(r.findings)}
         )
         assert ours == theirs, name
+
+
+# ---------------------------------------------------------------- the entry screen (fast path)
+class _PlainReader:
+    """A NACHA reader without ``screened``: every entry goes through the rules one by one."""
+
+    def __init__(self, reader: NachaReader) -> None:
+        self._reader = reader
+        self.header = reader.header
+
+    def __iter__(self):
+        return iter(self._reader)
+
+
+def _both_ways(content: bytes, ref):
+    out = []
+    for wrap in (lambda r: r, _PlainReader):
+        v = FileValidation(wrap(NachaReader(io.BytesIO(content))), ref, "INITECH03", NOW)
+        accepted = [
+            (t.index, t.line, t.end_to_end_id, t.amount, t.creditor_name, t.creditor_account, t.creditor_routing,
+             t.debtor_account, t.requested_execution_date, t.remittance_info, t.instruction_id, t.kind)
+            for t in v.accepted()
+        ]
+        r = v.result
+        rejections = [(x.index, x.line, x.end_to_end_id, codes(x.findings), [f.description for f in x.findings])
+                      for x in r.rejections]
+        out.append((accepted, rejections, r.file_findings, r.total, r.accepted, r.rejected, r.accepted_sum,
+                    r.rejected_sum, r.totals_by_currency, r.header.ctrl_sum, [b.ctrl_sum for b in r.header.blocks]))
+    return out
+
+
+@pytest.mark.parametrize("line_end", ["\n", "\r\n"])
+def test_screened_entries_get_the_same_verdicts_as_the_rules(ref, line_end):
+    """Entries the reader screens as clean are exactly those the rules accept, across chunks."""
+    buf = io.BytesIO()
+    generate_nacha(buf, 6000, effective_date=date(2026, 11, 23), entries_per_batch=2500, with_addenda_every=7)
+    L = buf.getvalue().decode().splitlines()
+    entries = [i for i, rec in enumerate(L) if rec[0] == "6"]
+    L[entries[10]] = set_field(L[entries[10]], 29, "0000000000")  # AM01
+    L[entries[2900]] = set_field(L[entries[2900]], 29, "9999999999")  # above the client's limit
+    L[entries[3000]] = set_field(L[entries[3000]], 1, "27")  # debit
+    L[entries[3100]] = set_field(L[entries[3100]], 3, "011000015")  # routing not in the directory
+    L[entries[3200]] = set_field(L[entries[3200]], 3, "021000022")  # bad check digit
+    L[entries[4000]] = set_field(L[entries[4000]], 79, L[entries[3999]][79:94])  # DU04
+    L[entries[5000]] = set_field(L[entries[5000]], 60, "\x01")  # control character in the name
+    L[entries[5500]] = set_field(L[entries[5500]], 54, " " * 22)  # no creditor name
+    screened, plain = _both_ways((line_end.join(L) + line_end).encode("ascii"), ref)
+    assert screened == plain
+    rejected_codes = sorted(c for _, _, _, cs, _ in plain[1] for c in cs)
+    assert {"AM01", "AM14", "AG03", "RC10", "DU04", "CH16", "BE22"} <= set(rejected_codes)
+
+
+def test_screen_agrees_on_a_blank_line_and_a_valid_file(ref):
+    L = lines()
+    assert _both_ways(join(L), ref)[0] == _both_ways(join(L), ref)[1]
+    L.insert(5, "")
+    screened, plain = _both_ways(join(L), ref)
+    assert screened == plain
