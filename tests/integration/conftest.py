@@ -7,10 +7,6 @@ wait polls against a generous deadline; no test asserts how long something took.
 
 from __future__ import annotations
 
-import os
-import queue
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -21,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from azure.data.tables import TableServiceClient
 from azure.functions.servicebus import ServiceBusMessage as ServiceBusTrigger
 from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusReceivedMessage
@@ -29,74 +24,12 @@ from azure.servicebus.exceptions import OperationTimeoutError
 
 from choreography.runtime import reset_runtime
 from tests.support.azurite import Azurite
+from tests.support.eventgrid import KEY as EVENTGRID_KEY
+from tests.support.eventgrid import EventGridEmulator
 from tests.support.servicebus import ServiceBusEmulator
+from tests.support.waiting import DEADLINE
 
 ROOT = Path(__file__).resolve().parents[2]
-DEADLINE = 60.0  # seconds; generous on purpose: tests finish as soon as the condition holds
-EVENTGRID_KEY = "local-eventgrid-key"
-
-
-def wait_until(predicate: Callable[[], Any], what: str, timeout: float = DEADLINE, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
-class EventGridEmulator:
-    """``python -m emulators.eventgrid --in-memory --port 0`` with the app's topics."""
-
-    def __init__(self) -> None:
-        self.proc: subprocess.Popen[str] | None = None
-        self.base_url = ""
-
-    def start(self) -> EventGridEmulator:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "emulators.eventgrid", "--in-memory", "--port", "0", "--log-level", "warning",
-             "--config", str(ROOT / "emulators" / "eventgrid" / "config.json")],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        lines: queue.Queue[str | None] = queue.Queue()
-
-        def pump() -> None:  # keep draining stdout so the child never blocks on it
-            assert self.proc is not None and self.proc.stdout is not None
-            for line in self.proc.stdout:
-                lines.put(line)
-            lines.put(None)
-
-        threading.Thread(target=pump, daemon=True).start()
-        deadline = time.monotonic() + DEADLINE
-        while True:
-            try:
-                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-            except queue.Empty:
-                self.stop()
-                raise RuntimeError("Event Grid emulator did not start") from None
-            if line is None:
-                raise RuntimeError(f"Event Grid emulator exited with {self.proc.wait()}")
-            if "listening on " in line:
-                self.base_url = line.strip().rsplit(" ", 1)[-1]
-                return self
-
-    def topic_endpoint(self, topic: str = "deliveries") -> str:
-        return f"{self.base_url}/topics/{topic}/api/events"
-
-    def events(self, topic: str = "deliveries", **params: str) -> list[dict[str, Any]]:
-        response = requests.get(f"{self.base_url}/topics/{topic}/events", params=params, timeout=10)
-        response.raise_for_status()
-        return list(response.json())
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 @pytest.fixture(scope="session")
@@ -113,9 +46,8 @@ def servicebus() -> Iterator[ServiceBusEmulator]:
 
 @pytest.fixture(scope="session")
 def eventgrid() -> Iterator[EventGridEmulator]:
-    emulator = EventGridEmulator().start()
-    yield emulator
-    emulator.stop()
+    with EventGridEmulator() as emulator:
+        yield emulator
 
 
 @pytest.fixture(scope="session")

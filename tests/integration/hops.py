@@ -24,9 +24,11 @@ from drone_scheduler.handlers import drone_scheduler_on_release_drone, drone_sch
 from ingestion.handlers import ingestion_get_delivery, ingestion_health, ingestion_submit_delivery
 from notifications.handlers import notifications_on_delivery_event
 from package.handlers import package_on_cancel_package, package_on_delivery_requested
+from tests.support.eventgrid import EventGridEmulator
+from tests.support.waiting import wait_until
 from tests.unit.delivery_app.samples import request_body
 
-from .conftest import EventGridEmulator, Mailbox, Received, wait_until
+from .conftest import Mailbox, Received
 
 BASE = "http://127.0.0.1:7071/api"
 PACKAGE = "deliveries/subscriptions/package"

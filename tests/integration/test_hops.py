@@ -15,9 +15,10 @@ from azure.functions.servicebus import ServiceBusMessage as ServiceBusTrigger
 from drone_scheduler.domain import Drone, default_fleet
 from drone_scheduler.handlers import drone_scheduler_on_request
 from package.handlers import package_on_delivery_requested
+from tests.support.waiting import wait_until
 from tests.unit.delivery_app.samples import new_id, request_body
 
-from .conftest import Mailbox, wait_until
+from .conftest import Mailbox
 from .hops import (
     BASE,
     DEADLETTER,

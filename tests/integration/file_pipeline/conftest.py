@@ -10,11 +10,6 @@ against a generous deadline; nothing asserts how long something took.
 
 from __future__ import annotations
 
-import os
-import queue
-import subprocess
-import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,7 +19,6 @@ from typing import Any
 
 import azure.functions as func
 import pytest
-import requests
 from azure.data.tables import TableServiceClient
 from azure.functions.blob import InputStream
 from azure.functions.servicebus import ServiceBusMessage as TriggerMessage
@@ -36,75 +30,13 @@ from file_pipeline.domain.files import file_id_for
 from file_pipeline.ports import CONTAINERS, INPUT_CONTAINER, REFERENCE_TABLE
 from file_pipeline.seed import seed
 from tests.support.azurite import Azurite
+from tests.support.eventgrid import KEY as EVENTGRID_KEY
+from tests.support.eventgrid import EventGridEmulator
 from tests.support.servicebus import ServiceBusEmulator
+from tests.support.waiting import DEADLINE
 
 ROOT = Path(__file__).resolve().parents[3]
-DEADLINE = 60.0
-EVENTGRID_KEY = "local-eventgrid-key"
 CLOCK = "2026-11-20T09:00:00Z"  # Friday, before every cut-off: the sample files' dates are valid
-
-
-def wait_until(predicate: Callable[[], Any], what: str, timeout: float = DEADLINE) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
-
-
-class EventGrid:
-    """``python -m emulators.eventgrid --in-memory --port 0`` with the app's topics."""
-
-    def __init__(self) -> None:
-        self.proc: subprocess.Popen[str] | None = None
-        self.base_url = ""
-
-    def start(self) -> EventGrid:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "emulators.eventgrid", "--in-memory", "--port", "0", "--log-level", "warning",
-             "--config", str(ROOT / "emulators" / "eventgrid" / "config.json")],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        lines: queue.Queue[str | None] = queue.Queue()
-
-        def pump() -> None:
-            assert self.proc is not None and self.proc.stdout is not None
-            for line in self.proc.stdout:
-                lines.put(line)
-            lines.put(None)
-
-        threading.Thread(target=pump, daemon=True).start()
-        while True:
-            try:
-                line = lines.get(timeout=DEADLINE)
-            except queue.Empty:
-                self.stop()
-                raise RuntimeError("Event Grid emulator did not start") from None
-            if line is None:
-                raise RuntimeError(f"Event Grid emulator exited with {self.proc.wait()}")
-            if "listening on " in line:
-                self.base_url = line.strip().rsplit(" ", 1)[-1]
-                return self
-
-    @property
-    def payments_endpoint(self) -> str:
-        return f"{self.base_url}/topics/payments/api/events"
-
-    def events(self, event_id: str | None = None) -> list[dict[str, Any]]:
-        response = requests.get(f"{self.base_url}/topics/payments/events", timeout=10)
-        response.raise_for_status()
-        return [e for e in response.json() if event_id is None or e["id"] == event_id]
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 @pytest.fixture(scope="package")
@@ -120,10 +52,9 @@ def fp_servicebus() -> Iterator[ServiceBusEmulator]:
 
 
 @pytest.fixture(scope="package")
-def fp_eventgrid() -> Iterator[EventGrid]:
-    emulator = EventGrid().start()
-    yield emulator
-    emulator.stop()
+def fp_eventgrid() -> Iterator[EventGridEmulator]:
+    with EventGridEmulator() as emulator:
+        yield emulator
 
 
 @pytest.fixture(scope="package")
@@ -147,13 +78,13 @@ def seeded(table_service: TableServiceClient) -> None:
 
 
 @pytest.fixture
-def app(fp_azurite: Azurite, fp_servicebus: ServiceBusEmulator, fp_eventgrid: EventGrid, seeded: None,
+def app(fp_azurite: Azurite, fp_servicebus: ServiceBusEmulator, fp_eventgrid: EventGridEmulator, seeded: None,
         blob_service: BlobServiceClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """The app settings in the environment, as the Functions host provides them; a fresh runtime."""
     settings = {
         "AzureWebJobsStorage": fp_azurite.connection_string,
         "ServiceBusConnection": fp_servicebus.connection_string,
-        "PaymentsEventGridTopicEndpoint": fp_eventgrid.payments_endpoint,
+        "PaymentsEventGridTopicEndpoint": fp_eventgrid.topic_endpoint("payments"),
         "PaymentsEventGridTopicKey": EVENTGRID_KEY,
         "PAYMENT_FILES_CLOCK": CLOCK,
         "PAYMENT_FILES_MAX_BYTES": str(1 << 20),

@@ -24,9 +24,11 @@ from file_pipeline.ports import (
     REPORTS_CONTAINER,
     WORK_CONTAINER,
 )
+from tests.support.eventgrid import EventGridEmulator
+from tests.support.waiting import wait_until
 from tests.unit.file_pipeline.conftest import data_bytes
 
-from .conftest import EventGrid, Inbox, Uploaded, http_get, unique_name, upload, wait_until
+from .conftest import Inbox, Uploaded, http_get, unique_name, upload
 
 VALIDATED, ADAPTED, COMPENSATION, DEADLETTER = (
     "payment-files-validated", "payment-files-adapted", "payment-files-compensation", "deadletter")
@@ -67,8 +69,9 @@ def run_to_completion(inbox: Inbox, file_id: str) -> None:
     handlers.file_pipeline_create(inbox.for_file(ADAPTED, file_id, "PaymentFileAdapted").trigger())
 
 
-def event(eventgrid: EventGrid, kind: str, file_id: str) -> dict:
-    [found] = wait_until(lambda: eventgrid.events(f"{kind}:{file_id}"), f"{kind} for {file_id}")
+def event(eventgrid: EventGridEmulator, kind: str, file_id: str) -> dict:
+    [found] = wait_until(lambda: [e for e in eventgrid.events("payments") if e["id"] == f"{kind}:{file_id}"],
+                         f"{kind} for {file_id}")
     return found["event"]
 
 
