@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 import requests
 
+from tests.support.waiting import wait_until as _wait_until
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEADLINE = 30.0  # seconds; generous on purpose, tests finish as soon as the condition holds
 
@@ -31,17 +33,8 @@ EG_KEY = base64.b64encode(b"local-test-key-for-orders-topic!").decode()  # base6
 CE_KEY = "local-eventgrid-key"
 
 
-def wait_until(
-    predicate: Callable[[], Any], what: str, timeout: float = DEADLINE, interval: float = 0.02
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+def wait_until(predicate: Callable[[], Any], what: str, timeout: float = DEADLINE, interval: float = 0.02) -> Any:
+    return _wait_until(predicate, what, timeout, interval)
 
 
 def write_config(path: Path, topics: list[dict]) -> Path:
