@@ -80,9 +80,25 @@ def iban_problem(iban: str) -> str | None:
         return f"{iban[:2]} IBAN must have {length} characters, has {len(iban)}"
     if not bban.match(iban, 4):
         return f"BBAN does not match the {iban[:2]} national format"
-    if int((iban[4:] + iban[:4]).translate(_IBAN_TO_DIGITS)) % 97 != 1:
+    if _iban_mod97(iban) != 1:
         return "IBAN check digits (mod-97) are wrong"
     return None
+
+
+_LETTER_VALUE = {c: ord(c) - 55 for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}
+
+
+def _iban_mod97(iban: str) -> int:
+    """ISO 13616 remainder of a shape-checked IBAN: BBAN, country and check digits as one number.
+
+    A BBAN of ASCII digits (most countries) is read as one integer; the country letters (two
+    digits each) and the check digits are then appended arithmetically, which gives the same
+    number as the textual rearrangement without building it."""
+    bban = iban[4:]
+    if bban.isdigit() and bban.isascii():
+        letters = _LETTER_VALUE[iban[0]] * 100 + _LETTER_VALUE[iban[1]]
+        return (int(bban) * 1_000_000 + letters * 100 + int(iban[2:4])) % 97
+    return int((bban + iban[:4]).translate(_IBAN_TO_DIGITS)) % 97
 
 
 def check_iban(iban: str) -> Finding | None:
@@ -286,6 +302,18 @@ def check_execution_date(
 
 
 # --------------------------------------------------------------------------- DU04 memory
+class _NumberRun:
+    """Exact numeric keys of the ids sharing one prefix: ascending ones in a sorted array,
+    others in 8-byte buckets."""
+
+    __slots__ = ("numbers", "last", "buckets")
+
+    def __init__(self) -> None:
+        self.numbers = array("Q")
+        self.last = -1
+        self.buckets: list[bytearray | None] | None = None
+
+
 class SeenIds:
     """The ids seen so far in one file (DU04), in memory that stays small whatever the file size.
 
@@ -296,35 +324,47 @@ class SeenIds:
     mistaken for a duplicate only if their 128-bit digests collide: for n ids the chance that
     this happens at all is below n**2 / 2**129, about 1.5e-27 for a million transactions.
 
-    Ids of up to 17 ASCII digits (NACHA trace numbers, many clients' references) are kept
-    exactly instead, as the number ``length << 57 | value`` (so ``"012"`` and ``"12"`` stay
-    apart; no collision is possible): while they come in ascending order, as trace numbers
-    do, each is appended to one sorted array (8 bytes per id) and needs no look-up at all, since
-    a number above every one seen before cannot have been seen; one that breaks the order is
-    looked up in that array (binary search) and in 8-byte buckets like the digests.
+    Ids that end in 1 to 17 ASCII digits (NACHA trace numbers, ``E2E000000001`` and most
+    clients' references) are kept exactly instead: the part before those digits (the prefix,
+    which does not end in an ASCII digit, so an id has one way to be split) picks a run, and
+    the digits become the number ``length << 57 | value`` (so ``"012"`` and ``"12"`` stay
+    apart; no collision is possible). While a run's numbers come in ascending order, as
+    sequential references do, each is appended to one sorted array (8 bytes per id) and needs
+    no look-up at all, since a number above every one seen before cannot have been seen; one
+    that breaks the order is looked up in that array (binary search) and in 8-byte buckets
+    like the digests. At most ``_MAX_PREFIXES`` prefixes get a run; ids with any other prefix
+    are always kept as digests.
     """
 
     _BUCKETS = 1 << 16
     _MAX_DIGITS = 17  # 10**17 < 2**57: the length fits above the value in 64 bits
-    __slots__ = ("_buckets", "_numbers", "_number_buckets", "_last", "count")
+    _MAX_PREFIXES = 16
+    __slots__ = ("_buckets", "_digits", "_runs", "count")
 
     def __init__(self) -> None:
         self._buckets: list[bytearray | None] = [None] * self._BUCKETS
-        self._numbers = array("Q")  # numeric ids in ascending order
-        self._number_buckets: list[bytearray | None] | None = None  # numeric ids out of that order
-        self._last = -1
+        self._digits = _NumberRun()  # ids made only of digits
+        self._runs: dict[str, _NumberRun] = {}  # by prefix
         self.count = 0
 
     def add(self, value: str) -> bool:
         """Remember ``value``; False if it was seen before."""
-        if len(value) <= self._MAX_DIGITS and value.isdigit() and value.isascii():
-            key = len(value) << 57 | int(value)
-            if key > self._last:  # the common case: ascending, so new
-                self._numbers.append(key)
-                self._last = key
-                self.count += 1
-                return True
-            return self._add_number(key)
+        prefix = value.rstrip("0123456789")
+        digits = len(value) - len(prefix)
+        if 0 < digits <= self._MAX_DIGITS:
+            run: _NumberRun | None = self._digits
+            if prefix:
+                run = self._runs.get(prefix)
+                if run is None and len(self._runs) < self._MAX_PREFIXES:
+                    run = self._runs[prefix] = _NumberRun()
+            if run is not None:
+                key = digits << 57 | int(value[-digits:])
+                if key > run.last:  # the common case: ascending, so new
+                    run.numbers.append(key)
+                    run.last = key
+                    self.count += 1
+                    return True
+                return self._add_number(run, key)
         digest = blake2b(value.encode("utf-8", "surrogatepass"), digest_size=16).digest()
         if _bucket_add(self._buckets, digest[0] << 8 | digest[1], digest):
             self.count += 1
@@ -334,21 +374,22 @@ class SeenIds:
     def add_digits(self, value: str) -> bool:
         """:meth:`add` for a ``value`` known to be 1 to 17 ASCII digits (a NACHA trace number)."""
         key = len(value) << 57 | int(value)
-        if key > self._last:
-            self._numbers.append(key)
-            self._last = key
+        run = self._digits
+        if key > run.last:
+            run.numbers.append(key)
+            run.last = key
             self.count += 1
             return True
-        return self._add_number(key)
+        return self._add_number(run, key)
 
-    def _add_number(self, key: int) -> bool:
-        numbers = self._numbers
+    def _add_number(self, run: _NumberRun, key: int) -> bool:
+        numbers = run.numbers
         at = bisect_left(numbers, key)
         if at < len(numbers) and numbers[at] == key:
             return False
-        if self._number_buckets is None:
-            self._number_buckets = [None] * self._BUCKETS
-        if _bucket_add(self._number_buckets, key & 0xFFFF, key.to_bytes(8, "big")):
+        if run.buckets is None:
+            run.buckets = [None] * self._BUCKETS
+        if _bucket_add(run.buckets, key & 0xFFFF, key.to_bytes(8, "big")):
             self.count += 1
             return True
         return False
@@ -387,6 +428,17 @@ class EntryScreen:
     ``debtor_account`` and ``execution_date``. An entry that fails the screen goes through
     :meth:`TransactionRules.check` like any other, which words the findings; the screen must
     call ``first_sighting`` last, since a False from it is repeated by :meth:`check`.
+
+    A CSV row (currency and execution-date text picking the screen) passes when it has no format
+    finding, an amount written as ASCII ``digits.dd`` (so its cents add up to the same
+    :class:`~decimal.Decimal` sums) with ``0 < cents <= max_cents``, a non-empty EndToEndId of
+    at most 35 and creditor name of at most 140 characters, remittance text of at most 140 and
+    an InstrId of at most 35, all printable (``str.isprintable`` refuses every character
+    :func:`check_text` refuses), either an IBAN for which :func:`iban_problem` is ``None`` or a
+    printable account of 1 to 34 characters with a routing number or BIC, a routing number and
+    a BIC (when given) whose cached verdicts in ``routing_verdicts`` / ``bic_verdicts`` are
+    ``None``, a debtor account that is empty or one of ``debtor_accounts``, and, last, an
+    EndToEndId for which ``first_sighting_of_any`` returns True.
     """
 
     max_cents: int
@@ -395,6 +447,10 @@ class EntryScreen:
     ascii_text_chars: bytes
     debtor_account: str
     execution_date: date | None
+    # for CSV rows (see :meth:`file_pipeline.formats.csv_reader.CsvReader.screened`)
+    bic_verdicts: Mapping[str, Finding | None]
+    debtor_accounts: frozenset[str]
+    first_sighting_of_any: Callable[[str], bool]
 
 
 class TransactionRules:
@@ -457,6 +513,9 @@ class TransactionRules:
             ascii_text_chars=_ASCII_TEXT_CHARS,
             debtor_account=default.id,
             execution_date=requested,
+            bic_verdicts=self._bic_cache,
+            debtor_accounts=self._debtor_accounts,
+            first_sighting_of_any=self._seen_e2e.add,
         )
 
     def default_execution_date(self, currency: str) -> date | None:
@@ -483,8 +542,9 @@ class TransactionRules:
         """All findings for ``tx`` (empty list: the transaction is valid).
 
         A rule added here must also be known to :class:`EntryScreen` (the NACHA fast path lets
-        an entry skip this method only when the screen proves it clean): extend the screen, or
-        make it refuse what the new rule looks at. ``test_nacha.py`` compares both paths.
+        an entry skip this method only when the screen proves it clean, and so does the CSV
+        reader): extend the screen, or make it refuse what the new rule looks at.
+        ``test_nacha.py`` and ``test_csv_reader.py`` compare both paths.
         """
         out: list[Finding] = list(tx.format_findings) if tx.format_findings else []
         if tx.kind != "credit":

@@ -5,18 +5,31 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from decimal import Decimal
 from operator import itemgetter
 from typing import BinaryIO
 
+from file_pipeline.domain import rules
 from file_pipeline.domain.model import FileFormat, FileHeader, FileRejected, Finding, Transaction
 from file_pipeline.domain.reason_codes import ReasonCode
 from file_pipeline.domain.reference import CSV_FIELDS, CsvLayout
-from file_pipeline.domain.rules import AMOUNT_RE, parse_amount
+from file_pipeline.domain.rules import AMOUNT_RE, EntryScreen, parse_amount
 
 _PLAIN_AMOUNT = AMOUNT_RE  # what parse_amount accepts with "." and no thousands separator
+_MAX_SCREENS = 4096
+
+ScreenFor = Callable[[str, date | None, str], EntryScreen | None]
+
+
+def _parse_date(text: str, iso: bool, date_format: str) -> date | None:
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text) if iso and len(text) == 10 else datetime.strptime(text, date_format).date()
+    except ValueError:
+        return None
 
 
 class CsvReader:
@@ -55,6 +68,15 @@ class CsvReader:
         return index
 
     def __iter__(self) -> Iterator[Transaction]:
+        for tx, _ in self.screened(None):
+            yield tx
+
+    def screened(self, screen_for: ScreenFor | None) -> Iterator[tuple[Transaction, int | None]]:
+        """Every row with, when it passed the :class:`EntryScreen` of its currency and execution
+        date text (made by ``screen_for(currency, date, date text)``), its amount in cents: such a
+        transaction is valid and already carries the debtor account and execution date the
+        validator would give it. ``None``: it still has to go through the transaction rules.
+        Only layouts with plain amounts (``.`` decimals, no thousands separator) are screened."""
         layout = self.layout
         encoding = layout.encoding
         if codecs.lookup(encoding).name == "utf-8":
@@ -65,9 +87,15 @@ class CsvReader:
         block = header.msg_id
         dec, thou = layout.decimal_separator, layout.thousands_separator
         plain_amounts = dec == "." and not thou
+        if not plain_amounts:
+            screen_for = None
         amount_shape = _PLAIN_AMOUNT.match
         iso_dates = layout.date_format == "%Y-%m-%d"
         date_format = layout.date_format
+        # (currency, date text) -> (screen or None, parsed date); bounded, since a hostile file
+        # could give every row its own date text (rows beyond the bound are parsed one by one)
+        screens: dict[tuple[str, str], tuple[EntryScreen | None, date | None]] = {}
+        iban_problem = rules.iban_problem
         n = 0
         total_sum = header.ctrl_sum
         try:
@@ -95,23 +123,58 @@ class CsvReader:
                     amount = Decimal(amount_text) if amount_shape(amount_text) else None
                 else:
                     amount = parse_amount(amount_text, dec, thou)
-                exec_date = None
-                if date_text:
-                    try:
-                        exec_date = (
-                            date.fromisoformat(date_text)
-                            if iso_dates and len(date_text) == 10
-                            else datetime.strptime(date_text, date_format).date()
-                        )
-                    except ValueError:
-                        exec_date = None
                 if amount is not None:
                     total_sum += amount
-                yield Transaction(
-                    n, reader.line_num, e2e, amount, ccy.upper(), name, iban.replace(" ", "").upper(), account,
-                    routing, bic.upper(), debtor.replace(" ", "").upper(), "", exec_date, remittance, instruction,
-                    block, amount_text, date_text, "credit", findings,
-                )
+                ccy = ccy.upper()
+                cached = screens.get((ccy, date_text))
+                if cached is not None:
+                    screen, exec_date = cached
+                else:
+                    screen, exec_date = None, _parse_date(date_text, iso_dates, date_format)
+                    if screen_for is not None and len(screens) < _MAX_SCREENS:
+                        screen = screen_for(ccy, exec_date, date_text)
+                        screens[ccy, date_text] = (screen, exec_date)
+                iban = iban.replace(" ", "").upper()
+                bic = bic.upper()
+                debtor = debtor.replace(" ", "").upper()
+                if (
+                    screen is not None
+                    and not findings
+                    and amount is not None
+                    and len(amount_text) > 3
+                    and amount_text[-3] == "."
+                    and amount_text[0] != "-"
+                    and 0 < (cents := int(amount_text[:-3] + amount_text[-2:])) <= screen.max_cents
+                    and e2e
+                    and name
+                    and len(e2e) <= 35
+                    and len(name) <= 140
+                    and len(remittance) <= 140
+                    and len(instruction) <= 35
+                    and e2e.isprintable()
+                    and name.isprintable()
+                    and remittance.isprintable()
+                    and instruction.isprintable()
+                    and (
+                        iban_problem(iban) is None
+                        if iban
+                        else (0 < len(account) <= 34 and account.isprintable() and bool(routing or bic))
+                    )
+                    and (not routing or screen.routing_verdicts.get(routing, False) is None)
+                    and (not bic or screen.bic_verdicts.get(bic, False) is None)
+                    and (not debtor or debtor in screen.debtor_accounts)
+                    and screen.first_sighting_of_any(e2e)
+                ):
+                    yield Transaction(
+                        n, reader.line_num, e2e, amount, ccy, name, iban, account, routing, bic,
+                        debtor or screen.debtor_account, "", screen.execution_date, remittance, instruction,
+                        block, amount_text, date_text, "credit",
+                    ), cents
+                else:
+                    yield Transaction(
+                        n, reader.line_num, e2e, amount, ccy, name, iban, account, routing, bic, debtor, "",
+                        exec_date, remittance, instruction, block, amount_text, date_text, "credit", findings,
+                    ), None
         except StopIteration:
             raise FileRejected(ReasonCode.FF01, "CSV file has no header row") from None
         except UnicodeDecodeError as exc:

@@ -7,9 +7,11 @@ import pytest
 from file_pipeline.domain.model import FileRejected
 from file_pipeline.domain.reason_codes import ReasonCode
 from file_pipeline.domain.reference import CsvLayout
+from file_pipeline.domain.validator import FileValidation, codes
 from file_pipeline.formats.csv_reader import CsvReader
+from file_pipeline.formats.samples import generate_csv
 
-from .conftest import data_stream
+from .conftest import NOW, data_bytes, data_stream
 
 
 def test_reads_csv_v1(ref):
@@ -99,3 +101,136 @@ def test_broken_files_are_rejected(ref, content, match):
     with pytest.raises(FileRejected, match=match) as exc:
         list(CsvReader(io.BytesIO(content), ref.formats["CSV-v1"].csv))
     assert exc.value.code is ReasonCode.FF01
+
+
+# ---------------------------------------------------------------- the entry screen (fast path)
+class _PlainReader:
+    """A CSV reader without ``screened``: every row goes through the rules one by one."""
+
+    def __init__(self, reader: CsvReader) -> None:
+        self._reader = reader
+        self.header = reader.header
+
+    def __iter__(self):
+        return iter(self._reader)
+
+
+def _both_ways(content: bytes, ref, client: str = "ACME001", layout: str = "CSV-v1"):
+    out = []
+    for wrap in (lambda r: r, _PlainReader):
+        reader = wrap(CsvReader(io.BytesIO(content), ref.formats[layout].csv, file_id="F-1"))
+        v = FileValidation(reader, ref, client, NOW, layout_name=layout)
+        accepted = [
+            (t.index, t.line, t.end_to_end_id, t.amount, t.currency, t.creditor_name, t.creditor_iban,
+             t.creditor_account, t.creditor_routing, t.creditor_bic, t.debtor_account, t.requested_execution_date,
+             t.remittance_info, t.instruction_id, t.payment_block_id, t.amount_text, t.date_text, t.kind,
+             t.format_findings)
+            for t in v.accepted()
+        ]
+        r = v.result
+        rejections = [(x.index, x.line, x.end_to_end_id, x.amount, x.currency, codes(x.findings),
+                       [f.description for f in x.findings]) for x in r.rejections]
+        # str() too: the sums must be the same Decimals, not only equal values ("6.50" vs "6.5")
+        out.append((accepted, rejections, [str(f) for f in r.file_findings], r.total, r.accepted, r.rejected,
+                    str(r.accepted_sum), str(r.rejected_sum),
+                    sorted((k, str(v)) for k, v in r.totals_by_currency.items()),
+                    str(r.header.ctrl_sum), r.header.nb_of_txs))
+    return out
+
+
+# (column, value) faults; columns of CSV-v1: 0 EndToEndId, 1 DebtorIBAN, 2 CreditorName, 3 CreditorIBAN,
+# 4 CreditorAccount, 5 CreditorRouting, 6 CreditorBIC, 7 Amount, 8 Currency, 9 ExecutionDate, 10 Remittance
+_US = {1: "000123456789", 3: "", 4: "123456789012", 5: "021000021", 6: "", 8: "USD"}
+_FAULTS: list[tuple[dict[int, str], str | None]] = [
+    ({3: "DE00370400440532013001"}, "AC01"),  # IBAN check digits
+    ({3: "XX62370400440532013001"}, "AC01"),  # not an IBAN country
+    ({3: "", 4: ""}, "AC01"),  # no creditor account at all
+    ({**_US, 4: "1" * 35}, "AC01"),  # account too long
+    ({**_US, 4: "12\x0134"}, "AC01"),  # control character in the account
+    ({**_US, 5: "", 6: ""}, "RC01"),  # non-IBAN account without an agent
+    ({6: "ZZZZDEFFXXX"}, "RC01"),  # BIC not in the directory
+    ({6: "COBA"}, "RC01"),  # not a BIC
+    ({**_US, 5: "021000022"}, "RC10"),  # ABA check digit
+    ({**_US, 5: "011000015"}, "RC10"),  # routing number not in the directory
+    ({7: "ten"}, "AM12"),
+    ({7: "-5.00"}, "AM12"),
+    ({7: "12345678901234.00"}, "AM12"),  # 14 integer digits
+    ({7: "0.00"}, "AM01"),
+    ({7: "00"}, "AM01"),
+    ({7: "250000.01"}, "AM14"),  # the client's per-transaction limit
+    ({7: "1000000000.00"}, "AM02"),  # the currency maximum
+    ({7: "1.005"}, "CH20"),
+    ({8: ""}, "AM11"),
+    ({8: "EU"}, "AM11"),
+    ({8: "JPY"}, "AM03"),  # not agreed for the client
+    ({8: "XXX"}, "AM03"),  # not a supported currency
+    ({0: ""}, "FF08"),
+    ({0: "E" * 36}, "FF08"),
+    ({2: ""}, "BE22"),
+    ({2: "N\x07me"}, "CH16"),
+    ({2: "N" * 141}, "CH16"),
+    ({10: "R" * 141}, "CH16"),
+    ({10: "line\x0bbreak"}, "CH16"),
+    ({1: "DE02100100100006820101"}, "AC02"),  # not an account of the client
+    ({9: "2026-13-01"}, "DT01"),
+    ({9: "23.11.2026"}, "DT01"),
+    ({9: "2026-11-19"}, "CH04"),
+    ({9: "2027-11-23"}, "CH03"),
+    ({9: "2026-11-28"}, "DT03"),  # a Saturday
+    ({9: "2026-11-20", 8: "GBP", 3: "GB29NWBK60161331926819", 6: ""}, "DT05"),  # SWIFT-FX: one lead day
+]
+# rows that are valid but unusual: each must get the same verdict both ways
+_VALID_VARIANTS: list[dict[int, str]] = [
+    {7: "99.5"}, {7: "15000"}, {7: "0015.00"}, {7: "250000.00"}, {7: ".50"}, {7: "7."},
+    {1: ""}, {9: ""}, {3: "nl91 abna 0417 1643 00", 6: "abnanl2a"}, {6: ""}, {8: "eur"},
+    {2: "Zoë Ćirić-Łukasiewicz"}, {10: "tab\there"}, {10: ""}, {8: "GBP", 3: "GB29NWBK60161331926819", 6: ""},
+    {8: "CHF", 3: "CH9300762011623852957", 6: "UBSWCHZH80A", 9: "2026-11-24"}, _US, {**_US, 1: ""},
+    {**_US, 6: "CHASUS33XXX"}, {**_US, 5: "", 6: "CHASUS33XXX"}, {0: "ACME 7"}, {0: "12345"}, {0: "00012345"},
+]
+
+
+def _faulty_file(n: int = 6000) -> tuple[bytes, set[str]]:
+    import csv as csv_module
+
+    buf = io.BytesIO()
+    generate_csv(buf, n, execution_date=date(2026, 11, 23))
+    head, *rows = [line.split(",") for line in buf.getvalue().decode().splitlines()]
+    expected = set()
+    for i, (fault, code) in enumerate(_FAULTS):
+        row = rows[97 * i + 13]
+        for col, value in fault.items():
+            row[col] = value
+        expected.add(code)
+    for i, variant in enumerate(_VALID_VARIANTS):
+        row = rows[89 * i + 41]
+        for col, value in variant.items():
+            row[col] = value
+        row[0] = row[0] if i < len(_VALID_VARIANTS) - 3 else variant[0]
+    rows[4000][0] = rows[3999][0]  # DU04, in order
+    rows[5000][0] = rows[10][0]  # DU04, out of order
+    rows[5100][0] = "E2E000000007"  # DU04 of an id seen long before
+    rows[5200] = rows[5200][:5]  # FF01: too few fields
+    expected |= {"DU04", "FF01"}
+    out = io.StringIO()
+    writer = csv_module.writer(out, lineterminator="\r\n")
+    writer.writerow(head)
+    writer.writerows(rows)
+    return out.getvalue().encode("utf-8"), expected
+
+
+def test_screened_rows_get_the_same_verdicts_as_the_rules(ref):
+    """Rows the reader screens as clean are exactly those the rules accept, and the sums match."""
+    content, expected = _faulty_file()
+    screened, plain = _both_ways(content, ref)
+    assert screened == plain
+    rejected_codes = {c for _, _, _, _, _, cs, _ in plain[1] for c in cs}
+    assert expected <= rejected_codes, expected - rejected_codes
+    assert plain[5] == len(_FAULTS) + 4  # every fault above, and nothing else, is rejected
+
+
+def test_screen_agrees_on_the_sample_files(ref):
+    screened, plain = _both_ways(data_bytes("csv_v1_valid.csv"), ref)
+    assert screened == plain and plain[4] == 6
+    # not screened at all (decimal comma), still the same
+    screened, plain = _both_ways(data_bytes("csv_eu_valid.csv"), ref, "GLOBEX02", "CSV-EU")
+    assert screened == plain
