@@ -58,7 +58,8 @@ VALIDATED = "ValidatedTransactions"
 REJECTIONS = "Rejections"
 INSTRUCTIONS = "PaymentInstructions"
 SCHEMA_VERSION = 1  # rejections.jsonl
-VALIDATED_VERSION = 2  # tab-separated rows since version 2 (version 1: JSON arrays)
+VALIDATED_VERSION = 3  # 3: repeated values as DITTO; 2: tab-separated rows; 1: JSON arrays
+DITTO = "\x1e"  # validated.jsonl: "the same as the previous row" (see ValidatedWriter)
 INSTRUCTIONS_VERSION = 2  # tab-separated transaction rows since version 2 (version 1: JSON objects)
 SPOOL_IN_MEMORY = 8 << 20  # a work file below this stays in memory; above, it spills to disk
 _QUANTUM = {n: Decimal(1).scaleb(-n) for n in range(0, 6)}
@@ -226,44 +227,117 @@ _NO_FIELDS = len(_TX_FIELDS)
 
 
 class ValidatedWriter:
-    """Writes ``validated.jsonl`` (version 2): a JSON header line, then one :func:`encode_row`
-    row per transaction, fields in the order of ``_TX_FIELDS`` as text (``line`` empty when
-    the source has no line numbers)."""
+    """Writes ``validated.jsonl`` (version 3): a JSON header line, then one row per transaction,
+    fields in the order of ``_TX_FIELDS`` as text, tab-separated, with three savings (most
+    files hold one debtor, currency, date and block, and consecutive indexes):
+
+    * ``index`` is empty where it is the previous row's index plus one;
+    * ``line`` is the source line minus the index (empty: the source has no line numbers);
+    * ``currency``, ``debtor_account``, ``requested_execution_date`` and ``payment_block_id``
+      are :data:`DITTO` where they equal the previous row's.
+
+    A row whose free text holds a tab or a line break, or whose new value of one of those four
+    columns is :data:`DITTO` itself, is a JSON array of the plain (version 2) fields instead.
+    """
 
     def __init__(self, out: BinaryIO, file_id: str) -> None:
         self._write = out.write
         self.count = 0
+        self._index = 0
+        self._currency: str | None = None
+        self._debtor: str | None = None
+        self._day: date | None | bool = False  # False: no previous row
+        self._day_text = ""
+        self._block: str | None = None
         out.write(_header(VALIDATED, file_id, VALIDATED_VERSION))
 
     def add(self, tx: Transaction) -> None:
-        day = tx.requested_execution_date
-        self._write(encode_row([
-            str(tx.index), "" if tx.line is None else str(tx.line), tx.end_to_end_id,
-            "" if tx.amount is None else format(tx.amount, "f"), tx.currency, tx.creditor_name, tx.creditor_iban,
-            tx.creditor_account, tx.creditor_routing, tx.creditor_bic, tx.debtor_account,
-            day.isoformat() if day is not None else "", tx.remittance_info, tx.instruction_id, tx.payment_block_id,
-        ]))
+        index, line, ccy, debtor, day, block = (tx.index, tx.line, tx.currency, tx.debtor_account,
+                                                tx.requested_execution_date, tx.payment_block_id)
+        literal = False
+        if ccy == self._currency:
+            ccy_text = DITTO
+        else:
+            ccy_text = self._currency = ccy
+            literal = ccy == DITTO
+        if debtor == self._debtor:
+            debtor_text = DITTO
+        else:
+            debtor_text = self._debtor = debtor
+            literal = literal or debtor == DITTO
+        if day == self._day and self._day is not False:
+            day_text = DITTO
+        else:
+            self._day = day
+            day_text = self._day_text = day.isoformat() if day is not None else ""
+        if block == self._block:
+            block_text = DITTO
+        else:
+            block_text = self._block = block
+            literal = literal or block == DITTO
+        amount = "" if tx.amount is None else format(tx.amount, "f")
+        row = "\t".join((
+            "" if index == self._index + 1 else str(index), "" if line is None else str(line - index),
+            tx.end_to_end_id, amount, ccy_text, tx.creditor_name, tx.creditor_iban, tx.creditor_account,
+            tx.creditor_routing, tx.creditor_bic, debtor_text, day_text, tx.remittance_info, tx.instruction_id,
+            block_text))
+        self._index = index
+        if literal or row.count("\t") != _NO_FIELDS - 1 or "\n" in row or "\r" in row:
+            self._write(json.dumps([
+                str(index), "" if line is None else str(line), tx.end_to_end_id, amount, ccy, tx.creditor_name,
+                tx.creditor_iban, tx.creditor_account, tx.creditor_routing, tx.creditor_bic, debtor,
+                self._day_text, tx.remittance_info, tx.instruction_id, block,
+            ], ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
+        else:
+            self._write((row + "\n").encode())
         self.count += 1
 
 
-def read_validated_rows(source: BinaryIO, file_id: str) -> Iterator[list[str]]:
-    """The rows of ``validated.jsonl`` (text fields in the order of ``_TX_FIELDS``)."""
+def read_validated(source: BinaryIO, file_id: str) -> Iterator[Transaction]:
+    """The transactions of ``validated.jsonl`` (see :class:`ValidatedWriter`)."""
     _head(source, VALIDATED, file_id, VALIDATED_VERSION)
-    for line in source:
-        row = decode_row(line, "validated transaction")
+    index = 0
+    ccy = debtor = block = ""  # a DITTO before any value: no currency, no account -> corrupt downstream
+    day: date | None = None
+    days: dict[str, date] = {}
+    for raw in source:
+        if raw[:1] == b"[":
+            row = decode_row(raw, "validated transaction")
+            literal = True
+        else:
+            try:
+                row = raw.rstrip(b"\n").decode().split("\t")
+            except ValueError:
+                raise WorkFileCorrupt("a validated transaction line is neither tab-separated UTF-8 "
+                                      "nor a JSON array") from None
+            literal = False
         if len(row) != _NO_FIELDS:
             raise WorkFileCorrupt("a validated transaction line does not have the expected fields")
-        yield row
-
-
-def read_validated(source: BinaryIO, file_id: str) -> Iterator[Transaction]:
-    for row in read_validated_rows(source, file_id):
-        index, line, e2e, amount, ccy, name, iban, account, routing, bic, debtor, day, remittance, instr, block = row
+        index_text, line_text, e2e, amount, c, name, iban, account, routing, bic, d, day_text, remittance, instr, b = (
+            row)
         try:
-            yield Transaction(int(index), int(line) if line else None, e2e, Decimal(amount), ccy, name, iban,
-                              account, routing, bic, debtor, "", date.fromisoformat(day), remittance, instr, block)
+            if literal:
+                index = int(index_text)
+                line = int(line_text) if line_text else None
+                ccy, debtor, block = c, d, b
+            else:
+                index = index + 1 if not index_text else int(index_text)
+                line = index + int(line_text) if line_text else None
+                if c != DITTO:
+                    ccy = c
+                if d != DITTO:
+                    debtor = d
+                if b != DITTO:
+                    block = b
+            if literal or day_text != DITTO:
+                day = days.get(day_text)
+                if day is None:
+                    day = days[day_text] = date.fromisoformat(day_text)
+            tx = Transaction(index, line, e2e, Decimal(amount), ccy, name, iban, account, routing, bic, debtor, "",
+                             day, remittance, instr, block)
         except (ValueError, InvalidOperation):
-            raise WorkFileCorrupt(f"validated transaction {index} has no usable amount/date") from None
+            raise WorkFileCorrupt(f"validated transaction {index_text or index} has no usable amount/date") from None
+        yield tx
 
 
 # --------------------------------------------------------------------------- rejections
@@ -322,22 +396,29 @@ class InstructionsBuilder:
         self._blocks: dict[tuple[str, str, date], _Block] = {}
         self._open: OrderedDict[tuple[str, str, date], BinaryIO] = OrderedDict()
         self._max_open = max_open_files
-        self.count = 0
-        self.total = Decimal(0)
-        self._quanta: dict[str, Decimal] = {}
-        self._accounts: set[str] = set()
-        self._days: dict[str, date] = {}
-        self._last: tuple[tuple[str, str, date], _Block, BinaryIO] | None = None
+        # the group of the previous transaction (most files: one), checked when it changes
+        self._key: tuple[Any, Any, Any] = (None, None, None)
+        self._block: _Block | None = None
+        self._write: Any = None
+        self._quantum = Decimal(1)
 
-    def _handle(self, key: tuple[str, str, date]) -> tuple[_Block, BinaryIO]:
-        last = self._last
-        if last is not None and last[0] == key and not last[2].closed:
-            return last[1], last[2]
-        block, fh = self._open_block(key)
-        self._last = (key, block, fh)
-        return block, fh
+    @property
+    def count(self) -> int:
+        return sum(block.count for block in self._blocks.values())
 
-    def _open_block(self, key: tuple[str, str, date]) -> tuple[_Block, BinaryIO]:
+    @property
+    def total(self) -> Decimal:
+        return sum((block.total for block in self._blocks.values()), Decimal(0))
+
+    def _switch(self, index: int, debtor: str, ccy: str, day: date | None) -> None:
+        """Make (debtor, ccy, day) the current group, checking it first."""
+        currency = self.ref.currencies.get(ccy)
+        if currency is None or not isinstance(day, date):
+            raise WorkFileCorrupt(f"validated transaction {index} has an unknown currency or no amount/date")
+        if self.client.account(debtor) is None:
+            raise WorkFileCorrupt(f"validated transaction {index}: {debtor!r} is not an account "
+                                  f"of client {self.client.client_id}")
+        key = (debtor, ccy, day)
         block = self._blocks.get(key)
         if block is None:
             block = _Block(key, os.path.join(self._tmp.name, f"b{len(self._blocks):06d}.jsonl"))
@@ -345,61 +426,42 @@ class InstructionsBuilder:
         fh = self._open.get(key)
         if fh is not None:
             self._open.move_to_end(key)
-            return block, fh
-        if len(self._open) >= self._max_open:
-            _, old = self._open.popitem(last=False)
-            old.close()
-        fh = open(block.path, "ab")  # noqa: SIM115 - kept open across calls, closed in _close_all
-        self._open[key] = fh
-        return block, fh
+        else:
+            if len(self._open) >= self._max_open:
+                _, old = self._open.popitem(last=False)
+                old.close()
+            fh = open(block.path, "ab")  # noqa: SIM115 - kept open across calls, closed in _close_all
+            self._open[key] = fh
+        self._key, self._block, self._write = key, block, fh.write
+        self._quantum = _QUANTUM[currency.minor_units]
 
     def add(self, tx: Transaction) -> None:
-        day = tx.requested_execution_date
-        self.add_row([
-            str(tx.index), "", tx.end_to_end_id, "" if tx.amount is None else format(tx.amount, "f"), tx.currency,
-            tx.creditor_name, tx.creditor_iban, tx.creditor_account, tx.creditor_routing, tx.creditor_bic,
-            tx.debtor_account, day.isoformat() if day is not None else "", tx.remittance_info, tx.instruction_id,
-            tx.payment_block_id])
-
-    def add_row(self, row: list[str]) -> None:
-        """Add one row of ``validated.jsonl`` (see :func:`read_validated_rows`)."""
-        index, _, e2e, amount_text, ccy, name, iban, account, routing, bic, debtor, day_text, remittance, instr, _ = row
-        quantum = self._quanta.get(ccy)
-        if quantum is None:
-            currency = self.ref.currencies.get(ccy)
-            if currency is None:
-                raise WorkFileCorrupt(f"validated transaction {index} has an unknown currency or no amount/date")
-            quantum = self._quanta[ccy] = _QUANTUM[currency.minor_units]
-        if debtor not in self._accounts:
-            if self.client.account(debtor) is None:
-                raise WorkFileCorrupt(f"validated transaction {index}: {debtor!r} is not an account "
-                                      f"of client {self.client.client_id}")
-            self._accounts.add(debtor)
-        day = self._days.get(day_text)
+        """Add one validated transaction (resolved debtor account and execution date)."""
+        debtor, ccy, day = tx.debtor_account, tx.currency, tx.requested_execution_date
+        key = self._key
+        if debtor != key[0] or ccy != key[1] or day != key[2]:
+            self._switch(tx.index, debtor, ccy, day)
         try:
-            if day is None:
-                day = self._days[day_text] = date.fromisoformat(day_text)
-            amount = Decimal(amount_text).quantize(quantum)
-        except (ValueError, InvalidOperation):
-            raise WorkFileCorrupt(f"validated transaction {index} has an unknown currency or no amount/date") from None
-        if not amount.is_finite():
-            raise WorkFileCorrupt(f"validated transaction {index} has no usable amount")
-        key = (debtor, ccy, day)
-        block, fh = self._handle(key)
-        fh.write(encode_row(["t", e2e, instr, format(amount, "f"), ccy, name, iban, account, routing, bic, remittance,
-                             index]))
-        block.count += 1
-        block.total += amount
-        self.count += 1
-        self.total += amount
+            amount = tx.amount.quantize(self._quantum)  # type: ignore[union-attr]
+            if not amount.is_finite():
+                raise InvalidOperation
+        except (AttributeError, InvalidOperation):
+            raise WorkFileCorrupt(f"validated transaction {tx.index} has no usable amount") from None
+        self._write(encode_row(["t", tx.end_to_end_id, tx.instruction_id, format(amount, "f"), ccy, tx.creditor_name,
+                                tx.creditor_iban, tx.creditor_account, tx.creditor_routing, tx.creditor_bic,
+                                tx.remittance_info, str(tx.index)]))
+        block = self._block
+        block.count += 1  # type: ignore[union-attr]
+        block.total += amount  # type: ignore[union-attr]
 
     def write_to(self, out: BinaryIO) -> InstructionsSummary:
-        if self.count == 0:
+        count, total = self.count, self.total
+        if count == 0:
             raise WorkFileCorrupt("there is no validated transaction to turn into instructions")
         self._close_all()
         out.write(_header(INSTRUCTIONS, self.file_id, INSTRUCTIONS_VERSION, msgId=self.file_id,
                           createdAt=self.created.isoformat(), initiatingParty=self.client.name,
-                          nbOfTxs=self.count, ctrlSum=format(self.total, "f"), blocks=len(self._blocks)))
+                          nbOfTxs=count, ctrlSum=format(total, "f"), blocks=len(self._blocks)))
         for ordinal, key in enumerate(sorted(self._blocks), start=1):
             block = self._blocks[key]
             account_id, currency, day = key
@@ -416,12 +478,13 @@ class InstructionsBuilder:
             out.write(json.dumps(head, ensure_ascii=False).encode("utf-8") + b"\n")
             with open(block.path, "rb") as fh:
                 shutil.copyfileobj(fh, out, 1 << 20)
-        return InstructionsSummary(self.count, self.total, len(self._blocks))
+        return InstructionsSummary(count, total, len(self._blocks))
 
     def _close_all(self) -> None:
         for fh in self._open.values():
             fh.close()
         self._open.clear()
+        self._key, self._block, self._write = (None, None, None), None, None
 
     def close(self) -> None:
         self._close_all()
@@ -459,7 +522,14 @@ def render_pain001(instructions: BinaryIO, out: BinaryIO, file_id: str) -> Pain0
     count, total, blocks = 0, Decimal(0), 0
     block: dict[str, Any] | None = None
     block_count, block_total, minor_units, block_currency = 0, Decimal(0), 2, ""
-    write = out.write
+    pending: list[str] = []  # rendered transactions, written in batches (fewer, larger writes)
+    add = pending.append
+
+    def write(data: bytes) -> None:
+        if pending:
+            out.write("".join(pending).encode())
+            pending.clear()
+        out.write(data)
 
     def close_block() -> None:
         if block is None:
@@ -500,8 +570,11 @@ def render_pain001(instructions: BinaryIO, out: BinaryIO, file_id: str) -> Pain0
             amount = Decimal(amount_text)
             if ccy != block_currency:
                 raise WorkFileCorrupt(f"transaction {e2e!r} is in {ccy}, its block in {block_currency}")
-            write(render_credit_transfer(e2e, instr, format(amount, f".{minor_units}f"), ccy, name, iban,
-                                         account_no, routing, bic, remittance).encode())
+            add(render_credit_transfer(e2e, instr, format(amount, f".{minor_units}f"), ccy, name, iban,
+                                       account_no, routing, bic, remittance))
+            if len(pending) >= 512:
+                out.write("".join(pending).encode())
+                pending.clear()
             block_count += 1
             block_total += amount
             count += 1

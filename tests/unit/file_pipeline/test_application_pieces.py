@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
@@ -148,15 +148,35 @@ def test_validated_transactions_round_trip():
     assert lines[1].count(b"\t") == 14 and lines[3].startswith(b"[")  # free text with a tab: a JSON row
 
 
+def test_validated_rows_leave_out_what_repeats_and_still_round_trip():
+    from file_pipeline.workfiles import DITTO
+
+    out = io.BytesIO()
+    writer = ValidatedWriter(out, "PF1")
+    txs = [_tx(1), _tx(2), _tx(5, line=None), _tx(6, debtor_account="000123456789", currency="USD"),
+           _tx(7, requested_execution_date=date(2027, 1, 4), payment_block_id=""),
+           _tx(8, payment_block_id=DITTO), _tx(9, payment_block_id=DITTO), _tx(10, payment_block_id="B"),
+           _tx(3, line=40, end_to_end_id=DITTO, remittance_info=DITTO)]
+    for tx in txs:
+        writer.add(tx)
+    out.seek(0)
+    assert list(read_validated(out, "PF1")) == txs
+    rows = out.getvalue().splitlines()[1:]
+    assert rows[1] == "\t".join(["", "1", "E2", "10.5", DITTO, "Ü & <Co>", "DE62370400440532013001", "", "",
+                                 "COBADEFFXXX", DITTO, DITTO, "r", "", DITTO]).encode()
+    assert rows[5].startswith(b"[") and not rows[6].startswith(b"[")  # a real DITTO is written as it is
+
+
 @pytest.mark.parametrize("content,words", [
     (b"", "header"), (b'{"k": "Rejections", "v": 1, "fileId": "PF1"}\n', "not a ValidatedTransactions"),
     (b'{"k": "ValidatedTransactions", "v": 1, "fileId": "PF1"}\n', "version 1"),
-    (b'{"k": "ValidatedTransactions", "v": 2, "fileId": "PF2"}\n', "belongs to"),
-    (b'{"k": "ValidatedTransactions", "v": 2, "fileId": "PF1"}\n1\t2\n', "expected fields"),
-    (b'{"k": "ValidatedTransactions", "v": 2, "fileId": "PF1"}\n["1", 2]\n', "JSON array of strings"),
-    (b'{"k": "ValidatedTransactions", "v": 2, "fileId": "PF1"}\n[[\n', "neither tab-separated"),
-    (b'{"k": "ValidatedTransactions", "v": 2, "fileId": "PF1"}\n\xff\n', "neither tab-separated"),
-    (b'{"k": "ValidatedTransactions", "v": 2, "fileId": "PF1"}\n' + b"\t".join([b"1"] * 15) + b"\n",
+    (b'{"k": "ValidatedTransactions", "v": 2, "fileId": "PF1"}\n', "version 2"),
+    (b'{"k": "ValidatedTransactions", "v": 3, "fileId": "PF2"}\n', "belongs to"),
+    (b'{"k": "ValidatedTransactions", "v": 3, "fileId": "PF1"}\n1\t2\n', "expected fields"),
+    (b'{"k": "ValidatedTransactions", "v": 3, "fileId": "PF1"}\n["1", 2]\n', "JSON array of strings"),
+    (b'{"k": "ValidatedTransactions", "v": 3, "fileId": "PF1"}\n[[\n', "neither tab-separated"),
+    (b'{"k": "ValidatedTransactions", "v": 3, "fileId": "PF1"}\n\xff\n', "neither tab-separated"),
+    (b'{"k": "ValidatedTransactions", "v": 3, "fileId": "PF1"}\n' + b"\t".join([b"1"] * 15) + b"\n",
      "no usable amount/date"),
 ])
 def test_a_work_file_that_is_not_what_the_message_says_is_corrupt(content, words):
