@@ -279,7 +279,7 @@ class Stack:
         if not AZURITE_JS.exists():
             raise StackError(f"Azurite is not installed ({AZURITE_JS} missing): run `make venv` "
                              "or `npm ci --prefix tools/azurite`")
-        cmd = ["node", str(AZURITE_JS), "--silent", "--skipApiVersionCheck", "--loose",
+        cmd = ["node", str(AZURITE_JS), "--silent", "--skipApiVersionCheck", "--loose", "--disableTelemetry",
                "--blobHost", "127.0.0.1", "--blobPort", str(self.ports.blob),
                "--queueHost", "127.0.0.1", "--queuePort", str(self.ports.queue),
                "--tableHost", "127.0.0.1", "--tablePort", str(self.ports.table)]

@@ -37,7 +37,7 @@ class Azurite:
         if not AZURITE_JS.exists():
             raise RuntimeError(f"Azurite is not installed: run `npm ci --prefix tools/azurite` ({AZURITE_JS} missing)")
         self.blob_port, self.queue_port, self.table_port = free_port(), free_port(), free_port()
-        cmd = ["node", str(AZURITE_JS), "--silent", "--skipApiVersionCheck", "--loose",
+        cmd = ["node", str(AZURITE_JS), "--silent", "--skipApiVersionCheck", "--loose", "--disableTelemetry",
                "--blobHost", "127.0.0.1", "--blobPort", str(self.blob_port),
                "--queueHost", "127.0.0.1", "--queuePort", str(self.queue_port),
                "--tableHost", "127.0.0.1", "--tablePort", str(self.table_port)]
