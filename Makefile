@@ -31,6 +31,7 @@ lint: venv
 bench: venv
 	$(PY) -m benchmarks.servicebus
 	$(PY) -m benchmarks.deliveries
+	$(PY) -m benchmarks.payments
 
 # The main job on embedded defaults: a fresh in-memory stack, ~20 deliveries, exit 0 only if all
 # ended as expected.
