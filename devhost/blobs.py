@@ -15,9 +15,25 @@ names the app setting, default ``Storage`` → ``AzureWebJobsStorage``):
   is unset), so they survive restarts. Overwriting a blob gives it a new ETag, hence a new
   run; deleting a receipt makes the version run again.
 * The function gets ``func.InputStream`` (``name`` = ``container/blob``, ``uri``, ``length``,
-  ``blob_properties``, ``metadata`` and the content), or the content itself when the
-  parameter is annotated ``bytes``/``str``. The Python worker passes no path parameters as
-  arguments (it refuses parameters without a binding), so neither does devhost.
+  ``blob_properties``, ``metadata`` and the content, downloaded whole first, as the host
+  does), or the content itself when the parameter is annotated ``bytes``/``str``. The Python
+  worker passes no path parameters as arguments (it refuses parameters without a binding),
+  so neither does devhost.
+* SDK-type bindings (the parameter annotated ``BlobClient``, ``ContainerClient`` or
+  ``StorageStreamDownloader`` from ``azurefunctions.extensions.bindings.blob``): nothing is
+  downloaded. Like the host, devhost sends the worker side *model binding data* (source
+  ``AzureStorageBlobs``, ``application/json`` content ``{"Connection", "ContainerName",
+  "BlobName"}``, ``Connection`` being the binding's ``connection`` as written) and the
+  extension's own converter builds the client from the app setting it names (in a worker
+  thread: building a ``StorageStreamDownloader`` starts a download). The client addresses the
+  blob, not a version: before each attempt devhost checks that the version of the receipt is
+  still there (as the InputStream path does by downloading it with ``If-Match``); the
+  function learns the ETag it works on from ``get_blob_properties()`` and should read with
+  ``If-Match`` on it. If the blob is overwritten between that check and the function's read,
+  the function sees the newer version, which later runs again under its own receipt: a
+  handler must be idempotent per (name, ETag) it reads. A converter failure counts as a
+  failed attempt, as it fails the invocation in the worker. The client is closed after the
+  invocation (the worker instead caches it per blob and function).
 * A failing function is retried until ``poisonBlobThreshold`` attempts (host.json
   ``extensions.blobs``, default 5; attempts are counted in the receipt, so a restart does not
   reset them); then the message ``{"Type": "BlobTrigger", "FunctionId", "BlobType",
@@ -32,6 +48,7 @@ import asyncio
 import json
 import logging
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from azure.core import MatchConditions
@@ -42,7 +59,7 @@ from azure.storage.blob.aio import BlobClient, BlobLeaseClient, ContainerClient
 
 from .clients import Clients
 from .invoke import InvocationFailed, Invoker
-from .loader import FunctionEntry, LoadError
+from .loader import FunctionEntry, LoadError, is_sdk_type, sdk_converter
 from .servicebus import Backoff
 from .settings import BlobsOptions
 
@@ -53,7 +70,23 @@ POISON_QUEUE = "webjobs-blobtrigger-poison"
 INCOMPLETE = "Incomplete"
 ATTEMPTS = "DevhostAttempts"  # devhost's own receipt metadata: tries made so far
 LEASE_SECONDS = 60
+DEFAULT_STORAGE_SETTING = "AzureWebJobsStorage"
 _PARAM = re.compile(r"\{([^{}]+)\}")
+
+
+@dataclass(frozen=True)
+class ModelBindingData:
+    """The host's ``ModelBindingData`` message for a blob, field for field as the worker hands it
+    to an extension converter (inside a ``Datum`` of type ``model_binding_data``)."""
+
+    content: bytes
+    version: str = "1.0"
+    source: str = "AzureStorageBlobs"
+    content_type: str = "application/json"
+
+
+class BindingFailed(Exception):
+    """The extension's converter could not build the SDK type (a failed invocation in the worker)."""
 
 
 def split_path(entry: FunctionEntry) -> tuple[str, str]:
@@ -107,6 +140,7 @@ class BlobListener:
         self.container, pattern = split_path(entry)
         self._regex, self._prefix = compile_pattern(pattern)
         self._annotation = entry.annotations.get(entry.trigger.name)
+        self._sdk_converter = sdk_converter(entry.trigger.type) if is_sdk_type(self._annotation) else None
         self._finished: set[tuple[str, str]] = set()  # versions with a completed receipt
         self._active: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
@@ -261,12 +295,20 @@ class BlobListener:
                 # This version is gone (overwritten or deleted); a newer one has its own receipt.
                 await self._complete(receipt, lease, key)
                 return
-            async with self._parallelism:
-                try:
-                    reason = f"New blob detected(ContainerScan): {self.container}/{item.name}"
-                    await self._invoker.invoke(self.entry, value, reason)
-                except InvocationFailed:
-                    continue
+            except BindingFailed as exc:
+                log.error("Blob trigger %s: binding %s/%s failed: %s", self.entry.name, self.container,
+                          item.name, exc.__cause__ or exc)
+                continue
+            try:
+                async with self._parallelism:
+                    try:
+                        reason = f"New blob detected(ContainerScan): {self.container}/{item.name}"
+                        await self._invoker.invoke(self.entry, value, reason)
+                    except InvocationFailed:
+                        continue
+            finally:
+                if self._sdk_converter is not None:
+                    await asyncio.to_thread(_close, value)
             await self._complete(receipt, lease, key)
             return
         if attempts >= threshold:
@@ -274,6 +316,10 @@ class BlobListener:
             await self._complete(receipt, lease, key)
 
     async def _read(self, blob: BlobClient, etag: str) -> Any:
+        if self._sdk_converter is not None:
+            # Only that this version is still the blob's: the function reads the content itself.
+            await blob.get_blob_properties(etag=etag, match_condition=MatchConditions.IfNotModified)
+            return await asyncio.to_thread(self._sdk_value, blob.blob_name)
         downloader = await blob.download_blob(etag=etag, match_condition=MatchConditions.IfNotModified)
         content = await downloader.readall()
         if self._annotation is bytes:
@@ -294,6 +340,22 @@ class BlobListener:
             data=content, name=f"{self.container}/{blob.blob_name}", uri=blob.url, length=len(content),
             blob_properties=properties, metadata=dict(props.metadata or {}),
         )
+
+    def _sdk_value(self, blob_name: str) -> Any:
+        """The SDK type, built by the extension's converter from what the host would send."""
+        from azurefunctions.extensions.base import Datum
+
+        connection = str(self.entry.trigger.get("connection") or DEFAULT_STORAGE_SETTING)
+        content = json.dumps({"Connection": connection, "ContainerName": self.container, "BlobName": blob_name})
+        datum = Datum(ModelBindingData(content.encode("utf-8")), "model_binding_data")
+        assert self._sdk_converter is not None
+        try:
+            value = self._sdk_converter.decode(datum, trigger_metadata={}, pytype=self._annotation)
+        except Exception as exc:
+            raise BindingFailed(str(exc)) from exc
+        if value is None:
+            raise BindingFailed(f"the converter built no {self._annotation!r}")
+        return value
 
     async def _complete(self, receipt: BlobClient, lease: BlobLeaseClient, key: tuple[str, str]) -> None:
         await receipt.set_blob_metadata({}, lease=lease)
@@ -316,6 +378,16 @@ class BlobListener:
         await queue.send_message(json.dumps(message))
         log.error("Blob trigger %s: %s/%s failed %d times; message put on queue '%s'", self.entry.name,
                   self.container, item.name, self._options.poison_blob_threshold, POISON_QUEUE)
+
+
+def _close(value: Any) -> None:
+    """Close an SDK client given to a function (a downloader has nothing to close)."""
+    close = getattr(value, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception:  # the function may have closed it already
+            log.debug("closing %r failed", value, exc_info=True)
 
 
 def _blob_type(value: Any) -> str:

@@ -14,6 +14,11 @@ Contract:
   would be a ``FunctionLoadError`` in Azure; catching it here beats catching it after deploy.
 * Trigger and binding types devhost cannot run are a :class:`LoadError` naming the function
   and the type; nothing is silently ignored.
+* SDK-type ("deferred") bindings are recognised as the worker recognises them: a parameter
+  whose annotation the extension registry (``azurefunctions.extensions.base``) calls an SDK
+  type. Only a ``blobTrigger`` may have one here (the blob extension's ``BlobClient``,
+  ``ContainerClient``, ``StorageStreamDownloader``); the type must be one the binding's
+  converter accepts, else the worker's ``FunctionLoadError`` becomes a :class:`LoadError`.
 """
 
 from __future__ import annotations
@@ -218,4 +223,45 @@ def _check_parameters(
                 f"cannot load the {name} function: binding {param_name} is declared to have the \"in\" "
                 f"direction, but its annotation is azure.functions.Out in Python"
             )
+        if binding.direction != "out" and is_sdk_type(annotation):
+            _check_sdk_type(name, param_name, binding, annotation)
     return annotations, requires_context
+
+
+def _sdk_registry() -> Any | None:
+    """The extensions' converter registry, as the worker loads it; None without the base package."""
+    try:
+        import azurefunctions.extensions.base as extensions
+    except ImportError:
+        return None
+    return extensions.get_binding_registry()
+
+
+def is_sdk_type(annotation: Any) -> bool:
+    """True when the worker would ask the host for model binding data (an SDK-type binding)."""
+    registry = _sdk_registry()
+    return registry is not None and bool(registry.check_supported_type(annotation))
+
+
+def sdk_converter(binding_type: str) -> Any | None:
+    """The extension converter registered for a binding type (``blobTrigger`` → ``BlobClientConverter``)."""
+    registry = _sdk_registry()
+    return registry.get(binding_type) if registry is not None else None
+
+
+def _check_sdk_type(name: str, param_name: str, binding: Binding, annotation: Any) -> None:
+    if binding.type != BLOB_TRIGGER:
+        raise LoadError(
+            f"function {name!r}: parameter {param_name} is an SDK-type binding ({annotation!r}) on a "
+            f"{binding.type!r} binding; devhost supports SDK types for blobTrigger only"
+        )
+    converter = sdk_converter(binding.type)
+    try:
+        accepted = converter is not None and bool(converter.check_input_type_annotation(annotation))
+    except TypeError:  # e.g. list[BlobClient]: the converter only takes classes
+        accepted = False
+    if not accepted:
+        raise LoadError(
+            f"cannot load the {name} function: type of {param_name} binding in function.json "
+            f"\"{binding.type}\" does not match its Python annotation \"{getattr(annotation, '__name__', annotation)}\""
+        )

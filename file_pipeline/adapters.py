@@ -76,6 +76,16 @@ class _Chunks(io.RawIOBase):
         return n
 
 
+def _version_chunks(chunks: Iterator[bytes], where: str, etag: str | None) -> Iterator[bytes]:
+    """The chunks of one blob version; the version vanishing mid-read becomes the port's error."""
+    try:
+        yield from chunks
+    except ResourceNotFoundError:
+        raise BlobNotFound(where) from None
+    except ResourceModifiedError:
+        raise BlobVersionGone(f"{where} is no longer version {etag}") from None
+
+
 def blob_service(connection_string: str) -> BlobServiceClient:
     """A client that downloads and uploads in :data:`CHUNK_SIZE` pieces."""
     return BlobServiceClient.from_connection_string(
@@ -114,7 +124,8 @@ class AzureBlobStore:
             raise BlobNotFound(f"{container}/{name}") from None
         except ResourceModifiedError:
             raise BlobVersionGone(f"{container}/{name} is no longer version {etag}") from None
-        return io.BufferedReader(_Chunks(downloader.chunks()), CHUNK_SIZE)  # type: ignore[return-value]
+        chunks = _version_chunks(downloader.chunks(), f"{container}/{name}", etag)
+        return io.BufferedReader(_Chunks(chunks), CHUNK_SIZE)  # type: ignore[return-value]
 
     def write(self, container: str, name: str, source: BinaryIO, *, content_type: str = "application/octet-stream",
               metadata: Mapping[str, str] | None = None) -> BlobInfo:
@@ -193,6 +204,58 @@ class AzureBlobStore:
             return sorted(b.name for b in client.list_blobs(name_starts_with=prefix or None))
         except ResourceNotFoundError:
             return []
+
+
+class TriggerBlobClient:
+    """:class:`~file_pipeline.ports.TriggerBlob` over the ``BlobClient`` a blob trigger hands over
+    (SDK-type binding, ``azurefunctions.extensions.bindings.blob``). Nothing is read until asked.
+
+    The client is built by the extension with the SDK's default transfer sizes (a first GET of
+    up to 32 MiB), so the content is read here in explicit ranges of :data:`CHUNK_SIZE`, each
+    conditioned on the version's ETag: memory stays flat, and an overwrite mid-read is seen at
+    the next range (HTTP 412) instead of mixing two versions.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._size: int | None = None
+        self._etag: str | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self._client.container_name}/{self._client.blob_name}"
+
+    def info(self) -> BlobInfo | None:
+        try:
+            props = self._client.get_blob_properties()
+        except ResourceNotFoundError:
+            return None
+        self._size, self._etag = props.size, props.etag
+        return BlobInfo(self._client.container_name, self._client.blob_name, props.size, props.etag,
+                        dict(props.metadata or {}))
+
+    def open_read(self, etag: str) -> BinaryIO:
+        if self._size is None or quoted(self._etag or "") != quoted(etag):
+            info = self.info()  # the size of exactly this version (checked against the ETag below)
+            if info is None:
+                raise BlobNotFound(self.where)
+            if quoted(info.etag) != quoted(etag):
+                raise BlobVersionGone(f"{self.where} is no longer version {etag}")
+        assert self._size is not None
+        return io.BufferedReader(_Chunks(_version_chunks(self._ranges(etag, self._size), self.where, etag)),
+                                 CHUNK_SIZE)  # type: ignore[return-value]
+
+    def _ranges(self, etag: str, size: int) -> Iterator[bytes]:
+        offset = 0
+        while offset < size:
+            length = min(CHUNK_SIZE, size - offset)
+            piece = self._client.download_blob(offset=offset, length=length, etag=quoted(etag),
+                                               match_condition=MatchConditions.IfNotModified,
+                                               max_concurrency=1).readall()
+            if not piece:
+                return
+            offset += len(piece)
+            yield piece
 
 
 # ====================================================================== paymentfiles

@@ -13,6 +13,11 @@ function                        trigger                                         
 Service Bus handlers settle by exception through :func:`choreography.handling.consume`: return
 to complete, raise to have the broker redeliver; permanent failures are compensated and
 dead-lettered there. The blob trigger's retries and poison queue are the host's (blob receipts).
+
+The blob trigger is an SDK-type binding (``azurefunctions.extensions.bindings.blob``): the host
+hands over a ``BlobClient`` and downloads nothing (with ``func.InputStream`` the whole file
+would sit in the worker's memory before the function starts). FileValidator reads the blob's
+ETag once, derives the file id from name + ETag, and streams only that version.
 """
 
 from __future__ import annotations
@@ -20,11 +25,13 @@ from __future__ import annotations
 import json
 
 import azure.functions as func
+import azurefunctions.extensions.bindings.blob as blob
 
 from choreography.handling import consume
 from choreography.settings import SERVICE_BUS_CONNECTION, STORAGE_CONNECTION
 from choreography.triggers import incoming
 
+from .adapters import TriggerBlobClient
 from .bootstrap import pipeline
 from .messages import ADAPTED_QUEUE, COMPENSATION_QUEUE, VALIDATED_QUEUE
 from .ports import INPUT_CONTAINER
@@ -33,18 +40,13 @@ from .service import Upload
 bp = func.Blueprint()
 
 
-def _upload(blob: func.InputStream) -> Upload:
-    container, _, name = (blob.name or "").partition("/")
-    properties = blob.blob_properties or {}
-    etag = properties.get("ETag") or properties.get("Etag") or properties.get("etag")
-    return Upload(container=container, name=name, length=blob.length, etag=etag, content=blob)
-
-
 @bp.function_name("file_pipeline_validate")
-@bp.blob_trigger(arg_name="blob", path=f"{INPUT_CONTAINER}/{{clientId}}/{{fileName}}", connection=STORAGE_CONNECTION)
-def file_pipeline_validate(blob: func.InputStream) -> None:
+@bp.blob_trigger(arg_name="client", path=f"{INPUT_CONTAINER}/{{clientId}}/{{fileName}}",
+                 connection=STORAGE_CONNECTION)
+def file_pipeline_validate(client: blob.BlobClient) -> None:
     """FileValidator: an uploaded payment file -> PaymentFileValidated, or rejected with reasons."""
-    pipeline().validate(_upload(blob))
+    upload = Upload(container=client.container_name, name=client.blob_name, blob=TriggerBlobClient(client))
+    pipeline().validate(upload)
 
 
 @bp.function_name("file_pipeline_adapt")

@@ -94,6 +94,22 @@ class BlobStore(Protocol):
         ...
 
 
+class TriggerBlob(Protocol):
+    """The blob a trigger fired for, through the client the trigger handed over (an SDK-type
+    binding: the host downloads nothing). It addresses the blob, not a version: the use case
+    reads the version once and then reads only that one."""
+
+    def info(self) -> BlobInfo | None:
+        """Size, ETag and metadata of the blob as it is now, or None if it is gone."""
+        ...
+
+    def open_read(self, etag: str) -> BinaryIO:
+        """A stream over version ``etag``, read in chunks (never whole into memory).
+        :class:`BlobVersionGone` / :class:`BlobNotFound` when opening *or while reading* if the
+        blob was overwritten / deleted meanwhile."""
+        ...
+
+
 class FileRecords(Protocol):
     """Table ``paymentfiles``: one partition per client holding the file records, a pointer per
     file name to its latest file, and the duplicate-file claims (so every change to one client's

@@ -114,6 +114,7 @@ from file_pipeline.ports import (
     DuplicateClaimed,
     FileRecords,
     ReferenceSource,
+    TriggerBlob,
 )
 from file_pipeline.workfiles import (
     InstructionsBuilder,
@@ -193,9 +194,13 @@ class Options:
 class Upload:
     """A blob-trigger invocation, free of the trigger's type.
 
-    ``content`` is the trigger's own copy of the blob; it is used only to quarantine a blob
-    whose name must not be used to address storage. Everything else reads the blob version
-    (``etag``) from storage as a stream.
+    ``content`` is the trigger's own copy of the blob (an ``InputStream`` trigger); it is used
+    only to quarantine a blob whose name must not be used to address storage. ``blob`` is the
+    blob as an SDK-type trigger hands it over (nothing downloaded): without an ``etag`` the
+    version is read from it once, then only that version is read, as a stream. A blob whose
+    name is unsafe is never read through it (its client addresses storage by that name), so
+    such an upload is rejected without a quarantine copy and stays where it was uploaded.
+    Without ``blob``, the version is read through :class:`~file_pipeline.ports.BlobStore`.
     """
 
     container: str
@@ -203,6 +208,7 @@ class Upload:
     length: int | None = None
     etag: str | None = None
     content: BinaryIO | None = None
+    blob: TriggerBlob | None = None
 
 
 class Outcome(StrEnum):
@@ -252,7 +258,7 @@ class PaymentFilePipeline:
         name = parse_upload_name(upload.name)
         etag, length = upload.etag or "", upload.length
         if name.safe and not etag:
-            info = self.blobs.info(upload.container, upload.name)
+            info = upload.blob.info() if upload.blob is not None else self.blobs.info(upload.container, upload.name)
             if info is None:
                 log.warning("upload %s/%s is gone before it was validated", upload.container, upload.name)
                 return Outcome.GONE
@@ -276,19 +282,27 @@ class PaymentFilePipeline:
             return self._reject(record, None, _simple_result(name.client_id, finding, self.options.spool_dir),
                                 cause, now)
         try:
-            source = self.blobs.open_read(upload.container, upload.name, etag)
+            if upload.blob is not None:
+                source = upload.blob.open_read(etag)
+            else:
+                source = self.blobs.open_read(upload.container, upload.name, etag)
         except (BlobNotFound, BlobVersionGone) as exc:
             log.warning("upload %s/%s version %s is gone before it was validated: %r", upload.container,
                         upload.name, etag, exc)
             if record.version is None:
                 return Outcome.GONE  # nothing was recorded: there is nothing to close
-            finding = Finding(ReasonCode.NARR, "the upload was deleted or overwritten before its validation "
-                                               "could finish; a newer version is processed on its own")
-            return self._reject(record, None, _simple_result(name.client_id, finding, self.options.spool_dir),
-                                cause, now, move_input=False)
+            return self._reject_gone(record, cause, now)
         with source:
             self._add(record)
             return self._validate(record, source, cause, now)
+
+    def _reject_gone(self, record: PaymentFile, cause: Cause, now: datetime) -> Outcome:
+        """The version being validated was overwritten or deleted: close its record now (a retry
+        could not: an SDK-type trigger reads the blob's *current* version, a new file id)."""
+        finding = Finding(ReasonCode.NARR, "the upload was deleted or overwritten before its validation "
+                                           "could finish; a newer version is processed on its own")
+        return self._reject(record, None, _simple_result(record.client_id, finding, self.options.spool_dir),
+                            cause, now, move_input=False)
 
     def _add(self, record: PaymentFile) -> None:
         if record.version is None:
@@ -311,15 +325,23 @@ class PaymentFilePipeline:
             except FileRejected:
                 pass  # only the metered reader raises it here (size limit), handled below
             except SourceReadError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - content no reader anticipated: reject, never crash-loop
-                if metered.source_error is not None or isinstance(exc, OSError):
+                if not isinstance(metered.source_error, (BlobNotFound, BlobVersionGone)):
                     raise
-                log.exception("file %s could not be parsed", record.file_id)
-                validated = Validated(None, None, _simple_result(
-                    record.client_id, Finding(ReasonCode.FF01, f"the file could not be processed "
-                                                               f"({type(exc).__name__}); it is not a payment "
-                                                               f"file this bank reads"), spool_dir))
+            except Exception as exc:  # noqa: BLE001 - content no reader anticipated: reject, never crash-loop
+                gone = isinstance(metered.source_error, (BlobNotFound, BlobVersionGone))  # handled below
+                if not gone and (metered.source_error is not None or isinstance(exc, OSError)):
+                    raise
+                if not gone:
+                    log.exception("file %s could not be parsed", record.file_id)
+                    validated = Validated(None, None, _simple_result(
+                        record.client_id, Finding(ReasonCode.FF01, f"the file could not be processed "
+                                                                   f"({type(exc).__name__}); it is not a payment "
+                                                                   f"file this bank reads"), spool_dir))
+            if isinstance(metered.source_error, (BlobNotFound, BlobVersionGone)):
+                log.warning("file %s: the upload changed while it was read: %r", record.file_id, metered.source_error)
+                if validated is not None and validated.validation.rejections is not None:
+                    validated.validation.rejections.close()
+                return self._reject_gone(record, cause, now)
             if metered.source_error is not None:
                 raise SourceReadError("reading the upload failed") from metered.source_error
             if metered.exceeded or validated is None:

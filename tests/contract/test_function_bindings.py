@@ -209,3 +209,47 @@ def test_funcignore_keeps_local_tooling_out_of_the_deployment():
     for shipped in ("function_app.py", "host.json", "requirements.txt", "choreography", "ingestion", "package",
                     "drone_scheduler", "delivery", "notifications"):
         assert shipped not in ignored
+
+
+def _requirement_pin(package: str) -> str:
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        name, _, version = line.partition("==")
+        if name.strip().lower() == package:
+            return version.strip()
+    raise AssertionError(f"{package} is not pinned in requirements.txt")
+
+
+def test_file_validator_is_an_sdk_type_blob_trigger_so_the_host_downloads_nothing(functions, bindings):
+    """With ``func.InputStream`` the host loads the whole upload into the worker before the function
+    runs; bound to the blob extension's ``BlobClient`` it sends model binding data instead. What
+    decides it is the worker's raw binding (the extension's ``get_raw_bindings``, as the worker
+    calls it at indexing): ``properties.SupportsDeferredBinding`` must be true."""
+    import importlib.metadata
+    import typing
+    from types import SimpleNamespace
+
+    import azurefunctions.extensions.base as extensions
+    import azurefunctions.extensions.bindings.blob as blob
+
+    from file_pipeline.ports import INPUT_CONTAINER
+
+    [function] = [f for f in functions if f.get_function_name() == "file_pipeline_validate"]
+    binding = trigger(bindings["file_pipeline_validate"])
+    assert binding["type"] == "blobTrigger"
+    assert binding["path"] == f"{INPUT_CONTAINER}/{{clientId}}/{{fileName}}"
+    # The extension looks the connection up as an app setting by exactly this name.
+    assert binding["connection"] == "AzureWebJobsStorage"
+    assert "dataType" not in binding
+
+    hints = typing.get_type_hints(function.get_user_function())
+    assert hints[binding["name"]] is blob.BlobClient
+    registry = extensions.get_binding_registry()
+    assert registry.check_supported_type(hints[binding["name"]])
+    assert registry.get("blobTrigger").check_input_type_annotation(hints[binding["name"]])
+    input_types = {name: SimpleNamespace(pytype=pytype) for name, pytype in hints.items() if name != "return"}
+    raw, _ = registry.get_raw_bindings(function, input_types)
+    [raw_trigger] = [json.loads(r) for r in raw if json.loads(r)["type"] == "blobTrigger"]
+    assert raw_trigger["properties"] == {"SupportsDeferredBinding": True}
+
+    for package in ("azurefunctions-extensions-bindings-blob", "azurefunctions-extensions-base"):
+        assert importlib.metadata.version(package) == _requirement_pin(package)

@@ -1,5 +1,6 @@
 """Blob triggers against Azurite: once per blob version, receipts where the host keeps them,
-the poison queue after five failures, and receipts that outlive a devhost restart."""
+the poison queue after five failures, and receipts that outlive a devhost restart; the same
+for a function bound to a BlobClient (SDK-type binding), which gets a client, not the content."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -116,3 +118,66 @@ def test_receipts_survive_a_restart(uploads: ContainerClient, azurite: Azurite, 
     second.wait_for("Executed 'Functions.blob_uploads'")
     assert [s["name"] for s in seen] == [f"uploads/{tag}/kept.txt", f"uploads/{tag}/later.txt"]
     assert second.count(f"uploads/{tag}/kept.txt") == 0  # the new process never ran it
+
+
+# ------------------------------------------------------------------ SDK-type binding (BlobClient)
+@pytest.fixture(scope="module")
+def sdk_uploads(azurite: Azurite, devhost: DevHost) -> ContainerClient:
+    container = BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client("sdkuploads")
+    try:
+        container.create_container()
+    except ResourceExistsError:
+        pass
+    return container
+
+
+def peak_rss_mb(host: DevHost) -> float:
+    assert host.proc is not None
+    status = Path(f"/proc/{host.proc.pid}/status").read_text()
+    line = next(x for x in status.splitlines() if x.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
+
+
+def test_a_blob_client_parameter_gets_a_client_and_the_host_downloads_nothing(
+        sdk_uploads: ContainerClient, azurite: Azurite, devhost: DevHost, records: Records, tag: str) -> None:
+    content = bytes(range(256)) * (48 * 4096)  # 48 MiB
+    peak_before = peak_rss_mb(devhost)
+    blob = sdk_uploads.get_blob_client(f"{tag}/big.bin")
+    blob.upload_blob(content)
+    etag = blob.get_blob_properties().etag
+    [seen] = records.wait(tag, 1, "blob_clients")
+    # The extension's converter built the storage SDK's own client from the binding data.
+    assert seen["type"] == "azure.storage.blob._blob_client.BlobClient"
+    assert (seen["container"], seen["name"]) == ("sdkuploads", f"{tag}/big.bin")
+    assert seen["etag"] == etag
+    assert (seen["length"], seen["sha"]) == (len(content), hashlib.sha256(content).hexdigest())
+    # Neither devhost nor the function held the 48 MiB: the function read 1 MiB ranges.
+    assert peak_rss_mb(devhost) - peak_before < 24
+
+    receipt = BlobServiceClient.from_connection_string(azurite.connection_string).get_blob_client(
+        HOSTS, f"blobreceipts/{host_id_of(devhost)}/Host.Functions.blob_clients/{etag}/sdkuploads/{tag}/big.bin")
+    assert "Incomplete" not in receipt.get_blob_properties().metadata
+
+
+def test_a_blob_client_function_runs_again_for_an_overwrite(
+        sdk_uploads: ContainerClient, records: Records, tag: str) -> None:
+    blob = sdk_uploads.get_blob_client(f"{tag}/file.txt")
+    blob.upload_blob(b"version one")
+    first = blob.get_blob_properties().etag
+    records.wait(tag, 1, "blob_clients")
+    blob.upload_blob(b"version two", overwrite=True)
+    second = blob.get_blob_properties().etag
+    seen = records.wait(tag, 2, "blob_clients")
+    assert [(s["etag"], s["head"]) for s in seen] == [(first, "version one"), (second, "version two")]
+
+
+def test_a_failing_blob_client_function_is_poisoned_after_five_tries(
+        sdk_uploads: ContainerClient, azurite: Azurite, records: Records, tag: str) -> None:
+    name = f"{tag}/bad.txt"
+    blob = sdk_uploads.get_blob_client(name)
+    blob.upload_blob(b"fail, please")
+    etag = blob.get_blob_properties().etag
+    [message] = wait_until(lambda: poison_messages(azurite, name), "a poison message")
+    assert message == {"Type": "BlobTrigger", "FunctionId": "Host.Functions.blob_clients", "BlobType": "BlockBlob",
+                       "ContainerName": "sdkuploads", "BlobName": name, "ETag": etag}
+    assert len(records.all(tag, "blob_clients")) == 5

@@ -115,6 +115,10 @@ class TestStartupErrors:
         ('@app.route(route="x")\n@app.blob_input(arg_name="b", path="c/x", connection="S")\n'
          'def inp(req: func.HttpRequest, b: bytes) -> func.HttpResponse: pass\n',
          "binding 'b' of type 'blob' is not supported"),
+        ('import azurefunctions.extensions.bindings.blob as blob\n'
+         '@app.service_bus_queue_trigger(arg_name="m", queue_name="q", connection="NOPE")\n'
+         'def sdk(m: blob.BlobClient) -> None: pass\n',
+         "devhost supports SDK types for blobTrigger only"),
     ])
     def test_unsupported_or_invalid_functions_exit_2_naming_them(self, tmp_path: Path, source: str,
                                                                  expected: str) -> None:

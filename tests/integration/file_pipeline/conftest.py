@@ -2,14 +2,16 @@
 ``emulators/servicebus/config.json``) and the Event Grid emulator, each started once for this
 package as a subprocess, so no other test drains the queues these tests read.
 
-Handlers are called directly with real trigger objects (``azure.functions.blob.InputStream``,
-``azure.functions.servicebus.ServiceBusMessage``, ``func.HttpRequest``) and run on the real
-adapters (``file_pipeline.bootstrap``). Nothing mocks an Azure SDK client. Every wait polls
+Handlers are called directly with real trigger objects (the ``BlobClient`` the blob extension's
+converter builds from the host's model binding data, ``azure.functions.servicebus.ServiceBusMessage``,
+``func.HttpRequest``) and run on the real adapters (``file_pipeline.bootstrap``). Nothing mocks an
+Azure SDK client. Every wait polls
 against a generous deadline; nothing asserts how long something took.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import azure.functions as func
+import azurefunctions.extensions.bindings.blob as blob
 import pytest
 from azure.data.tables import TableServiceClient
-from azure.functions.blob import InputStream
 from azure.functions.servicebus import ServiceBusMessage as TriggerMessage
 from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusReceivedMessage
-from azure.storage.blob import BlobServiceClient
+from azure.storage.blob import BlobClient, BlobServiceClient
+from azurefunctions.extensions.base import Datum
 
 from choreography.runtime import reset_runtime
 from file_pipeline.domain.files import file_id_for
@@ -109,12 +112,30 @@ class Uploaded:
     def file_id(self) -> str:
         return file_id_for(INPUT_CONTAINER, f"{self.client}/{self.name}", self.etag)
 
-    def trigger(self) -> InputStream:
-        """What the Functions host hands a blob trigger for this version."""
-        return InputStream(data=self.content, name=f"{INPUT_CONTAINER}/{self.client}/{self.name}", uri=self.url,
-                           length=len(self.content),
-                           blob_properties={"ETag": self.etag, "Length": len(self.content), "BlobType": "BlockBlob"},
-                           metadata={})
+    def trigger(self) -> BlobClient:
+        """What the Functions host hands the blob trigger for this upload (see :func:`blob_trigger`)."""
+        return blob_trigger(f"{self.client}/{self.name}")
+
+
+@dataclass(frozen=True)
+class ModelBindingData:
+    """The host's model binding data for a blob, as the worker passes it to the extension."""
+
+    content: bytes
+    version: str = "1.0"
+    source: str = "AzureStorageBlobs"
+    content_type: str = "application/json"
+
+
+def blob_trigger(name: str, container: str = INPUT_CONTAINER) -> BlobClient:
+    """The ``BlobClient`` a blob trigger bound to ``blob.BlobClient`` receives: built by the
+    extension's own converter from what the host sends (connection setting name, container,
+    blob name), reading the connection string from the environment like the worker does."""
+    content = json.dumps({"Connection": "AzureWebJobsStorage", "ContainerName": container, "BlobName": name})
+    datum = Datum(ModelBindingData(content.encode()), "model_binding_data")
+    client = blob.BlobClientConverter.decode(datum, trigger_metadata={}, pytype=blob.BlobClient)
+    assert isinstance(client, BlobClient)
+    return client
 
 
 def upload(blob_service: BlobServiceClient, client: str, name: str, content: bytes) -> Uploaded:

@@ -9,13 +9,24 @@ import uuid
 
 import pytest
 
-from file_pipeline.adapters import AzureBlobStore, TableFileRecords, TableReferenceSource, blob_service
+from file_pipeline.adapters import (
+    AzureBlobStore,
+    TableFileRecords,
+    TableReferenceSource,
+    TriggerBlobClient,
+    blob_service,
+)
 from file_pipeline.domain.reference import load_seed_entities
-from file_pipeline.ports import CONTAINERS
+from file_pipeline.ports import CONTAINERS, INPUT_CONTAINER
 from file_pipeline.seed import MAX_BATCH, seed
-from tests.unit.file_pipeline.port_contracts import BlobStoreContract, FileRecordsContract, ReferenceSourceContract
+from tests.unit.file_pipeline.port_contracts import (
+    BlobStoreContract,
+    FileRecordsContract,
+    ReferenceSourceContract,
+    TriggerBlobContract,
+)
 
-from .conftest import ROOT
+from .conftest import ROOT, blob_trigger
 
 
 class TestAzureBlobStore(BlobStoreContract):
@@ -24,6 +35,28 @@ class TestAzureBlobStore(BlobStoreContract):
         store = AzureBlobStore(blob_service(fp_azurite.connection_string))
         store.ensure_containers(CONTAINERS)
         return store
+
+
+class AzuriteTriggerBlobs:
+    """Uploads with the SDK; the trigger's client built by the blob extension's converter."""
+
+    def __init__(self, service) -> None:
+        self._container = service.get_container_client(INPUT_CONTAINER)
+
+    def put(self, name: str, data: bytes) -> str:
+        return self._container.get_blob_client(name).upload_blob(data, overwrite=True)["etag"]
+
+    def delete(self, name: str) -> None:
+        self._container.delete_blob(name)
+
+    def trigger(self, name: str) -> TriggerBlobClient:
+        return TriggerBlobClient(blob_trigger(name))
+
+
+class TestTriggerBlobClient(TriggerBlobContract):
+    @pytest.fixture
+    def trigger_blobs(self, app, blob_service):
+        return AzuriteTriggerBlobs(blob_service)
 
 
 class TestTableFileRecords(FileRecordsContract):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import io
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, BinaryIO
@@ -125,6 +125,64 @@ class FakeBlobStore:
 
     def names(self, container: str, prefix: str = "") -> list[str]:
         return sorted(n for c, n in list(self.blobs) if c == container and n.startswith(prefix))
+
+
+class FakeTriggerBlob:
+    """The trigger's view of one blob of a :class:`FakeBlobStore` (an SDK-type binding's client):
+    reads ``chunk`` bytes at a time, each checked against the version's ETag as the real
+    adapter's ranged reads are; ``after_chunk`` (if set) runs after each chunk is read."""
+
+    def __init__(self, store: FakeBlobStore, container: str, name: str, chunk: int = 1 << 20,
+                 after_chunk: Callable[[int], None] | None = None) -> None:
+        self._store, self._container, self._name = store, container, name
+        self._chunk = chunk
+        self.after_chunk = after_chunk
+
+    def info(self) -> BlobInfo | None:
+        return self._store.info(self._container, self._name)
+
+    def _current(self, etag: str) -> bytes:
+        blob = self._store.blobs.get((self._container, self._name))
+        if blob is None:
+            raise BlobNotFound(f"{self._container}/{self._name}")
+        if blob.etag.strip('"') != etag.strip('"'):
+            raise BlobVersionGone(f"{self._container}/{self._name}")
+        return blob.data
+
+    def open_read(self, etag: str) -> BinaryIO:
+        self._store.touched.append(self._name)
+        self._current(etag)
+
+        def chunks() -> Iterator[bytes]:
+            offset, index = 0, 0
+            while piece := self._current(etag)[offset:offset + self._chunk]:
+                offset += len(piece)
+                yield piece
+                if self.after_chunk is not None:
+                    self.after_chunk(index)
+                index += 1
+
+        return io.BufferedReader(_ChunkStream(chunks()), self._chunk)  # type: ignore[return-value]
+
+
+class _ChunkStream(io.RawIOBase):
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._current = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._current:
+            try:
+                self._current = next(self._chunks)
+            except StopIteration:
+                return 0
+        n = min(len(buffer), len(self._current))
+        buffer[:n] = self._current[:n]
+        self._current = self._current[n:]
+        return n
 
 
 # ---------------------------------------------------------------------------------------------- records

@@ -4,7 +4,8 @@
 
 Each subclass provides the fixture named by the class: ``blob_store`` (with containers
 ``payment-files-in``, ``payment-files-rejected``, ``payment-files-work`` usable), ``file_records``
-(a fresh, empty store) or ``reference_source`` (holding the shipped seed).
+(a fresh, empty store), ``reference_source`` (holding the shipped seed) or ``trigger_blobs``
+(a :class:`TriggerBlobs`: uploads into ``payment-files-in`` and the trigger's view of a blob).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import io
 import uuid
 from decimal import Decimal
+from typing import Protocol
 
 import pytest
 
@@ -35,6 +37,7 @@ from file_pipeline.ports import (
     BlobVersionGone,
     ConcurrencyConflict,
     DuplicateClaimed,
+    TriggerBlob,
 )
 
 from .conftest import NOW
@@ -42,6 +45,75 @@ from .conftest import NOW
 
 def unique(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+class TriggerBlobs(Protocol):
+    def put(self, name: str, data: bytes) -> str:
+        """Upload (or overwrite) ``payment-files-in/name``; its ETag."""
+        ...
+
+    def delete(self, name: str) -> None:
+        ...
+
+    def trigger(self, name: str) -> TriggerBlob:
+        """What a blob trigger hands over for ``payment-files-in/name``."""
+        ...
+
+
+class TriggerBlobContract:
+    def test_info_is_the_blob_as_it_is_now_or_none(self, trigger_blobs):
+        name = f"{unique()}/in.csv"
+        blob = trigger_blobs.trigger(name)
+        assert blob.info() is None
+        etag = trigger_blobs.put(name, b"one")
+        info = blob.info()
+        assert info is not None and info.size == 3 and info.etag.strip('"') == etag.strip('"')
+        newer = trigger_blobs.put(name, b"two!")
+        info = blob.info()
+        assert info is not None and info.size == 4 and info.etag.strip('"') == newer.strip('"')
+
+    def test_open_read_streams_exactly_that_version(self, trigger_blobs):
+        name = f"{unique()}/in.csv"
+        data = bytes(range(256)) * 40_000  # 10 MB: several ranges
+        etag = trigger_blobs.put(name, data)
+        blob = trigger_blobs.trigger(name)
+        with blob.open_read(etag) as stream:
+            assert stream.read(10) == data[:10]
+            assert stream.read() == data[10:]
+        empty = f"{unique()}/empty.csv"
+        with trigger_blobs.trigger(empty).open_read(trigger_blobs.put(empty, b"")) as stream:
+            assert stream.read() == b""
+
+    def test_an_older_version_or_a_missing_blob_fails_clearly(self, trigger_blobs):
+        name = f"{unique()}/in.csv"
+        first = trigger_blobs.put(name, b"one")
+        trigger_blobs.put(name, b"two")
+        with pytest.raises(BlobVersionGone):
+            trigger_blobs.trigger(name).open_read(first)
+        with pytest.raises(BlobNotFound):
+            trigger_blobs.trigger(f"{unique()}/absent.csv").open_read(first)
+
+    def test_an_overwrite_while_reading_is_version_gone_not_a_mix(self, trigger_blobs):
+        name = f"{unique()}/in.csv"
+        data = bytes(range(256)) * 40_000
+        etag = trigger_blobs.put(name, data)
+        with trigger_blobs.trigger(name).open_read(etag) as stream:
+            assert stream.read(10) == data[:10]
+            trigger_blobs.put(name, b"x" * len(data))
+            with pytest.raises(BlobVersionGone):
+                stream.read()
+
+    def test_a_delete_while_reading_fails_as_gone(self, trigger_blobs):
+        # Not found or version gone: a conditional GET on a deleted blob may answer 404 or 412
+        # (Azurite answers 412); the use case treats both alike.
+        name = f"{unique()}/in.csv"
+        data = bytes(range(256)) * 40_000
+        etag = trigger_blobs.put(name, data)
+        with trigger_blobs.trigger(name).open_read(etag) as stream:
+            assert stream.read(10) == data[:10]
+            trigger_blobs.delete(name)
+            with pytest.raises((BlobNotFound, BlobVersionGone)):
+                stream.read()
 
 
 class BlobStoreContract:

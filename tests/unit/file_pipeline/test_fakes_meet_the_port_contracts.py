@@ -2,8 +2,10 @@
 
 import pytest
 
-from .fakes import FakeBlobStore, FakeFileRecords, FakeReferenceSource
-from .port_contracts import BlobStoreContract, FileRecordsContract, ReferenceSourceContract
+from file_pipeline.ports import INPUT_CONTAINER
+
+from .fakes import FakeBlobStore, FakeFileRecords, FakeReferenceSource, FakeTriggerBlob
+from .port_contracts import BlobStoreContract, FileRecordsContract, ReferenceSourceContract, TriggerBlobContract
 
 
 class TestFakeBlobStore(BlobStoreContract):
@@ -22,3 +24,23 @@ class TestFakeReferenceSource(ReferenceSourceContract):
     @pytest.fixture
     def reference_source(self):
         return FakeReferenceSource()
+
+
+class FakeTriggerBlobs:
+    def __init__(self) -> None:
+        self.store = FakeBlobStore()
+
+    def put(self, name: str, data: bytes) -> str:
+        return self.store.put(INPUT_CONTAINER, name, data)
+
+    def delete(self, name: str) -> None:
+        self.store.delete(INPUT_CONTAINER, name)
+
+    def trigger(self, name: str) -> FakeTriggerBlob:
+        return FakeTriggerBlob(self.store, INPUT_CONTAINER, name)
+
+
+class TestFakeTriggerBlob(TriggerBlobContract):
+    @pytest.fixture
+    def trigger_blobs(self):
+        return FakeTriggerBlobs()

@@ -30,7 +30,7 @@ from file_pipeline.service import Outcome, ReferenceUnavailable, Upload
 from file_pipeline.workfiles import SourceReadError
 
 from .conftest import NOW, data_bytes
-from .fakes import FakeReferenceSource, Harness
+from .fakes import FakeReferenceSource, FakeTriggerBlob, Harness
 
 NS2 = {"s": "urn:iso:std:iso:20022:tech:xsd:pain.002.001.10"}
 NS1 = {"p": "urn:iso:std:iso:20022:tech:xsd:pain.001.001.09"}
@@ -548,3 +548,53 @@ def test_a_validation_interrupted_then_orphaned_by_an_overwrite_is_closed(h):
     record = h.records.find(file_id_for(INPUT_CONTAINER, "ACME001/payroll.csv", upload.etag))
     assert record.state is FileState.REJECTED and "overwritten" in record.reasons[0][1]
     assert h.blobs.data(INPUT_CONTAINER, "ACME001/payroll.csv") == bad_acme_csv(0, "NEW")  # left alone
+
+
+# ------------------------------------------------------------------- SDK-type trigger (a BlobClient)
+def trigger_upload(h: Harness, name: str, **options) -> tuple[Upload, FakeTriggerBlob]:
+    blob = FakeTriggerBlob(h.blobs, INPUT_CONTAINER, name, **options)
+    return Upload(INPUT_CONTAINER, name, blob=blob), blob
+
+
+def test_a_trigger_client_is_read_once_for_its_etag_and_its_version_handed_off_once(h):
+    content = data_bytes("csv_v1_valid.csv")
+    etag = h.blobs.put(INPUT_CONTAINER, "ACME001/payroll.csv", content)
+    upload, _ = trigger_upload(h, "ACME001/payroll.csv")
+    assert h.pipeline.validate(upload) is Outcome.ACCEPTED
+    file_id = file_id_for(INPUT_CONTAINER, "ACME001/payroll.csv", etag)
+    assert h.records.get("ACME001", file_id).state is FileState.VALIDATED
+    assert h.pipeline.validate(upload) is Outcome.ALREADY_PROCESSED  # the same version again
+    assert len(h.publisher.accepted(VALIDATED)) == 1
+    h.run()
+    assert h.records.get("ACME001", file_id).state is FileState.COMPLETED
+
+
+def test_an_upload_overwritten_while_it_is_read_is_closed_at_once_and_the_new_version_runs_on_its_own(h):
+    name = "ACME001/payroll.csv"
+    first = h.blobs.put(INPUT_CONTAINER, name, data_bytes("csv_v1_valid.csv"))
+    newer = bad_acme_csv(0, "ACME-N")
+
+    def overwrite(index: int) -> None:
+        if index == 0:
+            h.blobs.put(INPUT_CONTAINER, name, newer)
+
+    upload, _ = trigger_upload(h, name, chunk=64, after_chunk=overwrite)
+    assert h.pipeline.validate(upload) is Outcome.REJECTED  # closed now: a retry would read the new version
+    record = h.records.get("ACME001", file_id_for(INPUT_CONTAINER, name, first))
+    assert record.state is FileState.REJECTED and record.reasons[0][0] == "NARR"
+    assert "overwritten" in record.reasons[0][1]
+    assert h.blobs.data(INPUT_CONTAINER, name) == newer  # the newer version stays where it is
+    assert h.publisher.accepted(VALIDATED) == []
+
+    again, _ = trigger_upload(h, name)  # the newer version's own trigger
+    assert h.pipeline.validate(again) is Outcome.ACCEPTED
+
+
+def test_an_unsafe_name_from_a_trigger_client_is_rejected_without_touching_storage(h):
+    name = "ACME001/../other/x.csv"
+    upload, _ = trigger_upload(h, name)
+    assert h.pipeline.validate(upload) is Outcome.REJECTED
+    assert name not in h.blobs.touched  # neither the ETag nor the content was read by that name
+    record = h.records.find(file_id_for(INPUT_CONTAINER, name, ""))
+    assert record.state is FileState.REJECTED and record.reasons[0][0] == "NARR"
+    assert "rejected" not in record.locations and h.blobs.names(REJECTED_CONTAINER) == []
