@@ -51,6 +51,9 @@ log = logging.getLogger("devhost.servicebus")
 # How long one session worker waits in the broker for a session before asking again. Waiting
 # costs nothing; asking again costs a new AMQP connection (the SDK opens one per receiver).
 ACCEPT_WAIT_SECONDS = 30.0
+# Until the first answer the listener is not known to be listening (the host reports Running
+# only then), so the first ask is short: with no session waiting the broker answers after it.
+FIRST_ACCEPT_WAIT_SECONDS = 2.0
 POLL_SECONDS = 1.0  # how long one receive waits before the loop checks for shutdown
 
 
@@ -338,7 +341,8 @@ class ServiceBusListener:
         idle = max(0.1, self._options.session_idle_timeout.total_seconds())
         while not self._stopping.is_set():
             try:
-                receiver = self._receiver(session_id=NEXT_AVAILABLE_SESSION, max_wait_time=ACCEPT_WAIT_SECONDS)
+                wait = ACCEPT_WAIT_SECONDS if self.running.is_set() else FIRST_ACCEPT_WAIT_SECONDS
+                receiver = self._receiver(session_id=NEXT_AVAILABLE_SESSION, max_wait_time=wait)
                 async with receiver:
                     self.running.set()
                     backoff.reset()
