@@ -344,18 +344,37 @@ class LocalBlobStore:
 
     def write(self, container: str, name: str, source: BinaryIO, *, content_type: str = "application/octet-stream",
               metadata: Mapping[str, str] | None = None) -> Any:
+        with self.open_write(container, name, content_type=content_type) as out:
+            shutil.copyfileobj(source, out, 1 << 20)
+            return out.commit(metadata)
+
+    @contextlib.contextmanager
+    def open_write(self, container: str, name: str, *, content_type: str = "application/octet-stream") -> Any:
         from file_pipeline.ports import BlobInfo
 
         path = self._path(container, name)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".partial")
+        store = self
+
+        class Writer:
+            def __init__(self, out: BinaryIO) -> None:
+                self.write = out.write
+                self._out = out
+
+            def commit(self, metadata: Mapping[str, str] | None = None) -> Any:
+                self._out.close()
+                os.replace(tmp, path)
+                meta = store._meta_path(container, name)
+                meta.parent.mkdir(parents=True, exist_ok=True)
+                meta.write_text(json.dumps({"metadata": dict(metadata or {}), "contentType": content_type}))
+                return BlobInfo(container, name, path.stat().st_size, store._etag(path), dict(metadata or {}))
+
         with tmp.open("wb") as out:
-            shutil.copyfileobj(source, out, 1 << 20)
-        os.replace(tmp, path)
-        meta = self._meta_path(container, name)
-        meta.parent.mkdir(parents=True, exist_ok=True)
-        meta.write_text(json.dumps({"metadata": dict(metadata or {}), "contentType": content_type}))
-        return BlobInfo(container, name, path.stat().st_size, self._etag(path), dict(metadata or {}))
+            try:
+                yield Writer(out)
+            finally:
+                tmp.unlink(missing_ok=True)
 
     def move(self, container: str, name: str, to_container: str, to_name: str, *, etag: str | None = None,
              metadata: Mapping[str, str] | None = None) -> bool:

@@ -6,13 +6,17 @@ Storage (:class:`TableFileRecords`, :class:`TableReferenceSource`). Built once p
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import json
 import logging
+import queue
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, BinaryIO
 
@@ -64,6 +68,13 @@ class _Chunks(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def close(self) -> None:
+        if not self.closed:
+            stop = getattr(self._chunks, "close", None)
+            if stop is not None:
+                stop()
+        super().close()
+
     def readinto(self, buffer: Any) -> int:
         while not self._current:
             try:
@@ -86,11 +97,118 @@ def _version_chunks(chunks: Iterator[bytes], where: str, etag: str | None) -> It
         raise BlobVersionGone(f"{where} is no longer version {etag}") from None
 
 
+_END = object()
+
+
+class _ReadAhead:
+    """An iterator of chunks fetched one ahead by a thread of its own, so that the next range
+    downloads (the storage service working on the other core) while the caller parses this one,
+    instead of the two taking turns. One chunk at most is fetched ahead, so memory stays flat; an
+    error of the download is raised to the caller at the chunk where it happened. :meth:`close`
+    (the stream closing, read to the end or not) stops the thread."""
+
+    def __init__(self, chunks: Iterator[bytes], name: str) -> None:
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._ahead = threading.Semaphore(1)  # chunks fetched and not taken yet
+        self._stop = threading.Event()
+        self._done = False
+        self._thread = threading.Thread(target=self._fetch, args=(chunks,), name=f"read-ahead {name}"[:60],
+                                        daemon=True)
+        self._thread.start()
+
+    def _fetch(self, chunks: Iterator[bytes]) -> None:
+        try:
+            while True:
+                while not self._ahead.acquire(timeout=0.5):
+                    if self._stop.is_set():
+                        return
+                if self._stop.is_set():
+                    return
+                chunk = next(chunks, _END)
+                self._queue.put(chunk)
+                if chunk is _END:
+                    return
+        except BaseException as exc:  # noqa: BLE001 - raised in the reading thread, where it belongs
+            self._queue.put(exc)
+
+    def __iter__(self) -> _ReadAhead:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._done:
+            raise StopIteration
+        item = self._queue.get()
+        self._ahead.release()
+        if item is _END:
+            self._done = True
+            raise StopIteration
+        if isinstance(item, BaseException):
+            self._done = True
+            raise item
+        return item  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self._done = True
+        self._stop.set()
+
+
 def blob_service(connection_string: str) -> BlobServiceClient:
     """A client that downloads and uploads in :data:`CHUNK_SIZE` pieces."""
     return BlobServiceClient.from_connection_string(
         connection_string, max_single_get_size=CHUNK_SIZE, max_chunk_get_size=CHUNK_SIZE,
         max_block_size=CHUNK_SIZE, max_single_put_size=CHUNK_SIZE)
+
+
+class BlockUpload:
+    """:class:`~file_pipeline.ports.BlobWriter` of a block blob: once :data:`CHUNK_SIZE` or more
+    has been written, it is staged as a block by a thread of its own while the writer goes on,
+    and :meth:`commit` commits the block list. Uncommitted blocks are invisible, so readers see the
+    old blob (or none) until the commit makes the new one appear whole. Without a commit the
+    staged blocks are left to the service, which drops them (at the blob's next commit, or after a
+    week). One block is sent while the next is gathered, so memory stays flat."""
+
+    def __init__(self, blob: Any, content_type: str) -> None:
+        self._blob = blob
+        self._content_type = content_type
+        self._token = uuid.uuid4().hex[:16]  # block ids of this write only; all the same length
+        self._parts: list[bytes] = []
+        self._gathered = 0
+        self._blocks: list[BlobBlock] = []
+        self._size = 0
+        self._sending: Future[Any] | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="block-upload")
+
+    def write(self, data: bytes) -> int:
+        self._parts.append(data if type(data) is bytes else bytes(data))  # the caller may reuse its buffer
+        self._gathered += len(data)
+        if self._gathered >= CHUNK_SIZE:
+            self._stage()
+        return len(data)
+
+    def _stage(self) -> None:
+        block = b"".join(self._parts)
+        self._parts.clear()
+        self._gathered = 0
+        if self._sending is not None:
+            self._sending.result()  # a failed block fails the write here
+        block_id = base64.b64encode(f"{self._token}-{len(self._blocks):08d}".encode()).decode()
+        self._blocks.append(BlobBlock(block_id))
+        self._size += len(block)
+        self._sending = self._pool.submit(self._blob.stage_block, block_id, block)
+
+    def commit(self, metadata: Mapping[str, str] | None = None) -> BlobInfo:
+        if self._parts:
+            self._stage()
+        if self._sending is not None:
+            self._sending.result()
+        result = self._blob.commit_block_list(self._blocks, content_settings=ContentSettings(
+            content_type=self._content_type), metadata=dict(metadata or {}))
+        return BlobInfo(self._blob.container_name, self._blob.blob_name, self._size, result["etag"],
+                        dict(metadata or {}))
+
+    def close(self) -> None:
+        """Stop sending (after a commit there is nothing left to send)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 class AzureBlobStore:
@@ -124,26 +242,25 @@ class AzureBlobStore:
             raise BlobNotFound(f"{container}/{name}") from None
         except ResourceModifiedError:
             raise BlobVersionGone(f"{container}/{name} is no longer version {etag}") from None
-        chunks = _version_chunks(downloader.chunks(), f"{container}/{name}", etag)
+        where = f"{container}/{name}"
+        chunks = _ReadAhead(_version_chunks(downloader.chunks(), where, etag), where)
         return io.BufferedReader(_Chunks(chunks), CHUNK_SIZE)  # type: ignore[return-value]
 
     def write(self, container: str, name: str, source: BinaryIO, *, content_type: str = "application/octet-stream",
               metadata: Mapping[str, str] | None = None) -> BlobInfo:
-        """Stage the content as blocks, then commit the block list: uncommitted blocks are
-        invisible, so readers see the old blob (or none) until the commit makes the new one
-        appear whole."""
-        blob = self._blob(container, name)
-        token = uuid.uuid4().hex[:16]  # block ids of this write only; all the same length
-        blocks: list[BlobBlock] = []
-        size = 0
-        while chunk := source.read(CHUNK_SIZE):
-            block_id = base64.b64encode(f"{token}-{len(blocks):08d}".encode()).decode()
-            blob.stage_block(block_id, chunk)
-            blocks.append(BlobBlock(block_id))
-            size += len(chunk)
-        result = blob.commit_block_list(blocks, content_settings=ContentSettings(content_type=content_type),
-                                        metadata=dict(metadata or {}))
-        return BlobInfo(container, name, size, result["etag"], dict(metadata or {}))
+        with self.open_write(container, name, content_type=content_type) as out:
+            while chunk := source.read(CHUNK_SIZE):
+                out.write(chunk)
+            return out.commit(metadata)
+
+    @contextlib.contextmanager
+    def open_write(self, container: str, name: str, *,
+                   content_type: str = "application/octet-stream") -> Iterator[BlockUpload]:
+        upload = BlockUpload(self._blob(container, name), content_type)
+        try:
+            yield upload
+        finally:
+            upload.close()
 
     def move(self, container: str, name: str, to_container: str, to_name: str, *, etag: str | None = None,
              metadata: Mapping[str, str] | None = None) -> bool:
@@ -242,8 +359,8 @@ class TriggerBlobClient:
             if quoted(info.etag) != quoted(etag):
                 raise BlobVersionGone(f"{self.where} is no longer version {etag}")
         assert self._size is not None
-        return io.BufferedReader(_Chunks(_version_chunks(self._ranges(etag, self._size), self.where, etag)),
-                                 CHUNK_SIZE)  # type: ignore[return-value]
+        chunks = _ReadAhead(_version_chunks(self._ranges(etag, self._size), self.where, etag), self.where)
+        return io.BufferedReader(_Chunks(chunks), CHUNK_SIZE)  # type: ignore[return-value]
 
     def _ranges(self, etag: str, size: int) -> Iterator[bytes]:
         offset = 0

@@ -9,6 +9,7 @@ Messaging and events use the shared ports :class:`choreography.messaging.Publish
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
@@ -58,6 +59,17 @@ class BlobInfo:
     metadata: Mapping[str, str] = field(default_factory=dict)
 
 
+class BlobWriter(Protocol):
+    """What :meth:`BlobStore.open_write` hands out: written to, then committed (or not)."""
+
+    def write(self, data: bytes) -> int:
+        ...
+
+    def commit(self, metadata: Mapping[str, str] | None = None) -> BlobInfo:
+        """Make what was written the blob, whole, with ``metadata``."""
+        ...
+
+
 class BlobStore(Protocol):
     def info(self, container: str, name: str) -> BlobInfo | None:
         """Size, ETag and metadata of a blob, or None."""
@@ -72,6 +84,13 @@ class BlobStore(Protocol):
               metadata: Mapping[str, str] | None = None) -> BlobInfo:
         """Store ``source`` (read to its end) at ``name``, replacing what is there. All or nothing:
         a reader sees the previous blob (or none) until the new one is complete."""
+        ...
+
+    def open_write(self, container: str, name: str, *,
+                   content_type: str = "application/octet-stream") -> AbstractContextManager[BlobWriter]:
+        """A writer for ``name``: the content may be sent while it is written (sending overlaps
+        producing) but becomes the blob only at :meth:`BlobWriter.commit`, all or nothing, as
+        :meth:`write`. Leaving the context without a commit leaves the blob as it was."""
         ...
 
     def move(self, container: str, name: str, to_container: str, to_name: str, *, etag: str | None = None,

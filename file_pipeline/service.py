@@ -110,6 +110,7 @@ from file_pipeline.ports import (
     BlobNotFound,
     BlobStore,
     BlobVersionGone,
+    BlobWriter,
     ConcurrencyConflict,
     DuplicateClaimed,
     FileRecords,
@@ -120,6 +121,7 @@ from file_pipeline.workfiles import (
     InstructionsBuilder,
     MeteredReader,
     SourceReadError,
+    Tee,
     ValidatedWriter,
     VerifiedReader,
     WorkFileCorrupt,
@@ -222,15 +224,26 @@ def _simple_result(client_id: str, finding: Finding, spool_dir: str | None) -> V
     return ValidationResult(client_id, REJECT_FILE, file_findings=[finding], rejections=RejectionLog(spool_dir))
 
 
-def _digest(stream: IO[bytes]) -> tuple[str, int]:
-    stream.seek(0)
-    h = hashlib.sha256()
-    size = 0
-    while chunk := stream.read(1 << 20):
-        h.update(chunk)
-        size += len(chunk)
-    stream.seek(0)
-    return h.hexdigest(), size
+class WorkWriter:
+    """A work file being written: hashed as it goes, committed with its hash (the claim check
+    that the message carries, verified by the step that reads it)."""
+
+    def __init__(self, out: BlobWriter, file_id: str, blob_name: str) -> None:
+        self._out = out
+        self._file_id = file_id
+        self._blob_name = blob_name
+        self._hash = hashlib.sha256()
+        self._size = 0
+
+    def write(self, data: bytes) -> int:
+        self._hash.update(data)
+        self._size += len(data)
+        return self._out.write(data)
+
+    def commit(self) -> WorkBlob:
+        sha256 = self._hash.hexdigest()
+        self._out.commit({"fileId": self._file_id, "sha256": sha256})
+        return WorkBlob(container=WORK_CONTAINER, name=self._blob_name, sha256=sha256, size=self._size)
 
 
 class PaymentFilePipeline:
@@ -488,11 +501,11 @@ class PaymentFilePipeline:
         with self._open_work(message.transactions, summary.file_id) as source, \
                 InstructionsBuilder(ref, client, file_id=summary.file_id, created=summary.validated_at,
                                     spool_dir=self.options.spool_dir) as builder, \
-                spool(self.options.spool_dir) as out:
+                self._work_writer(summary.file_id, "instructions.jsonl") as out:
             for tx in read_validated(source, summary.file_id):
                 builder.add(tx)
-            built = builder.write_to(out)
-            instructions = self._put_work(summary.file_id, "instructions.jsonl", out)
+            built = builder.write_to(out)  # type: ignore[arg-type]
+            instructions = out.commit()
         adapted = PaymentFileAdapted(file=summary, instructions=instructions, rejections=message.rejections,
                                      nb_of_txs=built.nb_of_txs, ctrl_sum=built.ctrl_sum, blocks=built.blocks)
         record.adapted(self.clock.now(), _handoff(adapted))
@@ -517,10 +530,13 @@ class PaymentFilePipeline:
             log.info("FileCreator: file %s is %s; message %s ignored", file_id, record.state.value, cause.message_id)
             return
         output_name = f"{summary.client_id}/{file_id}.xml"
-        with spool(self.options.spool_dir) as xml:
-            # The XSD check reads the document while it is rendered (a thread of libxml2's own);
-            # its verdict on the whole document is taken before anything is released.
-            with ValidatingWriter(xml, "pain.001.001.09") as checked:
+        with spool(self.options.spool_dir) as xml, \
+                self.blobs.open_write(OUTPUT_CONTAINER, output_name, content_type=XML) as output:
+            # The XSD check reads the document while it is rendered (a thread of libxml2's own),
+            # and the document is sent to storage meanwhile (blocks nobody sees before the commit);
+            # the verdict on the whole document is taken before anything is released. The spool
+            # is what the check reads again where libxml2 cannot give it.
+            with ValidatingWriter(Tee(xml, output), "pain.001.001.09") as checked:
                 with self._open_work(message.instructions, file_id) as source:
                     written = render_pain001(source, checked, file_id)  # type: ignore[arg-type]
                 try:
@@ -533,10 +549,8 @@ class PaymentFilePipeline:
                 with self._open_work(message.rejections, file_id) as source:
                     locations["errorReport"] = self._write_error_report(record, read_rejections(source, file_id))
             # Last write before Completed: once committed, downstream systems may take the file.
-            xml.seek(0)
-            self.blobs.write(OUTPUT_CONTAINER, output_name, xml, content_type=XML,
-                             metadata={"fileId": file_id, "msgId": written.msg_id, "nbOfTxs": str(written.nb_of_txs),
-                                       "ctrlSum": format(written.ctrl_sum, "f")})
+            output.commit({"fileId": file_id, "msgId": written.msg_id, "nbOfTxs": str(written.nb_of_txs),
+                           "ctrlSum": format(written.ctrl_sum, "f")})
         locations["output"] = f"{OUTPUT_CONTAINER}/{output_name}"
         record.completed(self.clock.now(), locations)
         taken = self._save_step(record)
@@ -678,11 +692,17 @@ class PaymentFilePipeline:
             verified.verify()
 
     def _put_work(self, file_id: str, name: str, content: IO[bytes]) -> WorkBlob:
-        sha256, size = _digest(content)
+        content.seek(0)
+        with self._work_writer(file_id, name) as out:
+            while chunk := content.read(1 << 20):
+                out.write(chunk)
+            return out.commit()
+
+    @contextmanager
+    def _work_writer(self, file_id: str, name: str) -> Iterator[WorkWriter]:
         blob_name = f"{file_id}/{name}"
-        self.blobs.write(WORK_CONTAINER, blob_name, content, content_type="application/x-ndjson",
-                         metadata={"fileId": file_id, "sha256": sha256})
-        return WorkBlob(container=WORK_CONTAINER, name=blob_name, sha256=sha256, size=size)
+        with self.blobs.open_write(WORK_CONTAINER, blob_name, content_type="application/x-ndjson") as out:
+            yield WorkWriter(out, file_id, blob_name)
 
     def _quarantine(self, record: PaymentFile, reason_code: str) -> str | None:
         """Move the upload (only the version processed) to

@@ -78,6 +78,22 @@ def spool(spool_dir: str | None = None) -> IO[bytes]:
     return tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, mode="w+b", dir=spool_dir)
 
 
+class Tee:
+    """A writer that writes to ``copy`` too; everything else (``tell``, ``seek``, ``read``) is
+    ``main``'s: e.g. a document kept in a spool to be read again while it is also sent on."""
+
+    def __init__(self, main: IO[bytes], copy: Any) -> None:
+        self._main = main
+        self._copy = copy
+
+    def write(self, data: bytes) -> int:
+        self._copy.write(data)
+        return self._main.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._main, name)
+
+
 # --------------------------------------------------------------------------- metered reading
 class MeteredReader(io.RawIOBase):
     """Reads a source stream while counting and hashing it, and stops at ``limit`` bytes.

@@ -4,6 +4,7 @@ way the Functions host would: blob trigger, then each queue's consumer via ``con
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import threading
@@ -46,6 +47,22 @@ class _Blob:
     etag: str
     metadata: dict[str, str]
     content_type: str = "application/octet-stream"
+
+
+class _Writer:
+    """:meth:`FakeBlobStore.open_write`'s writer: nothing is stored until :meth:`commit`."""
+
+    def __init__(self, store: FakeBlobStore, container: str, name: str, content_type: str) -> None:
+        self._store, self._container, self._name, self._content_type = store, container, name, content_type
+        self._data = io.BytesIO()
+
+    def write(self, data: bytes) -> int:
+        return self._data.write(data)
+
+    def commit(self, metadata: Mapping[str, str] | None = None) -> BlobInfo:
+        self._data.seek(0)
+        return self._store.write(self._container, self._name, self._data, content_type=self._content_type,
+                                 metadata=metadata)
 
 
 class FakeBlobStore:
@@ -102,6 +119,11 @@ class FakeBlobStore:
             self.blobs[(container, name)] = _Blob(data, etag, dict(metadata or {}), content_type)
             self.writes.append((container, name))
         return BlobInfo(container, name, len(data), etag, dict(metadata or {}))
+
+    @contextlib.contextmanager
+    def open_write(self, container: str, name: str, *,
+                   content_type: str = "application/octet-stream") -> Iterator[_Writer]:
+        yield _Writer(self, container, name, content_type)
 
     def move(self, container: str, name: str, to_container: str, to_name: str, *, etag: str | None = None,
              metadata: Mapping[str, str] | None = None) -> bool:
