@@ -3,7 +3,7 @@
 Contract, per ``blobTrigger`` function (``path`` = ``container/pattern``, ``connection``
 names the app setting, default ``Storage`` → ``AzureWebJobsStorage``):
 
-* The container is listed every ``poll_interval`` seconds (1 s by default; Azure's polling
+* The container is listed every ``poll_interval`` seconds (0.25 s by default; Azure's polling
   trigger may take minutes, the Event Grid-based one seconds). ``{param}`` in the pattern
   matches any text, ``/`` included, as the host's blob path templates do; literal text
   must match exactly. A missing container is waited for, not an error.

@@ -213,9 +213,12 @@ class BlobsOptions:
 
     max_degree_of_parallelism: int = field(default_factory=lambda: 8 * _cpu_count())
     poison_blob_threshold: int = 5
-    # Azure scans logs/containers every few seconds to minutes; locally a 1 s container
-    # listing keeps tests and demos snappy. ``DEVHOST_BLOB_POLL_SECONDS`` overrides it.
-    poll_interval: float = 1.0
+    # Azure's polling trigger scans every few seconds to minutes and its Event Grid-based one
+    # reacts in about a second. Locally a container listing every 0.25 s stands in for the
+    # latter: an idle listing costs devhost and Azurite about 1% of a core together (measured:
+    # 0.27 CPU-seconds per 20 s more than listing every second). ``DEVHOST_BLOB_POLL_SECONDS``
+    # overrides it.
+    poll_interval: float = 0.25
 
 
 @dataclass(frozen=True)
