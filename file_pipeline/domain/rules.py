@@ -13,11 +13,14 @@ from __future__ import annotations
 import re
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Container, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from hashlib import blake2b
+from itertools import islice
+from operator import lt
+from sys import byteorder
 
 from file_pipeline.domain.model import FileFormat, FileHeader, Finding, Transaction
 from file_pipeline.domain.reason_codes import NACHA_ERROR_CODES, ReasonCode
@@ -302,6 +305,9 @@ def check_execution_date(
 
 
 # --------------------------------------------------------------------------- DU04 memory
+_LITTLE_ENDIAN = byteorder == "little"  # array("Q").frombytes reads native byte order
+
+
 class _NumberRun:
     """Exact numeric keys of the ids sharing one prefix: ascending ones in a sorted array,
     others in 8-byte buckets."""
@@ -324,11 +330,13 @@ class SeenIds:
     mistaken for a duplicate only if their 128-bit digests collide: for n ids the chance that
     this happens at all is below n**2 / 2**129, about 1.5e-27 for a million transactions.
 
-    Ids that end in 1 to 17 ASCII digits (NACHA trace numbers, ``E2E000000001`` and most
+    Ids that end in 1 to 15 ASCII digits (NACHA trace numbers, ``E2E000000001`` and most
     clients' references) are kept exactly instead: the part before those digits (the prefix,
     which does not end in an ASCII digit, so an id has one way to be split) picks a run, and
-    the digits become the number ``length << 57 | value`` (so ``"012"`` and ``"12"`` stay
-    apart; no collision is possible). While a run's numbers come in ascending order, as
+    the digits become the number ``length << 60 | int(digits, 16)`` (the digits read as
+    hexadecimal, i.e. in BCD, 4 bits each, which keeps the order of digit strings of one length
+    and can be computed for many at once with :meth:`bytes.fromhex`; the length keeps ``"012"``
+    and ``"12"`` apart; no collision is possible). While a run's numbers come in ascending order, as
     sequential references do, each is appended to one sorted array (8 bytes per id) and needs
     no look-up at all, since a number above every one seen before cannot have been seen; one
     that breaks the order is looked up in that array (binary search) and in 8-byte buckets
@@ -337,7 +345,7 @@ class SeenIds:
     """
 
     _BUCKETS = 1 << 16
-    _MAX_DIGITS = 17  # 10**17 < 2**57: the length fits above the value in 64 bits
+    _MAX_DIGITS = 15  # 15 BCD digits take 60 bits: the length fits above them in 64 bits
     _MAX_PREFIXES = 16
     __slots__ = ("_buckets", "_digits", "_runs", "count")
 
@@ -358,7 +366,7 @@ class SeenIds:
                 if run is None and len(self._runs) < self._MAX_PREFIXES:
                     run = self._runs[prefix] = _NumberRun()
             if run is not None:
-                key = digits << 57 | int(value[-digits:])
+                key = digits << 60 | int(value[-digits:], 16)
                 if key > run.last:  # the common case: ascending, so new
                     run.numbers.append(key)
                     run.last = key
@@ -372,8 +380,8 @@ class SeenIds:
         return False
 
     def add_digits(self, value: str) -> bool:
-        """:meth:`add` for a ``value`` known to be 1 to 17 ASCII digits (a NACHA trace number)."""
-        key = len(value) << 57 | int(value)
+        """:meth:`add` for a ``value`` known to be 1 to 15 ASCII digits (a NACHA trace number)."""
+        key = len(value) << 60 | int(value, 16)
         run = self._digits
         if key > run.last:
             run.numbers.append(key)
@@ -382,6 +390,31 @@ class SeenIds:
             return True
         return self._add_number(run, key)
 
+    def add_new_digits(self, values: Sequence[str]) -> int:
+        """:meth:`add_digits` for ``values`` in order, up to the first one seen before: how many
+        were new (``len(values)``: all of them). The values must be ASCII digit strings of one
+        length, 1 to 15 (the trace numbers of NACHA entries)."""
+        run = self._digits
+        # The trace numbers of a batch come in ascending order: their keys are then above one
+        # another, and if the first is above every key seen, none can have been seen. The keys
+        # are made all at once: each value behind its length and zeros is 16 hex digits, 8 bytes.
+        if values and all(map(lt, values, islice(values, 1, None))):
+            width = len(values[0])
+            head = f"{width:x}{'0' * (15 - width)}"
+            keys = array("Q")
+            keys.frombytes(bytes.fromhex(head + head.join(values)))
+            if _LITTLE_ENDIAN:
+                keys.byteswap()
+            if keys[0] > run.last:
+                run.numbers.extend(keys)
+                run.last = keys[-1]
+                self.count += len(keys)
+                return len(keys)
+        for done, value in enumerate(values):
+            if not self.add_digits(value):
+                return done
+        return len(values)
+
     def _add_number(self, run: _NumberRun, key: int) -> bool:
         numbers = run.numbers
         at = bisect_left(numbers, key)
@@ -389,7 +422,8 @@ class SeenIds:
             return False
         if run.buckets is None:
             run.buckets = [None] * self._BUCKETS
-        if _bucket_add(run.buckets, key & 0xFFFF, key.to_bytes(8, "big")):
+        # BCD keys: the low 16 bits are only the last 4 digits; the rest spreads them
+        if _bucket_add(run.buckets, key % 65521, key.to_bytes(8, "big")):
             self.count += 1
             return True
         return False
@@ -423,11 +457,17 @@ class EntryScreen:
     non-empty creditor name and account (at most 34 characters), text fields within their
     lengths and made only of ``ascii_text_chars`` (the ASCII characters :func:`check_text`
     allows), a routing number whose cached verdict in ``routing_verdicts`` is ``None``, and an
-    EndToEndId of 1 to 17 ASCII digits for which ``first_sighting`` (DU04 memory) returns
-    True, gets no finding from :meth:`TransactionRules.check`, and the validator would give it
+    EndToEndId of 1 to 17 ASCII digits that ``first_sightings`` (DU04 memory) counts as new,
+    gets no finding from :meth:`TransactionRules.check`, and the validator would give it
     ``debtor_account`` and ``execution_date``. An entry that fails the screen goes through
-    :meth:`TransactionRules.check` like any other, which words the findings; the screen must
-    call ``first_sighting`` last, since a False from it is repeated by :meth:`check`.
+    :meth:`TransactionRules.check` like any other, which words the findings.
+
+    ``first_sightings`` takes the EndToEndIds of entries that passed every other condition, in
+    file order, and says how many of them, from the first, were new; the entry it stopped at
+    was seen before. The reader must ask it last, and before any entry after those goes through
+    :meth:`check` (DU04 flags the later of two occurrences, so the memory must see the ids in
+    file order); the entry it stopped at goes through :meth:`check`, which finds the repeat
+    again, and the ones after it are asked about anew.
 
     A CSV row (currency and execution-date text picking the screen) passes when it has no format
     finding, an amount written as ASCII ``digits.dd`` (so its cents add up to the same
@@ -443,7 +483,7 @@ class EntryScreen:
 
     max_cents: int
     routing_verdicts: Mapping[str, Finding | None]
-    first_sighting: Callable[[str], bool]
+    first_sightings: Callable[[Sequence[str]], int]
     ascii_text_chars: bytes
     debtor_account: str
     execution_date: date | None
@@ -509,7 +549,7 @@ class TransactionRules:
         return EntryScreen(
             max_cents=10**15 - 1 if max_cents is None else min(max_cents, 10**15 - 1),
             routing_verdicts=self._routing_cache,
-            first_sighting=self._seen_e2e.add_digits,
+            first_sightings=self._seen_e2e.add_new_digits,
             ascii_text_chars=_ASCII_TEXT_CHARS,
             debtor_account=default.id,
             execution_date=requested,

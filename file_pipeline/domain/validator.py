@@ -37,8 +37,9 @@ ACCP, PART, RJCT = "ACCP", "PART", "RJCT"
 
 class Reader(Protocol):
     """What the validator reads. A reader may also offer ``screened(entry_screen)`` (see
-    :meth:`file_pipeline.formats.nacha.NachaReader.screened`): entries paired with their
-    amount in cents when they passed the :class:`~file_pipeline.domain.rules.EntryScreen`,
+    :meth:`file_pipeline.formats.nacha.NachaReader.screened`): each entry as ``(entry, None)``,
+    or, when it passed the :class:`~file_pipeline.domain.rules.EntryScreen`, in a list of such
+    entries of one currency as ``(entries, cents)`` with the sum of their amounts in cents,
     which the validator then takes as valid without applying the rules one by one."""
 
     header: FileHeader
@@ -239,19 +240,19 @@ class FileValidation:
                     if passes(tx):
                         yield tx
             else:
-                for tx, cents in screened(self.rules.entry_screen):
+                for item, cents in screened(self.rules.entry_screen):
                     if cents is None:
-                        if passes(tx):
-                            yield tx
+                        if passes(item):
+                            yield item
                         continue
-                    if tx.currency != ccy:
+                    if item[0].currency != ccy:
                         if count:
                             screened_counts[ccy] = (count, cents_sum)
-                        ccy = tx.currency
+                        ccy = item[0].currency
                         count, cents_sum = screened_counts.get(ccy, (0, 0))
-                    count += 1
+                    count += len(item)
                     cents_sum += cents
-                    yield tx
+                    yield from item
         except FileRejected as exc:
             res.file_findings.append(exc.finding)
             return

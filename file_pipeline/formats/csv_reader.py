@@ -68,14 +68,15 @@ class CsvReader:
         return index
 
     def __iter__(self) -> Iterator[Transaction]:
-        for tx, _ in self.screened(None):
-            yield tx
+        for tx, _ in self.screened(None):  # no screen: one row at a time
+            yield tx  # type: ignore[misc]
 
-    def screened(self, screen_for: ScreenFor | None) -> Iterator[tuple[Transaction, int | None]]:
-        """Every row with, when it passed the :class:`EntryScreen` of its currency and execution
-        date text (made by ``screen_for(currency, date, date text)``), its amount in cents: such a
-        transaction is valid and already carries the debtor account and execution date the
-        validator would give it. ``None``: it still has to go through the transaction rules.
+    def screened(self, screen_for: ScreenFor | None) -> Iterator[tuple[Transaction | list[Transaction], int | None]]:
+        """Every row: ``(transaction, None)`` when it still has to go through the transaction
+        rules, or ``([transaction], cents)`` when it passed the :class:`EntryScreen` of its
+        currency and execution date text (made by ``screen_for(currency, date, date text)``):
+        such a transaction is valid, already carries the debtor account and execution date the
+        validator would give it, and its amount is ``cents`` hundredths.
         Only layouts with plain amounts (``.`` decimals, no thousands separator) are screened."""
         layout = self.layout
         encoding = layout.encoding
@@ -165,11 +166,11 @@ class CsvReader:
                     and (not debtor or debtor in screen.debtor_accounts)
                     and screen.first_sighting_of_any(e2e)
                 ):
-                    yield Transaction(
+                    yield [Transaction(
                         n, reader.line_num, e2e, amount, ccy, name, iban, account, routing, bic,
                         debtor or screen.debtor_account, "", screen.execution_date, remittance, instruction,
                         block, amount_text, date_text, "credit",
-                    ), cents
+                    )], cents
                 else:
                     yield Transaction(
                         n, reader.line_num, e2e, amount, ccy, name, iban, account, routing, bic, debtor, "",

@@ -15,7 +15,8 @@ Records may be separated by LF or CRLF, or not separated at all (a stream of
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 from typing import BinaryIO
@@ -69,6 +70,13 @@ def _yymmdd(text: str) -> date | None:
 ScreenFor = Callable[[str, date | None, str], EntryScreen | None]
 _CHUNK = 1 << 18
 _SCREENABLE_CODES = frozenset(code for code, kind in CREDIT_CODES.items() if kind == "credit")
+# Screened entries are handed out in runs of at most this many: short enough that a run's
+# transactions are gone before the garbage collector's youngest generation fills up (700 new
+# objects), which would otherwise move every run through older generations and cost about
+# as much as the runs save.
+_RUN_LENGTH = 256
+_NOTHING_CLEAN: dict[str, int] = {}  # where no entry may pass the screen
+_HUNDREDTH = Decimal("0.01")  # cents times this: the amount with its 2 decimals, as scaleb(-2)
 
 
 class NachaReader:
@@ -157,14 +165,15 @@ class NachaReader:
             raise _reject("record-type", "record contains non-ASCII bytes", line) from None
 
     def __iter__(self) -> Iterator[Transaction]:
-        for tx, _ in self.screened(None):
-            yield tx
+        for tx, _ in self.screened(None):  # no screen, no run: one entry at a time
+            yield tx  # type: ignore[misc]
 
-    def screened(self, screen_for: ScreenFor | None) -> Iterator[tuple[Transaction, int | None]]:
-        """Every entry with, when it passed its batch's :class:`EntryScreen` (made by
-        ``screen_for(currency, effective date, date text)``), its amount in cents: such an entry
-        is valid and already carries the debtor account and execution date the validator would
-        give it. ``None``: the entry still has to go through the transaction rules."""
+    def screened(self, screen_for: ScreenFor | None) -> Iterator[tuple[Transaction | list[Transaction], int | None]]:
+        """Every entry, in file order: ``(entry, None)`` for one that still has to go through the
+        transaction rules, or ``(entries, cents)`` for consecutive entries of one batch that passed
+        its :class:`EntryScreen` (made by ``screen_for(currency, effective date, date text)``):
+        such entries are valid, already carry the debtor account and execution date the
+        validator would give them, and their amounts add up to ``cents``."""
         header = self.header
         fc = header.nacha
         state = "start"  # start | file | batch | entry | closed
@@ -173,193 +182,260 @@ class NachaReader:
         batch_date_text = ""
         block_id = ""
         screen: EntryScreen | None = None
+        # the screen's parts, in locals for the hot path (set with the screen)
+        routing_verdicts: Mapping[str, object] = {}
+        max_cents = 0
+        debtor_account = ""
+        execution_date: date | None = None
+        # transaction code and routing number (record columns 2-12) -> the routing number's first
+        # 8 digits as a number (its part of the entry hash), for a credit code and a routing
+        # number whose verdict is None: one look-up tells both and gives the hash. Bounded by
+        # the ABA directory, since only numbers found there have that verdict.
+        clean_entries: dict[str, int] = {}
+        clean = _NOTHING_CLEAN.get  # clean_entries.get while entries may pass the screen
+        chunk_clean: bool | None = None  # no character a text field may not hold in the chunk
         pending: Transaction | None = None
         pending_cents: int | None = None
+        # screened entries read but not handed out yet (before the DU04 memory has seen them)
+        run: list[Transaction] = []
+        run_cents = 0
         addenda_expected = False
         # the open batch's computed controls, kept in locals and stored at its control record
         credit_cents = debit_cents = entry_hash = addenda = 0
         n = first_n = 0
         records = 0
         line = 0
-        for recs, raw_chunk in self._record_chunks():
-            chunk_clean: bool | None = None  # no character a text field may not hold in the chunk
-            for rec in recs:
-                line += 1
-                if not rec:
-                    continue
-                records += 1
-                rtype = rec[0]
-                if rtype == "6" and (state == "entry" or state == "batch"):  # the hot path
-                    if pending is not None:
-                        yield pending, pending_cents
-                    code = rec[1:3]
-                    routing8 = rec[3:11]
-                    amount_text = rec[29:39]
-                    trace = rec[79:94]
-                    if not (routing8.isdigit() and amount_text.isdigit() and trace.isdigit()):
-                        _num(routing8, "RDFI routing", line)
-                        _num(amount_text, "amount", line)
-                        _num(trace, "trace number", line)
-                    cents = int(amount_text)
-                    if not code.isdigit():
-                        raise _reject("numeric-field", f"transaction code {code!r} is not numeric", line)
-                    if code[1] in "01234":
-                        credit_cents += cents
-                    else:
-                        debit_cents += cents
-                    entry_hash += int(routing8)
-                    n += 1
-                    addenda_expected = rec[78] == "1"
-                    routing = routing8 + rec[11]
-                    name = rec[54:76].strip()
-                    account = rec[12:29].strip()
-                    if (
-                        screen is not None
-                        and not addenda_expected
-                        and code in _SCREENABLE_CODES
-                        and 0 < cents <= screen.max_cents
-                        and name
-                        and account
-                        and screen.routing_verdicts.get(routing, False) is None
-                        and (
-                            chunk_clean
-                            if chunk_clean is not None
-                            else (
-                                chunk_clean := raw_chunk is not None
-                                and not raw_chunk.translate(None, screen.ascii_text_chars)
+        try:
+            for recs, raw_chunk in self._record_chunks():
+                chunk_clean = None
+                if screen is not None:
+                    chunk_clean = raw_chunk is not None and not raw_chunk.translate(None, screen.ascii_text_chars)
+                    clean = clean_entries.get if chunk_clean else _NOTHING_CLEAN.get
+                for rec in recs:
+                    line += 1
+                    if not rec:
+                        continue
+                    records += 1
+                    rtype = rec[0]
+                    if rtype == "6" and (state == "entry" or state == "batch"):  # the hot path
+                        if pending is not None:
+                            if pending_cents is None:
+                                if run:
+                                    yield from self._release(run, run_cents, screen, batch_date)
+                                    run, run_cents = [], 0
+                                yield pending, None
+                            else:
+                                run.append(pending)
+                                run_cents += pending_cents
+                                if len(run) == _RUN_LENGTH:
+                                    yield from self._release(run, run_cents, screen, batch_date)
+                                    run, run_cents = [], 0
+                        routing = rec[3:12]
+                        amount_text = rec[29:39]
+                        trace = rec[79:94]
+                        entry_hash_part = clean(rec[1:12])
+                        if entry_hash_part is not None and amount_text.isdigit() and trace.isdigit():
+                            cents = int(amount_text)
+                            credit_cents += cents
+                            entry_hash += entry_hash_part
+                            kind = "credit"
+                        else:
+                            entry_hash_part = None
+                            code = rec[1:3]
+                            routing8 = rec[3:11]
+                            if not (routing8.isdigit() and amount_text.isdigit() and trace.isdigit()):
+                                _num(routing8, "RDFI routing", line)
+                                _num(amount_text, "amount", line)
+                                _num(trace, "trace number", line)
+                            cents = int(amount_text)
+                            if not code.isdigit():
+                                raise _reject("numeric-field", f"transaction code {code!r} is not numeric", line)
+                            if code[1] in "01234":
+                                credit_cents += cents
+                            else:
+                                debit_cents += cents
+                            entry_hash += int(routing8)
+                            kind = CREDIT_CODES.get(code, "other")
+                            if (
+                                chunk_clean
+                                and screen is not None
+                                and code in _SCREENABLE_CODES
+                                and routing_verdicts.get(routing, False) is None
+                            ):
+                                entry_hash_part = clean_entries[rec[1:12]] = int(routing8)
+                        n += 1
+                        addenda_expected = rec[78] == "1"
+                        name = rec[54:76].strip()
+                        account = rec[12:29].strip()
+                        if (
+                            entry_hash_part is not None  # screening, a credit, a clean routing number
+                            and not addenda_expected
+                            and 0 < cents <= max_cents
+                            and name
+                            and account
+                        ):
+                            pending_cents = cents
+                            pending = Transaction(
+                                n, line, trace, Decimal(cents) * _HUNDREDTH, "USD", name, "", account, routing, "",
+                                debtor_account, "", execution_date, "", rec[39:54].strip(), block_id,
+                                amount_text, batch_date_text, "credit",
                             )
+                        else:
+                            pending_cents = None
+                            pending = Transaction(
+                                n, line, trace, Decimal(cents) * _HUNDREDTH, "USD", name, "", account, routing, "",
+                                "", "", batch_date, "", rec[39:54].strip(), block_id, amount_text,
+                                batch_date_text, kind,
+                            )
+                        state = "entry"
+                        continue
+                    if state == "closed":
+                        if rec != FILLER:
+                            raise _reject(
+                                "padding", "only all-9 filler records may follow the file control record", line
+                            )
+                        continue
+                    if rtype == "6" or rtype == "7" or rtype == "8":
+                        if state not in ("batch", "entry"):
+                            raise _reject("record-order", f"type {rtype} record outside a batch", line)
+                    if rtype != "7":
+                        if pending is not None:
+                            if pending_cents is None:
+                                yield from self._release(run, run_cents, screen, batch_date)
+                                run, run_cents = [], 0
+                                yield pending, None
+                            else:
+                                run.append(pending)
+                                run_cents += pending_cents
+                            pending = None
+                        if run:  # a run never spans two batches: its entries share the batch date
+                            yield from self._release(run, run_cents, screen, batch_date)
+                            run, run_cents = [], 0
+                    if rtype == "7":
+                        if state != "entry" or pending is None:
+                            raise _reject("record-order", "addenda record without a preceding entry", line)
+                        if not addenda_expected:
+                            raise _reject(
+                                "record-order", "addenda record but the entry's addenda indicator is 0", line
+                            )
+                        addenda += 1
+                        if rec[1:3] == "05":
+                            info = rec[3:83].strip()
+                            pending.remittance_info = (pending.remittance_info + " " + info).strip()
+                    elif rtype == "5":
+                        if state != "file":
+                            raise _reject("record-order", "batch header record out of order", line)
+                        scc = rec[1:4]
+                        if scc not in _SERVICE_CLASSES:
+                            raise _reject("numeric-field", f"service class code {scc!r} is not 200, 220 or 225", line)
+                        sec = rec[50:53]
+                        if sec == "IAT":
+                            raise _reject("unsupported-sec", "IAT (international) batches are not supported", line)
+                        _num(rec[79:87], "ODFI identification", line)
+                        batch_no = rec[87:94]
+                        _num(batch_no, "batch number", line)
+                        batch_date_text = rec[69:75].strip()
+                        batch_date = _yymmdd(batch_date_text)
+                        batch = PaymentBlock(
+                            block_id=batch_no,
+                            line=line,
+                            service_class=scc,
+                            company_id=rec[40:50],
+                            odfi=rec[79:87],
+                            effective_date=batch_date,
                         )
-                        and screen.first_sighting(trace)
-                    ):
-                        pending_cents = cents
-                        pending = Transaction(
-                            n, line, trace, Decimal(cents).scaleb(-2), "USD", name, "", account, routing, "",
-                            screen.debtor_account, "", screen.execution_date, "", rec[39:54].strip(), block_id,
-                            amount_text, batch_date_text, "credit",
-                        )
+                        block_id = batch_no
+                        credit_cents = debit_cents = entry_hash = addenda = 0
+                        first_n = n
+                        screen = screen_for("USD", batch_date, batch_date_text) if screen_for else None
+                        if screen is None:
+                            clean = _NOTHING_CLEAN.get
+                        else:
+                            if chunk_clean is None:
+                                chunk_clean = raw_chunk is not None and not raw_chunk.translate(
+                                    None, screen.ascii_text_chars
+                                )
+                            clean = clean_entries.get if chunk_clean else _NOTHING_CLEAN.get
+                            routing_verdicts = screen.routing_verdicts
+                            max_cents = screen.max_cents
+                            debtor_account = screen.debtor_account
+                            execution_date = screen.execution_date
+                        state = "batch"
+                    elif rtype == "8":
+                        if (
+                            rec[1:4] != batch.service_class
+                            or rec[87:94] != batch.block_id
+                            or rec[44:54] != batch.company_id
+                            or rec[79:87] != batch.odfi
+                        ):
+                            raise _reject(
+                                "header-control-mismatch",
+                                f"batch control does not match batch header "
+                                f"{batch.block_id} (service class, company id, "
+                                "ODFI or batch number)",
+                                line,
+                            )
+                        batch.declared_entry_addenda = _num(rec[4:10], "entry/addenda count", line)
+                        batch.declared_entry_hash = _num(rec[10:20], "entry hash", line)
+                        batch.declared_debit_cents = _num(rec[20:32], "total debit", line)
+                        batch.declared_credit_cents = _num(rec[32:44], "total credit", line)
+                        nb_of_txs = n - first_n
+                        batch.credit_cents, batch.debit_cents = credit_cents, debit_cents
+                        batch.entry_hash, batch.entry_addenda = entry_hash, nb_of_txs + addenda
+                        batch.nb_of_txs = nb_of_txs
+                        if nb_of_txs:  # every amount has 2 decimals: the sum is exact in cents
+                            batch.ctrl_sum = Decimal(credit_cents + debit_cents).scaleb(-2)
+                        header.blocks.append(batch)
+                        header.nb_of_txs += batch.nb_of_txs
+                        header.ctrl_sum += batch.ctrl_sum
+                        batch = None
+                        state = "file"
+                    elif rtype == "1":
+                        if state != "start":
+                            raise _reject("record-order", "second file header record", line)
+                        if rec[1:3] != "01" or rec[34:37] != "094" or rec[37:39] != "10" or rec[39] != "1":
+                            raise _reject(
+                                "numeric-field",
+                                "file header priority code, record size (094), blocking "
+                                "factor (10) or format code (1) is wrong",
+                                line,
+                            )
+                        fc.immediate_destination = rec[3:13].strip()
+                        fc.immediate_origin = rec[13:23].strip()
+                        fc.file_id_modifier = rec[33]
+                        header.msg_id = f"{fc.immediate_origin}-{rec[23:29]}{rec[29:33]}{rec[33]}"
+                        header.creation = rec[23:33]
+                        header.initiating_party = rec[63:86].strip()
+                        state = "file"
+                    elif rtype == "9":
+                        if state != "file":
+                            raise _reject(
+                                "record-order",
+                                "file control record out of order (inside a batch or before the file header)",
+                                line,
+                            )
+                        fc.declared_batch_count = _num(rec[1:7], "batch count", line)
+                        fc.declared_block_count = _num(rec[7:13], "block count", line)
+                        fc.declared_entry_addenda = _num(rec[13:21], "entry/addenda count", line)
+                        fc.declared_entry_hash = _num(rec[21:31], "entry hash", line)
+                        fc.declared_debit_cents = _num(rec[31:43], "total debit", line)
+                        fc.declared_credit_cents = _num(rec[43:55], "total credit", line)
+                        state = "closed"
                     else:
-                        pending_cents = None
-                        pending = Transaction(
-                            n, line, trace, Decimal(cents).scaleb(-2), "USD", name, "", account, routing, "",
-                            "", "", batch_date, "", rec[39:54].strip(), block_id, amount_text, batch_date_text,
-                            CREDIT_CODES.get(code, "other"),
-                        )
-                    state = "entry"
-                    continue
-                if state == "closed":
-                    if rec != FILLER:
-                        raise _reject(
-                            "padding", "only all-9 filler records may follow the file control record", line
-                        )
-                    continue
-                if rtype == "6" or rtype == "7" or rtype == "8":
-                    if state not in ("batch", "entry"):
-                        raise _reject("record-order", f"type {rtype} record outside a batch", line)
-                if rtype != "7" and pending is not None:
-                    yield pending, pending_cents
-                    pending = None
-                if rtype == "7":
-                    if state != "entry" or pending is None:
-                        raise _reject("record-order", "addenda record without a preceding entry", line)
-                    if not addenda_expected:
-                        raise _reject(
-                            "record-order", "addenda record but the entry's addenda indicator is 0", line
-                        )
-                    addenda += 1
-                    if rec[1:3] == "05":
-                        info = rec[3:83].strip()
-                        pending.remittance_info = (pending.remittance_info + " " + info).strip()
-                elif rtype == "5":
-                    if state != "file":
-                        raise _reject("record-order", "batch header record out of order", line)
-                    scc = rec[1:4]
-                    if scc not in _SERVICE_CLASSES:
-                        raise _reject("numeric-field", f"service class code {scc!r} is not 200, 220 or 225", line)
-                    sec = rec[50:53]
-                    if sec == "IAT":
-                        raise _reject("unsupported-sec", "IAT (international) batches are not supported", line)
-                    _num(rec[79:87], "ODFI identification", line)
-                    batch_no = rec[87:94]
-                    _num(batch_no, "batch number", line)
-                    batch_date_text = rec[69:75].strip()
-                    batch_date = _yymmdd(batch_date_text)
-                    batch = PaymentBlock(
-                        block_id=batch_no,
-                        line=line,
-                        service_class=scc,
-                        company_id=rec[40:50],
-                        odfi=rec[79:87],
-                        effective_date=batch_date,
-                    )
-                    block_id = batch_no
-                    credit_cents = debit_cents = entry_hash = addenda = 0
-                    first_n = n
-                    screen = screen_for("USD", batch_date, batch_date_text) if screen_for else None
-                    state = "batch"
-                elif rtype == "8":
-                    if (
-                        rec[1:4] != batch.service_class
-                        or rec[87:94] != batch.block_id
-                        or rec[44:54] != batch.company_id
-                        or rec[79:87] != batch.odfi
-                    ):
-                        raise _reject(
-                            "header-control-mismatch",
-                            f"batch control does not match batch header "
-                            f"{batch.block_id} (service class, company id, "
-                            "ODFI or batch number)",
-                            line,
-                        )
-                    batch.declared_entry_addenda = _num(rec[4:10], "entry/addenda count", line)
-                    batch.declared_entry_hash = _num(rec[10:20], "entry hash", line)
-                    batch.declared_debit_cents = _num(rec[20:32], "total debit", line)
-                    batch.declared_credit_cents = _num(rec[32:44], "total credit", line)
-                    nb_of_txs = n - first_n
-                    batch.credit_cents, batch.debit_cents = credit_cents, debit_cents
-                    batch.entry_hash, batch.entry_addenda = entry_hash, nb_of_txs + addenda
-                    batch.nb_of_txs = nb_of_txs
-                    if nb_of_txs:  # every amount has 2 decimals: the sum is exact in cents
-                        batch.ctrl_sum = Decimal(credit_cents + debit_cents).scaleb(-2)
-                    header.blocks.append(batch)
-                    header.nb_of_txs += batch.nb_of_txs
-                    header.ctrl_sum += batch.ctrl_sum
-                    batch = None
-                    state = "file"
-                elif rtype == "1":
-                    if state != "start":
-                        raise _reject("record-order", "second file header record", line)
-                    if rec[1:3] != "01" or rec[34:37] != "094" or rec[37:39] != "10" or rec[39] != "1":
-                        raise _reject(
-                            "numeric-field",
-                            "file header priority code, record size (094), blocking "
-                            "factor (10) or format code (1) is wrong",
-                            line,
-                        )
-                    fc.immediate_destination = rec[3:13].strip()
-                    fc.immediate_origin = rec[13:23].strip()
-                    fc.file_id_modifier = rec[33]
-                    header.msg_id = f"{fc.immediate_origin}-{rec[23:29]}{rec[29:33]}{rec[33]}"
-                    header.creation = rec[23:33]
-                    header.initiating_party = rec[63:86].strip()
-                    state = "file"
-                elif rtype == "9":
-                    if state != "file":
-                        raise _reject(
-                            "record-order",
-                            "file control record out of order (inside a batch or before the file header)",
-                            line,
-                        )
-                    fc.declared_batch_count = _num(rec[1:7], "batch count", line)
-                    fc.declared_block_count = _num(rec[7:13], "block count", line)
-                    fc.declared_entry_addenda = _num(rec[13:21], "entry/addenda count", line)
-                    fc.declared_entry_hash = _num(rec[21:31], "entry hash", line)
-                    fc.declared_debit_cents = _num(rec[31:43], "total debit", line)
-                    fc.declared_credit_cents = _num(rec[43:55], "total credit", line)
-                    state = "closed"
-                else:
-                    raise _reject("record-type", f"unknown record type {rtype!r}", line)
+                        raise _reject("record-type", f"unknown record type {rtype!r}", line)
+        except FileRejected:
+            # what was read before the fault is handed out, as it would have been one by one
+            if run:
+                yield from self._release(run, run_cents, screen, batch_date)
+            raise
         if pending is not None:  # file ends right after an entry: yield it, then fail below
-            yield pending, pending_cents
+            if pending_cents is None:
+                yield pending, None
+            else:
+                run.append(pending)
+                run_cents += pending_cents
+        if run:
+            yield from self._release(run, run_cents, screen, batch_date)
         if state == "start":
             raise _reject("missing-record", "no file header record", None)
         if state != "closed":
@@ -367,3 +443,28 @@ class NachaReader:
         fc.record_count = records
         if records % 10:
             raise _reject("padding", f"{records} records is not a multiple of 10 (missing 9-filler)", None)
+
+    @staticmethod
+    def _release(
+        run: list[Transaction], cents: int, screen: EntryScreen | None, batch_date: date | None
+    ) -> Iterator[tuple[Transaction | list[Transaction], int | None]]:
+        """``run`` (entries of one batch that passed its ``screen`` but for DU04, in file order,
+        their amounts adding up to ``cents``) as :meth:`screened` hands it out, once the DU04
+        memory has seen their trace numbers: an entry whose trace number was seen before goes
+        to the rules, as it was read."""
+        if not run or screen is None:  # a run is only made under a screen
+            return
+        traces = [tx.end_to_end_id for tx in run]
+        start = 0
+        while start < len(run):
+            new = screen.first_sightings(traces[start:] if start else traces)
+            if start == 0 and new == len(run):
+                yield run, cents
+                return
+            if new:
+                part = run[start : start + new]
+                yield part, sum(int(tx.amount_text) for tx in part)
+            start += new
+            if start < len(run):
+                yield replace(run[start], debtor_account="", requested_execution_date=batch_date), None
+                start += 1

@@ -320,10 +320,86 @@ def test_screened_entries_get_the_same_verdicts_as_the_rules(ref, line_end):
     L[entries[4000]] = set_field(L[entries[4000]], 79, L[entries[3999]][79:94])  # DU04
     L[entries[5000]] = set_field(L[entries[5000]], 60, "\x01")  # control character in the name
     L[entries[5500]] = set_field(L[entries[5500]], 54, " " * 22)  # no creditor name
+    # screened entries are handed out in runs, their trace numbers checked a run at a time:
+    # repeats at many offsets (97 is prime to any run length), of an earlier batch's trace number
+    # (out of order) and of a trace number next to a fault
+    for k in range(500, 2400, 97):
+        L[entries[k]] = set_field(L[entries[k]], 79, L[entries[k - 1]][79:94])
+    L[entries[5200]] = set_field(L[entries[5200]], 79, L[entries[100]][79:94])
+    L[entries[3201]] = set_field(L[entries[3201]], 79, L[entries[3200]][79:94])
+    L[entries[3300]] = set_field(L[entries[3300]], 1, "23")  # credit prenote
+    L[entries[3400]] = set_field(L[entries[3400]], 1, "32")  # savings credit: may be screened
+    L[entries[3500]] = set_field(L[entries[3500]], 11, "X")  # check digit not a digit
+    L[entries[3600]] = set_field(L[entries[3600]], 12, " " * 17)  # no creditor account
     screened, plain = _both_ways((line_end.join(L) + line_end).encode("ascii"), ref)
     assert screened == plain
     rejected_codes = sorted(c for _, _, _, cs, _ in plain[1] for c in cs)
-    assert {"AM01", "AM14", "AG03", "RC10", "DU04", "CH16", "BE22"} <= set(rejected_codes)
+    assert {"AM01", "AM14", "AG03", "RC10", "DU04", "CH16", "BE22", "AC01"} <= set(rejected_codes)
+    assert rejected_codes.count("DU04") == 1 + len(range(500, 2400, 97)) + 2
+    assert plain[4] > 5900  # nearly all entries were valid: most went through the screen
+
+
+def _entries_and_batches(n: int, per_batch: int, addenda_every: int = 0) -> tuple[list[str], list[int], list[int]]:
+    buf = io.BytesIO()
+    generate_nacha(
+        buf, n, effective_date=date(2026, 11, 23), entries_per_batch=per_batch, with_addenda_every=addenda_every
+    )
+    L = buf.getvalue().decode().splitlines()
+    return L, [i for i, rec in enumerate(L) if rec[0] == "6"], [i for i, rec in enumerate(L) if rec[0] == "5"]
+
+
+def test_screen_agrees_on_batches_whose_date_stops_it(ref):
+    """A batch whose effective date has a finding gets no screen, even for routing numbers
+    and codes that let entries of an earlier batch through."""
+    L, _, batches = _entries_and_batches(2400, 600)
+    L[batches[1]] = set_field(L[batches[1]], 69, "261122")  # a Sunday
+    L[batches[2]] = set_field(L[batches[2]], 69, "26AB01")  # not a date
+    screened, plain = _both_ways(join(L), ref)
+    assert screened == plain
+    assert {c for _, _, _, cs, _ in plain[1] for c in cs} == {"DT03", "DT01"}
+    assert (plain[4], plain[5]) == (1200, 1200)
+
+
+def test_screen_agrees_across_the_chunks_of_one_long_batch(ref):
+    """Chunks without a batch header: each one's text is judged on its own."""
+    L, entries, batches = _entries_and_batches(9000, 9000)
+    assert len(batches) == 1
+    L[entries[4000]] = set_field(L[entries[4000]], 60, "\x1f")  # control character in the name
+    L[entries[7000]] = set_field(L[entries[7000]], 60, "\x7f\t")  # allowed in text
+    screened, plain = _both_ways(join(L), ref)
+    assert screened == plain
+    assert [cs for _, _, _, cs, _ in plain[1]] == [["CH16"]] and plain[4] == 8999
+
+
+def _fatal_cases():
+    L, entries, _ = _entries_and_batches(3000, 1500)
+    at = entries[700]
+    yield "record-type", L[:at] + ["X" + L[at][1:]] + L[at + 1 :]
+    yield "addenda-not-flagged", L[: at + 1] + ["705" + " " * 80 + "00010000701"] + L[at + 1 :]
+    yield "non-numeric-amount", L[:at] + [set_field(L[at], 29, "00002500AB")] + L[at + 1 :]
+    yield "non-numeric-trace", L[:at] + [set_field(L[at], 90, "00A1")] + L[at + 1 :]
+    yield "non-numeric-code", L[:at] + [set_field(L[at], 1, "2X")] + L[at + 1 :]
+    yield "record-length", L[:at] + [L[at][:90]] + L[at + 1 :]
+    yield "truncated", L[: at + 1]
+    yield "batch-header-inside-batch", L[: at + 1] + [L[1]] + L[at + 1 :]
+
+
+@pytest.mark.parametrize("name,records", list(_fatal_cases()), ids=[c[0] for c in _fatal_cases()])
+def test_screen_agrees_when_a_fatal_fault_stops_the_file_mid_batch(ref, name, records):
+    """The entries read before the fault are handed out as one by one, screened or not."""
+    screened, plain = _both_ways(join(records), ref)
+    assert screened == plain
+    assert codes(plain[2]) == ["FF01"] and plain[4] > 600
+
+
+def test_screen_agrees_on_a_non_ascii_byte_mid_batch(ref):
+    L, entries, _ = _entries_and_batches(3000, 1500)
+    content = join(L)
+    cut = content.index(L[entries[2000]].encode("ascii")) + 60
+    content = content[:cut] + b"\xe9" + content[cut + 1 :]
+    screened, plain = _both_ways(content, ref)
+    assert screened == plain
+    assert codes(plain[2]) == ["FF01"] and plain[4] > 1900
 
 
 def test_screen_agrees_on_a_blank_line_and_a_valid_file(ref):

@@ -395,3 +395,33 @@ def test_seen_ids_find_every_repeat_whatever_the_order_and_keep_look_alikes_apar
         assert seen.add(value) is (value not in expected), value
         expected.add(value)
     assert seen.count == len(expected)
+
+
+def test_seen_ids_take_trace_numbers_a_run_at_a_time_as_one_by_one():
+    """``add_new_digits`` stops at the first repeat, whether it repeats a value of the same call,
+    of an earlier call or one added by ``add``, in order or not; what it took counts afterwards."""
+    import random
+
+    from file_pipeline.domain.rules import SeenIds
+
+    rng = random.Random(11)
+    seen, expected = SeenIds(), set()
+    for round_ in range(400):
+        width = rng.choice([15, 15, 15, 9, 1, 14])
+        start = rng.randrange(10**width - 300) if width > 3 else 0
+        values = [f"{start + i:0{width}d}" for i in range(rng.randrange(1, 300 if width > 3 else 10))]
+        if round_ % 3 == 1:
+            values.reverse()
+        earlier = sorted(v for v in expected if len(v) == width)
+        if round_ % 5 == 2 and earlier:
+            values.insert(rng.randrange(len(values) + 1), rng.choice(earlier))
+        if round_ % 7 == 3:
+            values.insert(rng.randrange(len(values)), values[-1])
+        new = next((i for i, v in enumerate(values) if v in expected or v in values[:i]), len(values))
+        assert seen.add_new_digits(values) == new
+        expected.update(values[:new])
+        assert seen.count == len(expected)
+        probe = rng.choice(values)
+        assert seen.add(probe) is (probe not in expected)
+        expected.add(probe)
+    assert seen.add_new_digits([]) == 0
