@@ -110,8 +110,9 @@ def validate_source(
             rejections=RejectionLog(spool_dir),
         )
         return Validated(detection, layout, result)
-    for tx in validation.accepted():
-        accept(tx)
+    for run in validation.accepted_runs():
+        for tx in run:
+            accept(tx)
     return Validated(detection, layout, validation.result)
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Container, Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -181,6 +181,12 @@ class FileValidation:
 
     def accepted(self) -> Iterator[Transaction]:
         """Validate the whole stream; yield transactions that pass every transaction rule."""
+        for run in self.accepted_runs():
+            yield from run
+
+    def accepted_runs(self) -> Iterator[Sequence[Transaction]]:
+        """:meth:`accepted` in runs of consecutive transactions, as the reader's screen passed
+        them, which spares the consumer a generator step per transaction."""
         if self._done:
             raise RuntimeError("a FileValidation runs once")
         self._done = True
@@ -238,12 +244,12 @@ class FileValidation:
             if screened is None:
                 for tx in self.reader:
                     if passes(tx):
-                        yield tx
+                        yield (tx,)
             else:
                 for item, cents in screened(self.rules.entry_screen):
                     if cents is None:
                         if passes(item):
-                            yield item
+                            yield (item,)
                         continue
                     if item[0].currency != ccy:
                         if count:
@@ -252,7 +258,7 @@ class FileValidation:
                         count, cents_sum = screened_counts.get(ccy, (0, 0))
                     count += len(item)
                     cents_sum += cents
-                    yield from item
+                    yield item
         except FileRejected as exc:
             res.file_findings.append(exc.finding)
             return

@@ -117,7 +117,12 @@ class NachaReader:
                 recs = text.split("\n")
                 if "\r" in text:
                     recs = [rec.rstrip("\r") for rec in recs]
-                if set(map(len, recs)) == {RECORD_LEN}:
+                    regular = set(map(len, recs)) == {RECORD_LEN}
+                else:  # every record 94 long: a line break at every 95th place, and nowhere else
+                    regular = len(text) == len(recs) * (RECORD_LEN + 1) - 1 and not text[
+                        RECORD_LEN :: RECORD_LEN + 1
+                    ].strip("\n")
+                if regular:
                     line += len(recs)
                     yield recs, body
                     continue

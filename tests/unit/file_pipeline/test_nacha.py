@@ -380,6 +380,7 @@ def _fatal_cases():
     yield "non-numeric-trace", L[:at] + [set_field(L[at], 90, "00A1")] + L[at + 1 :]
     yield "non-numeric-code", L[:at] + [set_field(L[at], 1, "2X")] + L[at + 1 :]
     yield "record-length", L[:at] + [L[at][:90]] + L[at + 1 :]
+    yield "lengths-that-make-up", L[:at] + [L[at][:93], L[at + 1] + " "] + L[at + 2 :]
     yield "truncated", L[: at + 1]
     yield "batch-header-inside-batch", L[: at + 1] + [L[1]] + L[at + 1 :]
 
