@@ -395,9 +395,9 @@ class SeenIds:
         were new (``len(values)``: all of them). The values must be ASCII digit strings of one
         length, 1 to 15 (the trace numbers of NACHA entries)."""
         run = self._digits
-        # The trace numbers of a batch come in ascending order: their keys are then above one
-        # another, and if the first is above every key seen, none can have been seen. The keys
-        # are made all at once: each value behind its length and zeros is 16 hex digits, 8 bytes.
+        # Trace numbers mostly come in ascending order: their keys are then above one another,
+        # and if the first is above every key seen, none can have been seen. The keys are made
+        # all at once: each value behind its length and zeros is 16 hex digits, 8 bytes.
         if values and all(map(lt, values, islice(values, 1, None))):
             width = len(values[0])
             head = f"{width:x}{'0' * (15 - width)}"
@@ -422,7 +422,8 @@ class SeenIds:
             return False
         if run.buckets is None:
             run.buckets = [None] * self._BUCKETS
-        # BCD keys: the low 16 bits are only the last 4 digits; the rest spreads them
+        # the low 16 bits of a BCD key are its last 4 digits (10,000 values): a prime modulus
+        # spreads the keys over all the buckets
         if _bucket_add(run.buckets, key % 65521, key.to_bytes(8, "big")):
             self.count += 1
             return True
@@ -457,7 +458,7 @@ class EntryScreen:
     non-empty creditor name and account (at most 34 characters), text fields within their
     lengths and made only of ``ascii_text_chars`` (the ASCII characters :func:`check_text`
     allows), a routing number whose cached verdict in ``routing_verdicts`` is ``None``, and an
-    EndToEndId of 1 to 17 ASCII digits that ``first_sightings`` (DU04 memory) counts as new,
+    EndToEndId of 1 to 15 ASCII digits that ``first_sightings`` (DU04 memory) counts as new,
     gets no finding from :meth:`TransactionRules.check`, and the validator would give it
     ``debtor_account`` and ``execution_date``. An entry that fails the screen goes through
     :meth:`TransactionRules.check` like any other, which words the findings.
