@@ -3,7 +3,7 @@
 For a CSV file (client ACME001, layout CSV-v1) and a NACHA file (client INITECH03) of N
 transactions each (default N = 100 000, then 1 000 000), generated deterministically into a
 temporary directory, every transaction valid at the pipeline's clock ``PAYMENT_FILES_CLOCK`` =
-``devstack.demo.PAYMENT_CLOCK`` (so the whole file goes through), this measures side by side:
+``devstack.clock.PAYMENT_CLOCK`` (so the whole file goes through), this measures side by side:
 
 * **ceiling** (CSV): plain ``csv.reader`` over the same file, every row read;
 * **peer** (NACHA): ``achkit.validate`` (achkit 0.2.0) on the same file, read as text as its
@@ -110,7 +110,7 @@ TARGET_ACHKIT_MEMORY = 0.1
 
 # =========================================================================== input files
 def _payment_clock() -> str:
-    from devstack.demo import PAYMENT_CLOCK
+    from devstack.clock import PAYMENT_CLOCK
 
     return PAYMENT_CLOCK
 

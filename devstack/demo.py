@@ -28,14 +28,12 @@ from typing import Any
 
 from azure.storage.blob import BlobServiceClient
 
+from .clock import PAYMENT_CLOCK
 from .seed import seed_all
 from .stack import Stack
 
 FINAL = {"Shipped", "Cancelled"}
 SAMPLES = Path(__file__).with_name("samples") / "payments"
-# The sample files carry fixed execution dates; the pipeline's clock is set to a business
-# morning before them so they stay valid whenever the demo runs.
-PAYMENT_CLOCK = "2026-11-20T09:00:00Z"
 
 
 @dataclass

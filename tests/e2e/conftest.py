@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from devstack.demo import PAYMENT_CLOCK
+from devstack.clock import PAYMENT_CLOCK
 from devstack.seed import seed_all
 from devstack.stack import Stack
 
