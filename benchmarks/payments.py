@@ -423,12 +423,13 @@ class DiskFileRecords:
         self.files: dict[tuple[str, str], Any] = {}
         self.pointers: dict[tuple[str, str], tuple[str, list[str]]] = {}
         self.claims: dict[tuple[str, str], tuple[str, str]] = {}
+        self.days: dict[tuple[str, str, Any], Any] = {}  # (client, currency, day) -> DayTotal
         self.counter = 0
         if path.exists():
-            self.files, self.pointers, self.claims, self.counter = pickle.loads(path.read_bytes())
+            self.files, self.pointers, self.claims, self.days, self.counter = pickle.loads(path.read_bytes())
 
     def _flush(self) -> None:
-        self.path.write_bytes(pickle.dumps((self.files, self.pointers, self.claims, self.counter)))
+        self.path.write_bytes(pickle.dumps((self.files, self.pointers, self.claims, self.days, self.counter)))
 
     def _version(self) -> str:
         self.counter += 1
@@ -455,8 +456,11 @@ class DiskFileRecords:
         self.pointers[(record.client_id, record.file_name)] = (record.file_id, [])
         self._flush()
 
-    def save(self, record: Any, *, claim: Sequence[Any] = (), release: Sequence[str] = ()) -> None:
-        from file_pipeline.ports import ConcurrencyConflict, DuplicateClaimed
+    def save(self, record: Any, *, claim: Sequence[Any] = (), release: Sequence[str] = (),
+             totals: Sequence[Any] = ()) -> None:
+        from dataclasses import replace
+
+        from file_pipeline.ports import ConcurrencyConflict, DailyTotalsMoved, DuplicateClaimed
 
         stored = self.files.get((record.client_id, record.file_id))
         if stored is None or stored.version != record.version:
@@ -465,6 +469,12 @@ class DiskFileRecords:
             held = self.claims.get((record.client_id, key.key))
             if held is not None:
                 raise DuplicateClaimed(key.key, held[0])
+        for total in totals:
+            current = self.days.get((record.client_id, total.currency, total.day))
+            if (current.version if current else None) != total.version:
+                raise DailyTotalsMoved(f"{total.currency} {total.day}")
+        for total in totals:
+            self.days[(record.client_id, total.currency, total.day)] = replace(total, version=self._version())
         for key in claim:
             self.claims[(record.client_id, key.key)] = (record.file_id, record.file_name)
         for key in release:
@@ -476,6 +486,10 @@ class DiskFileRecords:
 
     def claim_owners(self, client_id: str, keys: Sequence[Any]) -> dict[str, tuple[str, str]]:
         return {k.key: self.claims[(client_id, k.key)] for k in keys if (client_id, k.key) in self.claims}
+
+    def day_totals(self, client_id: str, currencies: Sequence[str], since: Any) -> list[Any]:
+        return [total for (client, currency, day), total in sorted(self.days.items())
+                if client == client_id and currency in currencies and day >= since]
 
 
 class SeedReference:

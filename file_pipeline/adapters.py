@@ -17,7 +17,8 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any, BinaryIO
 
 from azure.core import MatchConditions
@@ -30,6 +31,7 @@ from azure.core.exceptions import (
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 from azure.storage.blob import BlobBlock, BlobServiceClient, ContentSettings
 
+from file_pipeline.domain.daily import DayTotal, day_key
 from file_pipeline.domain.files import (
     CLIENT_ID_RE,
     FILE_ID_RE,
@@ -44,6 +46,7 @@ from file_pipeline.ports import (
     BlobNotFound,
     BlobVersionGone,
     ConcurrencyConflict,
+    DailyTotalsMoved,
     DuplicateClaimed,
 )
 
@@ -379,7 +382,9 @@ class TriggerBlobClient:
 FILE_ROW = "file-"
 NAME_ROW = "name-"
 CLAIM_ROW = "dup-"
+DAY_ROW = "day-"
 MAX_PREVIOUS = 20
+MAX_TRANSACTION = 100  # operations in one Table transaction (entity group transaction)
 MAX_TEXT = 2000
 
 
@@ -389,6 +394,10 @@ def _partition_ok(client_id: str | None) -> bool:
 
 def name_row_key(file_name: str) -> str:
     return NAME_ROW + hashlib.sha256(file_name.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+
+
+def day_row_key(currency: str, day: date) -> str:
+    return DAY_ROW + day_key(currency, day)
 
 
 def _dt(value: datetime | None) -> str:
@@ -424,6 +433,7 @@ def _to_entity(record: PaymentFile) -> dict[str, Any]:
         "locations": json.dumps(record.locations, ensure_ascii=False),
         "failedStep": record.failed_step,
         "duplicateKeys": json.dumps(record.duplicate_keys),
+        "dailyAmounts": json.dumps(record.daily_amounts),
         "handoff": json.dumps(record.handoff, ensure_ascii=False) if record.handoff else "",
         "notified": record.notified,
     }
@@ -463,6 +473,7 @@ def _from_entity(entity: Mapping[str, Any]) -> PaymentFile:
         locations=json.loads(entity.get("locations") or "{}"),
         failed_step=entity.get("failedStep", ""),
         duplicate_keys=json.loads(entity.get("duplicateKeys") or "[]"),
+        daily_amounts=json.loads(entity.get("dailyAmounts") or "{}"),
         handoff=json.loads(entity["handoff"]) if entity.get("handoff") else None,
         notified=bool(entity.get("notified", False)),
         version=entity.metadata["etag"] if hasattr(entity, "metadata") else None,
@@ -475,7 +486,9 @@ def _if_unchanged(etag: str) -> dict[str, Any]:
 
 class TableFileRecords:
     """Table ``paymentfiles``: PartitionKey = client id; RowKeys ``file-{fileId}`` (the record),
-    ``name-{sha256(fileName)}`` (latest file of that name) and ``dup-{key}`` (duplicate claims)."""
+    ``name-{sha256(fileName)}`` (latest file of that name), ``dup-{key}`` (duplicate claims) and
+    ``day-{CCY}-{YYYY-MM-DD}`` (the running total of the client's live files on a currency and
+    requested execution date, property ``amount`` a decimal string)."""
 
     def __init__(self, table: TableClient) -> None:
         self._table = table
@@ -534,7 +547,8 @@ class TableFileRecords:
             return
         raise ConcurrencyConflict(f"the pointer for {record.file_name!r} keeps changing")
 
-    def save(self, record: PaymentFile, *, claim: Sequence[DuplicateKey] = (), release: Sequence[str] = ()) -> None:
+    def save(self, record: PaymentFile, *, claim: Sequence[DuplicateKey] = (), release: Sequence[str] = (),
+             totals: Sequence[DayTotal] = ()) -> None:
         if record.version is None:
             raise ConcurrencyConflict(f"file {record.file_id} was never stored")
         operations: list[Any] = [("update", _to_entity(record), _if_unchanged(record.version))]
@@ -547,6 +561,17 @@ class TableFileRecords:
             if held is not None and held.get("fileId") == record.file_id:
                 operations.append(("delete", {"PartitionKey": record.client_id, "RowKey": CLAIM_ROW + key},
                                    {"etag": held.metadata["etag"], "match_condition": MatchConditions.IfNotModified}))
+        first_total = len(operations)
+        for total in totals:
+            entity = {"PartitionKey": record.client_id, "RowKey": day_row_key(total.currency, total.day),
+                      "currency": total.currency, "day": total.day.isoformat(), "amount": format(total.amount, "f")}
+            if total.version is None:
+                operations.append(("create", entity))  # fails if another file created it meanwhile
+            else:
+                operations.append(("update", entity, _if_unchanged(total.version)))
+        if len(operations) > MAX_TRANSACTION:
+            raise ValueError(f"saving file {record.file_id} takes {len(operations)} writes; one Table transaction "
+                             f"holds at most {MAX_TRANSACTION}")
         try:
             results = self._table.submit_transaction(operations)
         except TableTransactionError as exc:
@@ -555,8 +580,27 @@ class TableFileRecords:
                 key = claim[index - 1]
                 held = self._get(record.client_id, CLAIM_ROW + key.key)
                 raise DuplicateClaimed(key.key, held.get("fileId", "?") if held else "?") from None
+            if index is not None and index >= first_total:
+                moved = totals[index - first_total]
+                raise DailyTotalsMoved(f"the {moved.currency} total of {record.client_id} for {moved.day} "
+                                       "changed since it was read") from None
             raise ConcurrencyConflict(f"file {record.file_id} changed since it was read") from None
         record.version = results[0]["etag"]
+
+    def day_totals(self, client_id: str, currencies: Sequence[str], since: date) -> list[DayTotal]:
+        if not _partition_ok(client_id) or not currencies:
+            return []
+        parameters: dict[str, Any] = {"client": client_id}
+        ranges = []
+        for i, currency in enumerate(currencies):
+            # one key range per currency: day-EUR-{since} up to day-EUR. ("." sorts right after "-")
+            parameters[f"from{i}"] = day_row_key(currency, since)
+            parameters[f"to{i}"] = f"{DAY_ROW}{currency}."
+            ranges.append(f"( RowKey ge @from{i} and RowKey lt @to{i} )")  # the SDK finds @names between spaces
+        query = f"PartitionKey eq @client and ( {' or '.join(ranges)} )"
+        return [DayTotal(entity["currency"], date.fromisoformat(entity["day"]), Decimal(entity["amount"]),
+                         entity.metadata["etag"])
+                for entity in self._table.query_entities(query, parameters=parameters)]
 
     def claim_owners(self, client_id: str, keys: Sequence[DuplicateKey]) -> dict[str, tuple[str, str]]:
         owners = {}

@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from datetime import date
 from typing import BinaryIO, Protocol
 
+from file_pipeline.domain.daily import DayTotal
 from file_pipeline.domain.files import DuplicateKey, PaymentFile
 from file_pipeline.domain.reference import ReferenceData
 
@@ -39,6 +41,11 @@ class BlobVersionGone(Exception):
 
 class ConcurrencyConflict(Exception):
     """The record changed since it was read (or already exists when added)."""
+
+
+class DailyTotalsMoved(ConcurrencyConflict):
+    """A day total changed since it was read (or was created meanwhile): another file of the
+    client was accepted or released in between."""
 
 
 class DuplicateClaimed(Exception):
@@ -131,8 +138,8 @@ class TriggerBlob(Protocol):
 
 class FileRecords(Protocol):
     """Table ``paymentfiles``: one partition per client holding the file records, a pointer per
-    file name to its latest file, and the duplicate-file claims (so every change to one client's
-    files is a single atomic batch)."""
+    file name to its latest file, the duplicate-file claims and the running totals of the
+    client's daily limits (so every change to one client's files is a single atomic batch)."""
 
     def get(self, client_id: str, file_id: str) -> PaymentFile | None:
         ...
@@ -150,10 +157,19 @@ class FileRecords(Protocol):
         Sets ``record.version``."""
         ...
 
-    def save(self, record: PaymentFile, *, claim: Sequence[DuplicateKey] = (), release: Sequence[str] = ()) -> None:
+    def save(self, record: PaymentFile, *, claim: Sequence[DuplicateKey] = (), release: Sequence[str] = (),
+             totals: Sequence[DayTotal] = ()) -> None:
         """In one atomic write: replace the record if unchanged since read (else
         ConcurrencyConflict), create the ``claim`` keys for it (DuplicateClaimed if another file
-        holds one) and delete the ``release`` keys it holds. Sets ``record.version``."""
+        holds one), delete the ``release`` keys it holds, and store each of ``totals`` (at most
+        :data:`~file_pipeline.domain.daily.MAX_DAYS_PER_FILE`) if that day total is still at
+        the ``version`` read, or still absent when ``version`` is None (else DailyTotalsMoved).
+        Nothing is written unless all of it is. Sets ``record.version``."""
+        ...
+
+    def day_totals(self, client_id: str, currencies: Sequence[str], since: date) -> list[DayTotal]:
+        """The client's stored day totals for ``currencies`` on ``since`` and later days, each
+        with its version."""
         ...
 
     def claim_owners(self, client_id: str, keys: Sequence[DuplicateKey]) -> dict[str, tuple[str, str]]:

@@ -16,6 +16,13 @@ Idempotency, step by step (what a repeat of the same input does):
 * Duplicate files (``DU01``): the content hash and the client's MsgId are claimed in the same
   atomic Table batch that records the file ``Validated``, so two identical uploads racing each
   other cannot both pass.
+* Daily limits (:mod:`file_pipeline.domain.daily`): the client's day totals are read before the
+  file is validated, and the file's own amounts are added to them in that same batch, each total
+  guarded by its ETag. If another file of the client moved a total meanwhile, the totals are
+  read again: when the file's verdict cannot change (nothing was refused for a daily limit and
+  its amounts still fit), the batch is written again on them; otherwise the conflict is raised
+  and the trigger's retry validates the file again on the fresh totals. Compensation subtracts
+  the amounts in the batch that clears them from the record.
 
 Failures, classified once (see :class:`StepConsumer`):
 
@@ -45,7 +52,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import IO, Any, BinaryIO
@@ -67,6 +74,7 @@ from choreography.messaging import (
     Received,
 )
 from choreography.reason_codes import ReasonCode as AppReason
+from file_pipeline.domain.daily import DailyUsage, DayKey, DayTotal, amounts_by_key, amounts_for_record
 from file_pipeline.domain.files import (
     CLIENT_ID_RE,
     FILE_ID_RE,
@@ -112,6 +120,7 @@ from file_pipeline.ports import (
     BlobVersionGone,
     BlobWriter,
     ConcurrencyConflict,
+    DailyTotalsMoved,
     DuplicateClaimed,
     FileRecords,
     ReferenceSource,
@@ -136,6 +145,8 @@ log = logging.getLogger(__name__)
 
 XML = "application/xml"
 CSV = "text/csv"
+#: Writes of one step on day totals that keep moving before it gives up (raises: transient).
+DAILY_TOTALS_ATTEMPTS = 5
 
 
 class FailureReason(StrEnum):
@@ -324,6 +335,7 @@ class PaymentFilePipeline:
     def _validate(self, record: PaymentFile, source: BinaryIO, cause: Cause, now: datetime) -> Outcome:
         ref = self.reference.get()
         rules_now = self.rules_clock.now()
+        usage = self._daily_usage(ref, record.client_id, rules_now)  # before validating: see the module doc
         spool_dir = self.options.spool_dir
         metered = MeteredReader(source, self.options.max_bytes)
         stream = io.BufferedReader(metered, 1 << 16)
@@ -332,7 +344,7 @@ class PaymentFilePipeline:
             validated: Validated | None = None
             try:
                 validated = validate_source(stream, ref, record.client_id, rules_now, file_id=record.file_id,
-                                            accept=writer.add, spool_dir=spool_dir)
+                                            accept=writer.add, spool_dir=spool_dir, daily_used=usage.amounts)
                 if validated.validation.output_allowed:
                     metered.drain()  # the content hash covers the whole file
             except FileRejected:
@@ -366,7 +378,7 @@ class PaymentFilePipeline:
             record.sha256 = metered.hexdigest() if result.output_allowed else ""  # drained: the whole file
             try:
                 if result.output_allowed:
-                    outcome = self._claim_and_accept(record, validated, tx_spool, cause, now, rules_now)
+                    outcome = self._claim_and_accept(record, validated, tx_spool, cause, now, rules_now, usage)
                     if outcome is not None:
                         return outcome
                 return self._reject(record, validated, result, cause, now)
@@ -374,8 +386,26 @@ class PaymentFilePipeline:
                 if result.rejections is not None:
                     result.rejections.close()
 
+    def _daily_usage(self, ref: ReferenceData, client_id: str, rules_now: datetime) -> DailyUsage:
+        """What the client's live files use of its daily limits, on the days a transaction
+        validated at ``rules_now`` may still take: none before yesterday (UTC), since an earlier
+        date is in the past in every time zone (CH04)."""
+        client = ref.clients.get(client_id)
+        if client is None or not client.daily_limits:
+            return DailyUsage()
+        since = rules_now.astimezone(UTC).date() - timedelta(days=1)
+        return DailyUsage(self.records.day_totals(client_id, sorted(client.daily_limits), since))
+
+    def _daily_release(self, client_id: str, released: Mapping[DayKey, Decimal]) -> list[DayTotal]:
+        """The client's day totals as stored now, with ``released`` taken out."""
+        if not released:
+            return []
+        currencies = sorted({currency for currency, _ in released})
+        stored = self.records.day_totals(client_id, currencies, min(day for _, day in released))
+        return DailyUsage(stored).release(released)
+
     def _claim_and_accept(self, record: PaymentFile, validated: Validated, tx_spool: IO[bytes], cause: Cause,
-                          now: datetime, rules_now: datetime) -> Outcome | None:
+                          now: datetime, rules_now: datetime, usage: DailyUsage) -> Outcome | None:
         """Accept unless the file duplicates a live one (then: DU01 added, None returned)."""
         result = validated.validation
         header = result.header
@@ -402,6 +432,7 @@ class PaymentFilePipeline:
             accepted=result.accepted, accepted_sum=result.accepted_sum, rejected=result.rejected,
             rejected_sum=result.rejected_sum)
         message = PaymentFileValidated(file=summary, transactions=tx_blob, rejections=rejections_blob)
+        reserved = result.daily.reserved if result.daily is not None else {}
         pending = copy.deepcopy(record)  # the record stays Validating if the claim is lost
         pending.validated(
             now, validated_at=rules_now, file_format=validated.format_name, sha256=record.sha256, size=record.size or 0,
@@ -409,15 +440,30 @@ class PaymentFilePipeline:
             group_status=result.group_status, transactions=result.total, accepted=result.accepted,
             rejected=result.rejected, accepted_sum=result.accepted_sum, rejected_sum=result.rejected_sum,
             transaction_reasons=_reason_counts(result.rejections or ()), claims=[k.key for k in keys],
-            handoff=_handoff(message))
-        try:
-            self.records.save(pending, claim=[k for k in keys if k.key not in owners])
-        except DuplicateClaimed as lost:  # an identical file was accepted in between: DU01
-            self.blobs.delete_prefix(WORK_CONTAINER, f"{record.file_id}/")
-            owner = self.records.get(record.client_id, lost.owner_file_id)
-            key = next(k for k in keys if k.key == lost.key)
-            result.file_findings.append(key.finding(lost.owner_file_id, owner.file_name if owner else "?"))
-            return None
+            handoff=_handoff(message), daily_amounts=amounts_for_record(reserved))
+        for attempt in range(1, DAILY_TOTALS_ATTEMPTS + 1):
+            try:
+                self.records.save(pending, claim=[k for k in keys if k.key not in owners],
+                                  totals=usage.reserve(reserved))
+                break
+            except DuplicateClaimed as lost:  # an identical file was accepted in between: DU01
+                self.blobs.delete_prefix(WORK_CONTAINER, f"{record.file_id}/")
+                owner = self.records.get(record.client_id, lost.owner_file_id)
+                key = next(k for k in keys if k.key == lost.key)
+                result.file_findings.append(key.finding(lost.owner_file_id, owner.file_name if owner else "?"))
+                return None
+            except DailyTotalsMoved:
+                ref = self.reference.get()
+                usage = self._daily_usage(ref, record.client_id, rules_now)
+                if result.daily is None or not result.daily.holds_under(usage.amounts):
+                    log.info("file %s: the daily totals of %s moved and may change its verdict; "
+                             "it is validated again", record.file_id, record.client_id)
+                    self.blobs.delete_prefix(WORK_CONTAINER, f"{record.file_id}/")  # the retry may reject it
+                    raise
+                if attempt == DAILY_TOTALS_ATTEMPTS:
+                    raise
+                log.info("file %s: the daily totals of %s moved; its verdict stands, written again",
+                         record.file_id, record.client_id)
         self._send(VALIDATED_QUEUE, message, record.file_id, cause)
         log.info("file %s (%s/%s) validated: %s, %d accepted, %d rejected", record.file_id, record.client_id,
                  record.file_name, result.group_status, result.accepted, result.rejected)
@@ -610,8 +656,7 @@ class PaymentFilePipeline:
             finding = Finding(ReasonCode.NARR, f"{step.value} failed for good after the file was validated "
                                                f"({command.reason}: {command.description}); every completed step "
                                                "was undone and the file may be submitted again")
-            released = record.compensating(now, step, [finding])
-            self.records.save(record, release=released)  # the DU01 claims go first: resubmission is accepted
+            self._start_compensating(record, now, step, [finding])
         output_name = f"{record.client_id}/{record.file_id}.xml"
         if self.blobs.delete(OUTPUT_CONTAINER, output_name):
             log.warning("compensation: deleted output %s/%s of file %s", OUTPUT_CONTAINER, output_name, record.file_id)
@@ -627,6 +672,20 @@ class PaymentFilePipeline:
         self.records.save(record, release=released)
         log.warning("file %s compensated after %s failed: %s", record.file_id, step.value, command.description)
         self._announce(record, cause)
+
+    def _start_compensating(self, record: PaymentFile, now: datetime, step: Step, reasons: list[Finding]) -> None:
+        """Record ``Compensating`` with the DU01 claims and the daily amounts released in the same
+        write, first of all, so a corrected resubmission is accepted. Day totals that other files
+        move meanwhile are read again: taking amounts out is right whatever they hold."""
+        released = record.compensating(now, step, reasons)
+        daily = amounts_by_key(record.release_daily_amounts())
+        for attempt in range(1, DAILY_TOTALS_ATTEMPTS + 1):
+            try:
+                self.records.save(record, release=released, totals=self._daily_release(record.client_id, daily))
+                return
+            except DailyTotalsMoved:
+                if attempt == DAILY_TOTALS_ATTEMPTS:
+                    raise
 
     def _rejection_report(self, record: PaymentFile) -> str:
         """pain.002 ``RJCT`` for a compensated file, from its record (the work files are gone)."""

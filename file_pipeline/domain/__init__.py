@@ -5,6 +5,7 @@
 * :mod:`.reference` - frozen ``ReferenceData`` built from Azure-Table-shaped rows (+ shipped seed)
 * :mod:`.rules` - transaction and file rules, each returning reason code + description
 * :mod:`.validator` - ``FileValidation``: rules + client policy over a reader's stream
+* :mod:`.daily` - daily limits per client, currency and execution date, across files
 * :mod:`.names` - checks for externally supplied blob names
 * :mod:`.pipeline` - ``process_file``: detect -> read -> validate -> pain.001 + pain.002
 """

@@ -173,6 +173,9 @@ class PaymentFile:
     locations: dict[str, str] = field(default_factory=dict)
     failed_step: str = ""
     duplicate_keys: list[str] = field(default_factory=list)  # claims this file holds
+    # what the file reserved of its client's daily limits: "EUR-2026-11-23" -> "1250.00"
+    # (file_pipeline.domain.daily); kept until compensation takes it back
+    daily_amounts: dict[str, str] = field(default_factory=dict)
     handoff: dict[str, Any] | None = None  # the last hand-off message's data, to re-send on a re-run
     notified: bool = False
     version: str | None = None  # storage ETag of the record; None until stored
@@ -228,6 +231,7 @@ class PaymentFile:
         transaction_reasons: dict[str, int],
         claims: list[str],
         handoff: dict[str, Any],
+        daily_amounts: dict[str, str] | None = None,
     ) -> None:
         self._require(FileState.VALIDATING)
         self.state = FileState.VALIDATED
@@ -240,6 +244,7 @@ class PaymentFile:
         self.accepted_sum, self.rejected_sum = _sum(accepted_sum), _sum(rejected_sum)
         self.transaction_reasons = dict(transaction_reasons)
         self.duplicate_keys = list(claims)
+        self.daily_amounts = dict(daily_amounts or {})
         self.handoff = handoff
 
     def adapted(self, now: datetime, handoff: dict[str, Any]) -> None:
@@ -257,7 +262,8 @@ class PaymentFile:
 
     def compensating(self, now: datetime, step: Step, reasons: list[Finding]) -> list[str]:
         """Start undoing a file whose ``step`` failed for good; returns the duplicate-file claims
-        to release in the same write (so a corrected resubmission is accepted at once)."""
+        to release in the same write (so a corrected resubmission is accepted at once). What the
+        file reserved of the daily limits is taken back with :meth:`release_daily_amounts`."""
         self._require(FileState.VALIDATED, FileState.ADAPTED)
         self.state = FileState.COMPENSATING
         self.updated_at = now
@@ -292,6 +298,13 @@ class PaymentFile:
         self.handoff = None
         self.notified = False
         released, self.duplicate_keys = self.duplicate_keys, []
+        return released
+
+    def release_daily_amounts(self) -> dict[str, str]:
+        """Clear what the file reserved of its client's daily limits and return it, to subtract
+        from the day totals in the same write that saves this record (so a repeat finds nothing
+        left to subtract)."""
+        released, self.daily_amounts = self.daily_amounts, {}
         return released
 
     def announced(self, now: datetime) -> None:

@@ -8,12 +8,13 @@ touched: no Azure, no network, no wall clock (``now`` is passed in).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import BinaryIO
 
+from file_pipeline.domain.daily import DayKey
 from file_pipeline.domain.model import FileFormat, FileRejected, Transaction
 from file_pipeline.domain.reason_codes import ReasonCode
 from file_pipeline.domain.reference import CsvLayout, ReferenceData
@@ -75,12 +76,14 @@ def validate_source(
     accept: Callable[[Transaction], None],
     seen_msg_ids: Container[str] = frozenset(),
     spool_dir: str | None = None,
+    daily_used: Mapping[DayKey, Decimal] | None = None,
 ) -> Validated:
     """Detect, read and validate one file, handing every transaction that passes the
     transaction rules to ``accept`` as it streams by.
 
     Whether those transactions may be used is known only at the end
-    (``result.validation.output_allowed``): callers spool them. A file-level problem
+    (``result.validation.output_allowed``): callers spool them. ``daily_used`` is what the
+    client's earlier live files use of its daily limits (:mod:`file_pipeline.domain.daily`). A file-level problem
     found before or while reading becomes a file finding, never an exception
     (:class:`FileRejected` is caught here).
     """
@@ -101,6 +104,7 @@ def validate_source(
             layout_name=layout.name if layout and detection.format is FileFormat.CSV else "",
             seen_msg_ids=seen_msg_ids,
             spool_dir=spool_dir,
+            daily_used=daily_used,
         )
     except FileRejected as exc:
         result = ValidationResult(

@@ -3,7 +3,10 @@
 :class:`FileValidation` consumes a reader (CSV, pain.001, NACHA), yields the
 transactions that pass every rule (with debtor account and execution date
 resolved, ready for :class:`~file_pipeline.formats.pain001_writer.Pain001Writer`),
-spools rejections to disk, and at the end applies the file rules. Its
+spools rejections to disk, and at the end applies the file rules. The client's
+daily limit is the last transaction rule: it counts only transactions that passed
+the others, in file order, on top of what the client's earlier live files use
+(:mod:`file_pipeline.domain.daily`). The run's
 :class:`ValidationResult` decides the group status:
 
 * any file-level finding (format, structure, controls, duplicates, per-file
@@ -21,13 +24,14 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Container, Iterable, Iterator, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Protocol
 
 from file_pipeline.domain import rules
+from file_pipeline.domain.daily import UNLIMITED_CENTS, DailyLedger, DayKey
 from file_pipeline.domain.model import FileFormat, FileHeader, FileRejected, Finding, Transaction
 from file_pipeline.domain.reason_codes import ReasonCode
 from file_pipeline.domain.reference import PASS_VALID, Client, ReferenceData
@@ -117,6 +121,7 @@ class ValidationResult:
     rejected_sum: Decimal = Decimal(0)
     totals_by_currency: dict[str, Decimal] = field(default_factory=dict)
     rejections: RejectionLog | None = None
+    daily: DailyLedger | None = None  # None: the client has no daily limit
 
     @property
     def group_status(self) -> str:
@@ -164,7 +169,10 @@ class FileValidation:
         layout_name: str = "",
         seen_msg_ids: Container[str] = frozenset(),
         spool_dir: str | None = None,
+        daily_used: Mapping[DayKey, Decimal] | None = None,
     ) -> None:
+        """``daily_used``: what the client's earlier live files use of its daily limits, per
+        (currency, execution date); none when not given."""
         client = ref.clients.get(client_id)
         if client is None:
             raise FileRejected(ReasonCode.NARR, f"unknown client {client_id!r}")
@@ -177,6 +185,8 @@ class FileValidation:
         self.layout_name = layout_name
         self.seen_msg_ids = seen_msg_ids
         self.result = ValidationResult(client_id, client.rejection_policy, rejections=RejectionLog(spool_dir))
+        if client.daily_limits:
+            self.result.daily = DailyLedger(client, daily_used or {})
         self._done = False
 
     def accepted(self) -> Iterator[Transaction]:
@@ -200,7 +210,25 @@ class FileValidation:
         client = self.client
         totals = res.totals_by_currency
         log = res.rejections
+        daily = res.daily
         default_accounts: dict[str, str] = {}
+
+        def reject(tx: Transaction, findings: list[Finding]) -> None:
+            res.rejected += 1
+            if tx.amount is not None and tx.amount.is_finite():
+                res.rejected_sum += tx.amount
+            log.append(
+                Rejection(
+                    tx.index,
+                    tx.line,
+                    tx.end_to_end_id,
+                    tx.instruction_id,
+                    tx.payment_block_id,
+                    tx.amount_text,
+                    tx.currency,
+                    tuple(findings),
+                )
+            )
 
         def passes(tx: Transaction) -> bool:
             """Apply every transaction rule to ``tx``: log it as rejected, or complete it."""
@@ -209,21 +237,7 @@ class FileValidation:
             if tx.amount is not None and tx.amount.is_finite():
                 totals[tx.currency] = totals.get(tx.currency, Decimal(0)) + tx.amount
             if findings:
-                res.rejected += 1
-                if tx.amount is not None and tx.amount.is_finite():
-                    res.rejected_sum += tx.amount
-                log.append(
-                    Rejection(
-                        tx.index,
-                        tx.line,
-                        tx.end_to_end_id,
-                        tx.instruction_id,
-                        tx.payment_block_id,
-                        tx.amount_text,
-                        tx.currency,
-                        tuple(findings),
-                    )
-                )
+                reject(tx, findings)
                 return False
             if not tx.debtor_account:
                 account = default_accounts.get(tx.currency)
@@ -232,14 +246,23 @@ class FileValidation:
                 tx.debtor_account = account
             if tx.requested_execution_date is None:
                 tx.requested_execution_date = self.rules.default_execution_date(tx.currency)
+            if daily is not None:  # last: only a transaction that passed every other rule uses the limit
+                over = daily.admit(tx.currency, tx.requested_execution_date, tx.amount)
+                if over is not None:
+                    reject(tx, [over])
+                    return False
             res.accepted += 1
             res.accepted_sum += tx.amount
             return True
 
         screened = getattr(self.reader, "screened", None)
-        # entries that passed the reader's screen are valid: counted here, in cents per currency
+        # Entries that passed the reader's screen are valid but for the daily limit: counted here
+        # in cents, a run of entries of one currency and execution date at a time, each run
+        # checked against the room the daily limit leaves it (no Decimal per entry).
         screened_counts: dict[str, tuple[int, int]] = {}  # currency -> (entries, cents)
-        ccy, count, cents_sum = "", 0, 0
+        ccy: str = ""
+        day: date | None = None
+        count, cents_sum, room = 0, 0, UNLIMITED_CENTS
         try:
             if screened is None:
                 for tx in self.reader:
@@ -248,23 +271,45 @@ class FileValidation:
             else:
                 for item, cents in screened(self.rules.entry_screen):
                     if cents is None:
+                        # the daily limit sees this one at once: the run so far must be counted first
+                        _end_run(screened_counts, daily, ccy, day, count, cents_sum)
+                        ccy, count, cents_sum = "", 0, 0
                         if passes(item):
                             yield (item,)
                         continue
-                    if item[0].currency != ccy:
-                        if count:
-                            screened_counts[ccy] = (count, cents_sum)
-                        ccy = item[0].currency
-                        count, cents_sum = screened_counts.get(ccy, (0, 0))
-                    count += len(item)
-                    cents_sum += cents
-                    yield item
+                    first = item[0]  # a run is of one currency and execution date (one batch, or one row)
+                    if first.currency != ccy or first.requested_execution_date != day:
+                        _end_run(screened_counts, daily, ccy, day, count, cents_sum)
+                        ccy, day, count, cents_sum = first.currency, first.requested_execution_date, 0, 0
+                        room = UNLIMITED_CENTS if daily is None else daily.room_cents(ccy, day)
+                    if cents_sum + cents <= room:  # the whole run fits: the common case
+                        cents_sum += cents
+                        count += len(item)
+                        yield item
+                        continue
+                    # The run would take the day over its limit: entry by entry, in file order.
+                    kept: list[Transaction] = []
+                    for tx in item:
+                        tx_cents = int(tx.amount.scaleb(2))
+                        if cents_sum + tx_cents > room:
+                            _end_run(screened_counts, daily, ccy, day, count, cents_sum)
+                            count, cents_sum = 0, 0
+                            assert daily is not None  # only a daily limit leaves a run less than unlimited room
+                            res.total += 1
+                            totals[ccy] = totals.get(ccy, Decimal(0)) + tx.amount
+                            reject(tx, [daily.refusal(ccy, day, tx.amount)])
+                            room = daily.room_cents(ccy, day)
+                            continue
+                        cents_sum += tx_cents
+                        count += 1
+                        kept.append(tx)
+                    if kept:
+                        yield kept
         except FileRejected as exc:
             res.file_findings.append(exc.finding)
             return
         finally:
-            if count:
-                screened_counts[ccy] = (count, cents_sum)
+            _end_run(screened_counts, daily, ccy, day, count, cents_sum)
             for code, (n, cents_total) in screened_counts.items():
                 amount = Decimal(cents_total).scaleb(-2)
                 totals[code] = totals.get(code, Decimal(0)) + amount
@@ -283,6 +328,23 @@ class FileValidation:
         for _ in self.accepted():
             pass
         return self.result
+
+
+def _end_run(
+    screened_counts: dict[str, tuple[int, int]],
+    daily: DailyLedger | None,
+    currency: str,
+    day: date | None,
+    count: int,
+    cents: int,
+) -> None:
+    """Count a run of screened entries of one currency and day (see ``FileValidation.accepted``)."""
+    if not count:
+        return
+    n, total = screened_counts.get(currency, (0, 0))
+    screened_counts[currency] = (n + count, total + cents)
+    if daily is not None:
+        daily.add_cents(currency, day, cents)
 
 
 def validate_all(

@@ -9,13 +9,14 @@ import copy
 import io
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
 from typing import Any, BinaryIO
 
 from choreography.contracts import Envelope
 from choreography.handling import consume
 from choreography.messaging import Cause, DeadLetter, Incoming, Outgoing, OutgoingEvent, stamp
+from file_pipeline.domain.daily import DayTotal
 from file_pipeline.domain.files import DuplicateKey, PaymentFile
 from file_pipeline.domain.reference import ReferenceData
 from file_pipeline.messages import ADAPTED_QUEUE, COMPENSATION_QUEUE, VALIDATED_QUEUE
@@ -25,6 +26,7 @@ from file_pipeline.ports import (
     BlobNotFound,
     BlobVersionGone,
     ConcurrencyConflict,
+    DailyTotalsMoved,
     DuplicateClaimed,
 )
 from file_pipeline.service import Options, PaymentFilePipeline, Upload
@@ -213,6 +215,7 @@ class FakeFileRecords:
         self.files: dict[tuple[str, str], PaymentFile] = {}
         self.pointers: dict[tuple[str, str], tuple[str, list[str]]] = {}
         self.claims: dict[tuple[str, str], tuple[str, str]] = {}
+        self.days: dict[tuple[str, str, date], DayTotal] = {}  # (client, currency, day) -> total
         self._counter = 0
         self._lock = threading.RLock()
         self.before_save: Callable[[PaymentFile], None] = lambda record: None
@@ -250,7 +253,8 @@ class FakeFileRecords:
             previous = [] if old is None else ([old[0], *old[1]] if old[0] != record.file_id else old[1])
             self.pointers[(record.client_id, record.file_name)] = (record.file_id, previous[:20])
 
-    def save(self, record: PaymentFile, *, claim: Sequence[DuplicateKey] = (), release: Sequence[str] = ()) -> None:
+    def save(self, record: PaymentFile, *, claim: Sequence[DuplicateKey] = (), release: Sequence[str] = (),
+             totals: Sequence[DayTotal] = ()) -> None:
         self.before_save(record)
         with self._lock:
             stored = self.files.get((record.client_id, record.file_id))
@@ -260,6 +264,12 @@ class FakeFileRecords:
                 held = self.claims.get((record.client_id, key.key))
                 if held is not None:
                     raise DuplicateClaimed(key.key, held[0])
+            for total in totals:
+                current = self.days.get((record.client_id, total.currency, total.day))
+                if (current.version if current else None) != total.version:
+                    raise DailyTotalsMoved(f"{total.currency} {total.day}")
+            for total in totals:
+                self.set_day_total(record.client_id, total)
             for key in claim:
                 self.claims[(record.client_id, key.key)] = (record.file_id, record.file_name)
             for key in release:
@@ -271,6 +281,25 @@ class FakeFileRecords:
     def claim_owners(self, client_id: str, keys: Sequence[DuplicateKey]) -> dict[str, tuple[str, str]]:
         with self._lock:
             return {k.key: self.claims[(client_id, k.key)] for k in keys if (client_id, k.key) in self.claims}
+
+    def day_totals(self, client_id: str, currencies: Sequence[str], since: date) -> list[DayTotal]:
+        with self._lock:
+            return [total for (client, currency, day), total in sorted(self.days.items())
+                    if client == client_id and currency in currencies and day >= since]
+
+    def set_day_total(self, client_id: str, total: DayTotal) -> DayTotal:
+        """Store a day total under a new version, whatever was there (also what a test does to
+        play another file of the client accepted meanwhile)."""
+        with self._lock:
+            stored = replace(total, version=self._version())
+            self.days[(client_id, total.currency, total.day)] = stored
+            return stored
+
+    def day_amounts(self, client_id: str) -> dict[str, str]:
+        """``{"EUR-2026-11-23": "1250.00"}``: the client's stored totals, for assertions."""
+        with self._lock:
+            return {f"{c}-{d.isoformat()}": format(t.amount, "f")
+                    for (client, c, d), t in sorted(self.days.items()) if client == client_id}
 
 
 class FakeReferenceSource:

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import io
 import uuid
+from datetime import date
 from decimal import Decimal
 from typing import Protocol
 
 import pytest
 
+from file_pipeline.domain.daily import DailyUsage, amounts_by_key
 from file_pipeline.domain.files import (
     UNSAFE_NAMES_PARTITION,
     DuplicateKey,
@@ -36,6 +38,7 @@ from file_pipeline.ports import (
     BlobNotFound,
     BlobVersionGone,
     ConcurrencyConflict,
+    DailyTotalsMoved,
     DuplicateClaimed,
     TriggerBlob,
 )
@@ -254,13 +257,33 @@ def new_record(client: str = "ACME001", name: str | None = None) -> PaymentFile:
                                 etag, 123, NOW, f"{INPUT_CONTAINER}/{client}/{name}")
 
 
-def validate(record: PaymentFile, keys: list[DuplicateKey]) -> None:
+def validate(record: PaymentFile, keys: list[DuplicateKey], daily: dict[str, str] | None = None) -> None:
     record.validated(NOW, validated_at=NOW, file_format="CSV-v1", sha256="ab" * 32, size=3_000_000_000,
                      msg_id=record.file_id, original_nb_of_txs=2, original_ctrl_sum=Decimal("3.50"),
                      group_status="PART", transactions=2, accepted=1, rejected=1,
                      accepted_sum=Decimal("1.25"),
                      rejected_sum=Decimal("2.25"), transaction_reasons={"AC01": 1},
-                     claims=[k.key for k in keys], handoff={"type": "PaymentFileValidated", "data": {"x": "ü"}})
+                     claims=[k.key for k in keys], handoff={"type": "PaymentFileValidated", "data": {"x": "ü"}},
+                     daily_amounts=daily)
+
+
+MON, TUE = date(2026, 11, 23), date(2026, 11, 24)
+
+
+def accept_with_daily(file_records, daily: dict[str, str], client: str = "ACME001") -> PaymentFile:
+    """A new file of ``client`` accepted with ``daily`` reserved on the totals as read now."""
+    record = new_record(client)
+    file_records.add(record)
+    validate(record, [], daily)
+    reserved = amounts_by_key(daily)
+    currencies = sorted({currency for currency, _ in reserved})
+    usage = DailyUsage(file_records.day_totals(client, currencies, min(day for _, day in reserved)))
+    file_records.save(record, totals=usage.reserve(reserved))
+    return record
+
+
+def stored_amounts(file_records, client: str = "ACME001", currencies=("CHF", "EUR", "USD")) -> dict:
+    return {(t.currency, t.day): t.amount for t in file_records.day_totals(client, list(currencies), date(2000, 1, 1))}
 
 
 class FileRecordsContract:
@@ -274,14 +297,14 @@ class FileRecordsContract:
         file_records.add(record)
         assert record.version is not None
         keys = duplicate_keys("cd" * 32, FileFormat.PAIN001_09, "MSG-1")
-        validate(record, keys)
+        validate(record, keys, {"EUR-2026-11-23": "1250.00", "USD-2026-11-24": "0.01"})
         file_records.save(record, claim=keys)
         loaded = file_records.get(record.client_id, record.file_id)
         assert loaded is not None and loaded.version == record.version
         for name in ("file_id", "client_id", "file_name", "state", "received_at", "validated_at", "input_name",
                      "source_etag", "size", "sha256", "format", "msg_id", "original_nb_of_txs", "original_ctrl_sum",
                      "group_status", "transactions", "accepted", "rejected", "accepted_sum", "rejected_sum",
-                     "transaction_reasons", "locations", "duplicate_keys", "handoff", "notified"):
+                     "transaction_reasons", "locations", "duplicate_keys", "daily_amounts", "handoff", "notified"):
             assert getattr(loaded, name) == getattr(record, name), name
         assert file_records.find(record.file_id).file_id == record.file_id
 
@@ -348,6 +371,70 @@ class FileRecordsContract:
         file_records.add(other)
         validate(other, keys)
         file_records.save(other, claim=keys)  # the same content from another client is no duplicate
+
+    def test_day_totals_are_stored_exactly_and_read_by_currency_and_day(self, file_records):
+        assert file_records.day_totals("ACME001", ["EUR"], MON) == []
+        accept_with_daily(file_records, {"EUR-2026-11-23": "1250.00", "EUR-2026-11-24": "0.10",
+                                         "USD-2026-11-23": "19999999.99"})
+        accept_with_daily(file_records, {"EUR-2026-11-23": "0.01"})
+        eur = file_records.day_totals("ACME001", ["EUR"], MON)
+        assert sorted((t.currency, t.day, str(t.amount)) for t in eur) == [
+            ("EUR", MON, "1250.01"), ("EUR", TUE, "0.10")]  # Decimal strings, never floats
+        assert all(t.version for t in eur)
+        assert [(t.day, t.amount) for t in file_records.day_totals("ACME001", ["EUR"], TUE)] == [
+            (TUE, Decimal("0.10"))]  # earlier days are not read
+        assert [t.amount for t in file_records.day_totals("ACME001", ["USD"], MON)] == [Decimal("19999999.99")]
+        assert len(file_records.day_totals("ACME001", ["CHF", "EUR", "USD"], MON)) == 3
+        assert file_records.day_totals("GLOBEX02", ["EUR", "USD"], MON) == []  # one client's totals only
+
+    def test_a_day_total_moved_since_it_was_read_fails_the_whole_write(self, file_records):
+        accept_with_daily(file_records, {"EUR-2026-11-23": "100.00"})
+        one, two = new_record(), new_record()
+        for record in (one, two):
+            file_records.add(record)
+            validate(record, [], {"EUR-2026-11-23": "50.00"})
+        read_by_one = DailyUsage(file_records.day_totals("ACME001", ["EUR"], MON))
+        read_by_two = DailyUsage(file_records.day_totals("ACME001", ["EUR"], MON))
+        file_records.save(one, totals=read_by_one.reserve({("EUR", MON): Decimal("50.00")}))
+        keys = duplicate_keys("fe" * 32, FileFormat.CSV, "")
+        with pytest.raises(DailyTotalsMoved):
+            file_records.save(two, claim=keys, totals=read_by_two.reserve({("EUR", MON): Decimal("50.00")}))
+        # nothing of the failed write happened: record, claims and total as they were
+        assert file_records.get(two.client_id, two.file_id).state is FileState.VALIDATING
+        assert file_records.claim_owners("ACME001", keys) == {}
+        assert stored_amounts(file_records) == {("EUR", MON): Decimal("150.00")}
+        # read again, the same write goes through
+        fresh = DailyUsage(file_records.day_totals("ACME001", ["EUR"], MON))
+        file_records.save(two, claim=keys, totals=fresh.reserve({("EUR", MON): Decimal("50.00")}))
+        assert stored_amounts(file_records) == {("EUR", MON): Decimal("200.00")}
+
+    def test_a_day_total_created_meanwhile_fails_the_write_that_would_create_it(self, file_records):
+        late = new_record()
+        file_records.add(late)
+        validate(late, [], {"EUR-2026-11-24": "7.00"})
+        nothing_yet = DailyUsage(file_records.day_totals("ACME001", ["EUR"], TUE))
+        accept_with_daily(file_records, {"EUR-2026-11-24": "3.00"})
+        with pytest.raises(DailyTotalsMoved):
+            file_records.save(late, totals=nothing_yet.reserve({("EUR", TUE): Decimal("7.00")}))
+        assert stored_amounts(file_records) == {("EUR", TUE): Decimal("3.00")}
+
+    def test_a_release_is_written_with_the_record_that_clears_it_and_only_once(self, file_records):
+        owner = accept_with_daily(file_records, {"EUR-2026-11-23": "40.00", "USD-2026-11-23": "5.00"})
+        accept_with_daily(file_records, {"EUR-2026-11-23": "2.00"})
+        stale = file_records.get(owner.client_id, owner.file_id)
+        released = owner.compensating(NOW, Step.CREATOR, [Finding(ReasonCode.NARR, "undone")])
+        amounts = amounts_by_key(owner.release_daily_amounts())
+        stored = DailyUsage(file_records.day_totals("ACME001", ["EUR", "USD"], MON))
+        file_records.save(owner, release=released, totals=stored.release(amounts))
+        assert stored_amounts(file_records) == {("EUR", MON): Decimal("2.00"), ("USD", MON): Decimal("0.00")}
+        assert file_records.get(owner.client_id, owner.file_id).daily_amounts == {}
+        # a second compensation working from the record as it was before cannot subtract again
+        again = stale.compensating(NOW, Step.CREATOR, [Finding(ReasonCode.NARR, "undone")])
+        amounts = amounts_by_key(stale.release_daily_amounts())
+        stored = DailyUsage(file_records.day_totals("ACME001", ["EUR", "USD"], MON))
+        with pytest.raises(ConcurrencyConflict):
+            file_records.save(stale, release=again, totals=stored.release(amounts))
+        assert stored_amounts(file_records) == {("EUR", MON): Decimal("2.00"), ("USD", MON): Decimal("0.00")}
 
     def test_unsafe_names_are_recorded_in_their_own_partition(self, file_records):
         upload = parse_upload_name("../../etc/passwd")
