@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
+from datetime import date, timedelta
+from decimal import Decimal
 
 import pytest
 
@@ -16,6 +18,8 @@ from file_pipeline.adapters import (
     TriggerBlobClient,
     blob_service,
 )
+from file_pipeline.domain.daily import DayTotal
+from file_pipeline.domain.files import FileState
 from file_pipeline.domain.reference import load_seed_entities
 from file_pipeline.ports import CONTAINERS, INPUT_CONTAINER
 from file_pipeline.seed import MAX_BATCH, seed
@@ -24,6 +28,9 @@ from tests.unit.file_pipeline.port_contracts import (
     FileRecordsContract,
     ReferenceSourceContract,
     TriggerBlobContract,
+    accept_with_daily,
+    new_record,
+    validate,
 )
 
 from .conftest import ROOT, blob_trigger
@@ -95,3 +102,25 @@ def test_seed_command_line(fp_azurite):
                               text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         assert f"reference entities into table {name}" in done.stdout
+
+
+def test_day_totals_are_rows_of_the_client_partition_holding_a_decimal_string(table_service):
+    table = table_service.create_table(f"pf{uuid.uuid4().hex[:16]}")
+    records = TableFileRecords(table)
+    accept_with_daily(records, {"EUR-2026-11-23": "1250.10", "USD-2026-11-24": "0.01"})
+    eur = table.get_entity("ACME001", "day-EUR-2026-11-23")
+    assert (eur["currency"], eur["day"], eur["amount"]) == ("EUR", "2026-11-23", "1250.10")
+    assert table.get_entity("ACME001", "day-USD-2026-11-24")["amount"] == "0.01"
+
+
+def test_a_save_too_large_for_one_table_transaction_is_refused_before_anything_is_written(table_service):
+    table = table_service.create_table(f"pf{uuid.uuid4().hex[:16]}")
+    records = TableFileRecords(table)
+    record = new_record()
+    records.add(record)
+    validate(record, [])
+    many = [DayTotal("EUR", date(2027, 1, 1) + timedelta(days=i), Decimal("1.00")) for i in range(100)]
+    with pytest.raises(ValueError, match="at most 100"):
+        records.save(record, totals=many)
+    assert records.get(record.client_id, record.file_id).state is FileState.VALIDATING
+    assert records.day_totals("ACME001", ["EUR"], date(2027, 1, 1)) == []

@@ -282,3 +282,55 @@ def test_redelivered_triggers_and_messages_produce_no_second_output(app, blob_se
 def test_status_of_unknown_and_unsafe_names(app):
     assert status("ACME001/never-sent.csv")[0] == 404
     assert status("ACME001/../x.csv")[0] == 400
+
+
+def _eur_file(tag: str, amounts: list[str], day: str = "2026-12-15") -> bytes:
+    head = ("EndToEndId,DebtorIBAN,CreditorName,CreditorIBAN,CreditorAccount,CreditorRouting,CreditorBIC,Amount,"
+            "Currency,ExecutionDate,Remittance")
+    rows = [f"{tag}-{i},DE89370400440532013000,Anna Schmidt,DE62370400440532013001,,,COBADEFFXXX,{amount},EUR,{day},"
+            for i, amount in enumerate(amounts)]
+    return ("\r\n".join([head, *rows]) + "\r\n").encode()
+
+
+def test_the_seeded_daily_limit_holds_across_files_and_compensation_gives_the_room_back(
+        app, blob_service, table_service, inbox):
+    """ACME001's seeded EUR daily limit is 20 000 000.00, its per-file limit 10 000 000.00; no other
+    test pays on 2026-12-15."""
+    files = table_service.get_table_client(FILES_TABLE)
+
+    def day_total() -> str:
+        return files.get_entity("ACME001", "day-EUR-2026-12-15")["amount"]
+
+    ten_million = ["250000.00"] * 40
+    first = upload(blob_service, "ACME001", unique_name("big") + ".csv", _eur_file(unique_name("A"), ten_million))
+    handlers.file_pipeline_validate(first.trigger())
+    second = upload(blob_service, "ACME001", unique_name("big") + ".csv", _eur_file(unique_name("B"), ten_million))
+    handlers.file_pipeline_validate(second.trigger())
+    assert [row(table_service, "ACME001", f.file_id)["state"] for f in (first, second)] == ["Validated"] * 2
+    assert day_total() == "20000000.00"  # exactly the limit
+    assert json.loads(row(table_service, "ACME001", second.file_id)["dailyAmounts"]) == {
+        "EUR-2026-12-15": "10000000.00"}
+
+    cent = _eur_file(unique_name("C"), ["0.01"])
+    over = upload(blob_service, "ACME001", unique_name("cent") + ".csv", cent)
+    handlers.file_pipeline_validate(over.trigger())
+    record = row(table_service, "ACME001", over.file_id)
+    assert record["state"] == "Rejected" and json.loads(record["transactionReasons"]) == {"AM14": 1}
+    doc = etree.parse(io.BytesIO(read(blob_service, REPORTS_CONTAINER, f"ACME001/{over.file_id}.xml")))
+    why = "".join(doc.xpath("//s:TxInfAndSts/s:StsRsnInf/s:AddtlInf/text()", namespaces=NS2))  # 105-char pieces
+    assert "daily limit of 20000000.00 EUR" in why and "2026-12-15" in why
+    assert day_total() == "20000000.00"
+
+    # the first file fails for good in FileAdaptor: compensation takes its amounts back
+    blob_service.get_blob_client(WORK_CONTAINER, f"{first.file_id}/validated.jsonl").delete_blob()
+    handlers.file_pipeline_adapt(inbox.for_file(VALIDATED, first.file_id).trigger())
+    command = inbox.for_file(COMPENSATION, first.file_id, "CompensatePaymentFile")
+    handlers.file_pipeline_compensate(command.trigger())
+    handlers.file_pipeline_compensate(command.trigger(delivery_count=2))  # redelivered: nothing taken twice
+    assert row(table_service, "ACME001", first.file_id)["state"] == "Rejected"
+    assert day_total() == "10000000.00"
+
+    again = upload(blob_service, "ACME001", unique_name("cent") + ".csv", cent)  # the cent, sent again
+    handlers.file_pipeline_validate(again.trigger())
+    assert row(table_service, "ACME001", again.file_id)["state"] == "Validated"
+    assert day_total() == "10000000.01"
