@@ -96,7 +96,7 @@ class CsvReader:
         # (currency, date text) -> (screen or None, parsed date); bounded, since a hostile file
         # could give every row its own date text (rows beyond the bound are parsed one by one)
         screens: dict[tuple[str, str], tuple[EntryScreen | None, date | None]] = {}
-        iban_problem = rules.iban_problem
+        iban_valid = rules.iban_valid
         n = 0
         total_sum = header.ctrl_sum
         try:
@@ -157,7 +157,7 @@ class CsvReader:
                     and remittance.isprintable()
                     and instruction.isprintable()
                     and (
-                        iban_problem(iban) is None
+                        iban_valid(iban)
                         if iban
                         else (0 < len(account) <= 34 and account.isprintable() and bool(routing or bic))
                     )

@@ -245,6 +245,38 @@ def test_several_findings_are_all_reported(ref):
 )
 def test_registry_examples_are_valid_ibans(iban):
     assert iban_problem(iban) is None
+    assert rules.iban_valid(iban)
+
+
+def test_iban_valid_agrees_with_iban_problem():
+    """The one-match check must refuse exactly what the step-by-step check words a problem for:
+    one valid IBAN per registry country (check digits computed), then every one-character
+    change, every length change and other near misses of each."""
+    import random
+    import re
+
+    rng = random.Random(7)
+    alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    samples = []
+    for country, (length, bban) in rules.IBAN_REGISTRY.items():
+        classes = {"0-9": "0123456789", "A-Z": alphabet[10:], "A-Z0-9": alphabet}
+        body = "".join(rng.choice(classes[k]) for k, n in re.findall(r"\[([^]]+)\]\{(\d+)\}", bban.pattern)
+                       for _ in range(int(n)))
+        assert len(body) == length - 4
+        samples.append(country + rules.iban_check_digits(country, body) + body)
+    candidates = set()
+    for iban in samples + ["NL91ABNA0417164300", "MT84MALT011000012345MTLCAST001S", "DE89370400440532013000"]:
+        candidates.update({iban, iban[:-1], iban + "0", iban + "A", iban.lower(), iban[:2] + "9" + iban[3:],
+                           iban[:4] + "\u0663" + iban[5:], iban[:4] + "\uff11" + iban[5:], iban + "\n", " " + iban})
+        for at in range(len(iban)):
+            for c in rng.sample(alphabet, 6) + ["a", "-", "\u0661"]:
+                candidates.add(iban[:at] + c + iban[at + 1:])
+    candidates.update({"", "D", "DE", "DE89", "XX89370400440532013000", "de89370400440532013000"})
+    valid = 0
+    for iban in sorted(candidates):
+        assert rules.iban_valid(iban) == (iban_problem(iban) is None), iban
+        valid += rules.iban_valid(iban)
+    assert valid >= len(samples)  # every sample, and near misses that happen to be valid too
 
 
 def test_decimal_places_by_value():
