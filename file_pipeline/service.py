@@ -344,7 +344,8 @@ class PaymentFilePipeline:
             validated: Validated | None = None
             try:
                 validated = validate_source(stream, ref, record.client_id, rules_now, file_id=record.file_id,
-                                            accept=writer.add, spool_dir=spool_dir, daily_used=usage.amounts)
+                                            accept=writer.add, accept_run=writer.add_run, spool_dir=spool_dir,
+                                            daily_used=usage.amounts)
                 if validated.validation.output_allowed:
                     metered.drain()  # the content hash covers the whole file
             except FileRejected:

@@ -34,7 +34,7 @@ import os
 import shutil
 import tempfile
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -268,45 +268,59 @@ class ValidatedWriter:
         out.write(_header(VALIDATED, file_id, VALIDATED_VERSION))
 
     def add(self, tx: Transaction) -> None:
-        index, line, ccy, debtor, day, block = (tx.index, tx.line, tx.currency, tx.debtor_account,
-                                                tx.requested_execution_date, tx.payment_block_id)
-        literal = False
-        if ccy == self._currency:
-            ccy_text = DITTO
-        else:
-            ccy_text = self._currency = ccy
-            literal = ccy == DITTO
-        if debtor == self._debtor:
-            debtor_text = DITTO
-        else:
-            debtor_text = self._debtor = debtor
-            literal = literal or debtor == DITTO
-        if day == self._day and self._day is not False:
-            day_text = DITTO
-        else:
-            self._day = day
-            day_text = self._day_text = day.isoformat() if day is not None else ""
-        if block == self._block:
-            block_text = DITTO
-        else:
-            block_text = self._block = block
-            literal = literal or block == DITTO
-        amount = "" if tx.amount is None else format(tx.amount, "f")
-        row = "\t".join((
-            "" if index == self._index + 1 else str(index), "" if line is None else str(line - index),
-            tx.end_to_end_id, amount, ccy_text, tx.creditor_name, tx.creditor_iban, tx.creditor_account,
-            tx.creditor_routing, tx.creditor_bic, debtor_text, day_text, tx.remittance_info, tx.instruction_id,
-            block_text))
-        self._index = index
-        if literal or row.count("\t") != _NO_FIELDS - 1 or "\n" in row or "\r" in row:
-            self._write(json.dumps([
-                str(index), "" if line is None else str(line), tx.end_to_end_id, amount, ccy, tx.creditor_name,
-                tx.creditor_iban, tx.creditor_account, tx.creditor_routing, tx.creditor_bic, debtor,
-                self._day_text, tx.remittance_info, tx.instruction_id, block,
-            ], ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
-        else:
-            self._write((row + "\n").encode())
-        self.count += 1
+        self.add_run((tx,))
+
+    def add_run(self, txs: Sequence[Transaction]) -> None:
+        """:meth:`add` for each of ``txs``, in one write (a run of the validator shares currency,
+        debtor, date and block, so most of its rows are dittos)."""
+        prev_index, prev_ccy, prev_debtor, prev_day, prev_day_text, prev_block = (
+            self._index, self._currency, self._debtor, self._day, self._day_text, self._block)
+        rows: list[str] = []
+        for tx in txs:
+            index, line, ccy, debtor, day, block = (tx.index, tx.line, tx.currency, tx.debtor_account,
+                                                    tx.requested_execution_date, tx.payment_block_id)
+            literal = False
+            if ccy == prev_ccy:
+                ccy_text = DITTO
+            else:
+                ccy_text = prev_ccy = ccy
+                literal = ccy == DITTO
+            if debtor == prev_debtor:
+                debtor_text = DITTO
+            else:
+                debtor_text = prev_debtor = debtor
+                literal = literal or debtor == DITTO
+            if day == prev_day and prev_day is not False:
+                day_text = DITTO
+            else:
+                prev_day = day
+                day_text = prev_day_text = day.isoformat() if day is not None else ""
+            if block == prev_block:
+                block_text = DITTO
+            else:
+                block_text = prev_block = block
+                literal = literal or block == DITTO
+            amount = "" if tx.amount is None else format(tx.amount, "f")
+            row = "\t".join((
+                "" if index == prev_index + 1 else str(index), "" if line is None else str(line - index),
+                tx.end_to_end_id, amount, ccy_text, tx.creditor_name, tx.creditor_iban, tx.creditor_account,
+                tx.creditor_routing, tx.creditor_bic, debtor_text, day_text, tx.remittance_info, tx.instruction_id,
+                block_text))
+            prev_index = index
+            if literal or row.count("\t") != _NO_FIELDS - 1 or "\n" in row or "\r" in row:
+                rows.append(json.dumps([
+                    str(index), "" if line is None else str(line), tx.end_to_end_id, amount, ccy, tx.creditor_name,
+                    tx.creditor_iban, tx.creditor_account, tx.creditor_routing, tx.creditor_bic, debtor,
+                    prev_day_text, tx.remittance_info, tx.instruction_id, block,
+                ], ensure_ascii=False, separators=(",", ":")))
+            else:
+                rows.append(row)
+        if rows:
+            self.count += len(rows)
+            rows.append("")
+            self._write("\n".join(rows).encode())
+        self._index, self._currency, self._debtor, self._day, self._day_text, self._block = (
+            prev_index, prev_ccy, prev_debtor, prev_day, prev_day_text, prev_block)
 
 
 def read_validated(source: BinaryIO, file_id: str) -> Iterator[Transaction]:

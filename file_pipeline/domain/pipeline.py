@@ -8,7 +8,7 @@ touched: no Azure, no network, no wall clock (``now`` is passed in).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Mapping
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -74,12 +74,14 @@ def validate_source(
     *,
     file_id: str,
     accept: Callable[[Transaction], None],
+    accept_run: Callable[[Sequence[Transaction]], None] | None = None,
     seen_msg_ids: Container[str] = frozenset(),
     spool_dir: str | None = None,
     daily_used: Mapping[DayKey, Decimal] | None = None,
 ) -> Validated:
     """Detect, read and validate one file, handing every transaction that passes the
-    transaction rules to ``accept`` as it streams by.
+    transaction rules to ``accept`` as it streams by (or, when ``accept_run`` is given, every
+    run of them to ``accept_run`` instead, which spares a call per transaction).
 
     Whether those transactions may be used is known only at the end
     (``result.validation.output_allowed``): callers spool them. ``daily_used`` is what the
@@ -114,9 +116,13 @@ def validate_source(
             rejections=RejectionLog(spool_dir),
         )
         return Validated(detection, layout, result)
-    for run in validation.accepted_runs():
-        for tx in run:
-            accept(tx)
+    if accept_run is not None:
+        for run in validation.accepted_runs():
+            accept_run(run)
+    else:
+        for run in validation.accepted_runs():
+            for tx in run:
+                accept(tx)
     return Validated(detection, layout, validation.result)
 
 

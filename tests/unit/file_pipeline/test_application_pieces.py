@@ -167,6 +167,30 @@ def test_validated_rows_leave_out_what_repeats_and_still_round_trip():
     assert rows[5].startswith(b"[") and not rows[6].startswith(b"[")  # a real DITTO is written as it is
 
 
+def test_validated_rows_written_in_runs_are_those_written_one_by_one():
+    """add_run carries the dittos and the index across runs exactly as add does from row to row."""
+    from file_pipeline.workfiles import DITTO
+
+    txs = [_tx(1), _tx(2), _tx(5, line=None), _tx(6, debtor_account="000123456789", currency="USD"),
+           _tx(7, requested_execution_date=date(2027, 1, 4), payment_block_id=""),
+           _tx(8, requested_execution_date=date(2027, 1, 5)), _tx(9, requested_execution_date=date(2027, 1, 5)),
+           _tx(10, payment_block_id=DITTO), _tx(11, currency=DITTO),
+           _tx(12, creditor_name="tab\there"), _tx(13), _tx(14, debtor_account=DITTO), _tx(15), _tx(3, line=40)]
+    one_by_one = io.BytesIO()
+    writer = ValidatedWriter(one_by_one, "PF1")
+    for tx in txs:
+        writer.add(tx)
+    for cuts in ([], [1], [2, 3], [0, 4, 4, 9], list(range(1, len(txs))), [5, 10, 12]):
+        out = io.BytesIO()
+        in_runs = ValidatedWriter(out, "PF1")
+        for start, end in zip([0, *cuts], [*cuts, len(txs)], strict=True):
+            in_runs.add_run(txs[start:end])
+        assert out.getvalue() == one_by_one.getvalue(), cuts
+        assert in_runs.count == writer.count == len(txs)
+    out.seek(0)
+    assert list(read_validated(out, "PF1")) == txs
+
+
 @pytest.mark.parametrize("content,words", [
     (b"", "header"), (b'{"k": "Rejections", "v": 1, "fileId": "PF1"}\n', "not a ValidatedTransactions"),
     (b'{"k": "ValidatedTransactions", "v": 1, "fileId": "PF1"}\n', "version 1"),

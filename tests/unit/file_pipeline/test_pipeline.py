@@ -139,3 +139,20 @@ def test_write_rows_quotes_and_counts():
     buf = io.BytesIO()
     assert write_rows(buf, [["a,b", "-3", 'q"uote']], header=["h1", "h2", "h3"]) == 1
     assert buf.getvalue().decode() == 'h1,h2,h3\r\n"a,b",\'-3,"q""uote"\r\n'
+
+
+def test_accept_run_takes_the_runs_instead_of_accept_one_by_one(ref):
+    from file_pipeline.domain.pipeline import validate_source
+
+    buf = io.BytesIO()
+    generate_csv(buf, 1200, execution_date=date(2026, 11, 23), bad_every=400)
+    one_by_one, runs = [], []
+    plain = validate_source(io.BytesIO(buf.getvalue()), ref, "ACME001", NOW, file_id="F", accept=one_by_one.append)
+
+    def refuse(tx):
+        raise AssertionError("accept is not called when accept_run is given")
+
+    in_runs = validate_source(io.BytesIO(buf.getvalue()), ref, "ACME001", NOW, file_id="F", accept=refuse,
+                              accept_run=runs.append)
+    assert len(runs) > 1 and [tx for run in runs for tx in run] == one_by_one
+    assert len(one_by_one) == plain.validation.accepted == in_runs.validation.accepted == 1197
