@@ -277,7 +277,7 @@ class FileValidation:
                         if passes(item):
                             yield (item,)
                         continue
-                    first = item[0]  # a run is of one currency and execution date (one batch, or one row)
+                    first = item[0]  # a run is of one currency and execution date (one batch; CSV: one screen)
                     if first.currency != ccy or first.requested_execution_date != day:
                         _end_run(screened_counts, daily, ccy, day, count, cents_sum)
                         ccy, day, count, cents_sum = first.currency, first.requested_execution_date, 0, 0

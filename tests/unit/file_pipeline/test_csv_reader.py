@@ -234,3 +234,62 @@ def test_screen_agrees_on_the_sample_files(ref):
     # not screened at all (decimal comma), still the same
     screened, plain = _both_ways(data_bytes("csv_eu_valid.csv"), ref, "GLOBEX02", "CSV-EU")
     assert screened == plain
+
+
+def _edited(rows_edit, n: int = 1500) -> bytes:
+    import csv as csv_module
+
+    buf = io.BytesIO()
+    generate_csv(buf, n, execution_date=date(2026, 11, 23))
+    head, *rows = [line.split(",") for line in buf.getvalue().decode().splitlines()]
+    for i, row in enumerate(rows):
+        rows_edit(i, row)
+    out = io.StringIO()
+    csv_module.writer(out, lineterminator="\r\n").writerows([head, *rows])
+    return out.getvalue().encode("utf-8")
+
+
+def _gbp_or_later(i: int, row: list[str]) -> None:
+    """Screens change every few rows (currency, date, both) and some rows are left to the rules."""
+    if i % 7 in (2, 3):
+        row[8], row[3], row[6] = "GBP", "GB29NWBK60161331926819", ""
+    if i % 5 == 4 or 600 <= i < 1200:
+        row[9] = "2026-11-24"
+    if i % 23 == 11:
+        row[7] = "99.5"
+
+
+def test_screened_runs_are_consecutive_rows_of_one_screen(ref):
+    """A run never mixes currencies or dates (the daily limits count a run under its first
+    row's), holds at most _RUN rows, and its cents are its amounts; with the rows left to the
+    rules the runs give back every row once, in file order."""
+    from file_pipeline.domain.rules import TransactionRules
+    from file_pipeline.formats.csv_reader import _RUN
+
+    for content in (_edited(_gbp_or_later), _edited(lambda i, row: None, 3 * _RUN + 5)):
+        rules = TransactionRules(ref, ref.clients["ACME001"], NOW)
+        reader = CsvReader(io.BytesIO(content), ref.formats["CSV-v1"].csv, file_id="F-1")
+        indexes, lengths = [], []
+        for item, cents in reader.screened(rules.entry_screen):
+            if cents is None:
+                rules.check(item)  # as the validator would: caches the verdicts on its BIC
+                indexes.append(item.index)
+                continue
+            assert 0 < len(item) <= _RUN
+            assert len({(tx.currency, tx.requested_execution_date) for tx in item}) == 1
+            assert cents == sum(int(tx.amount * 100) for tx in item)
+            indexes.extend(tx.index for tx in item)
+            lengths.append(len(item))
+        assert indexes == list(range(1, reader.header.nb_of_txs + 1))
+        assert max(lengths) > 1
+    assert lengths[:2] == [_RUN, _RUN]  # (the first row of each BIC goes to the rules, which cache its verdict)
+
+
+@pytest.mark.parametrize("fault", [b'E1,"Anna,10,EUR', b"E1,Ann\xe9,10,EUR"])
+def test_rows_before_a_fault_that_rejects_the_file_count_as_one_by_one(ref, fault):
+    """The run pending when the file turns out broken is handed out before the rejection."""
+    content = _edited(_gbp_or_later, 1000)
+    cut = content.index(b"\r\n", len(content) // 2) + 2
+    screened, plain = _both_ways(content[:cut] + fault + b"\r\n" + content[cut:], ref)
+    assert screened == plain
+    assert plain[2][0].startswith("FF01") and plain[3] > 400
