@@ -100,6 +100,11 @@ class CsvReader:
         # could give every row its own date text (rows beyond the bound are parsed one by one)
         screens: dict[tuple[str, str], tuple[EntryScreen | None, date | None]] = {}
         iban_valid = rules.iban_valid
+        strip = str.strip
+        # the screens entry of the row before, so that most rows need no look-up
+        last_ccy: str | None = None
+        last_date_text = ""
+        last_cached: tuple[EntryScreen | None, date | None] = (None, None)
         n = 0
         total_sum = header.ctrl_sum
         run: list[Transaction] = []
@@ -125,7 +130,7 @@ class CsvReader:
                     row = row + [""] * (width - len(row))
                 row.append("")
                 (e2e, amount_text, ccy, name, iban, account, routing, bic, debtor, date_text, remittance,
-                 instruction) = [value.strip() for value in fields(row)]
+                 instruction) = map(strip, fields(row))
                 if plain_amounts:
                     amount = Decimal(amount_text) if amount_shape(amount_text) else None
                 else:
@@ -133,14 +138,17 @@ class CsvReader:
                 if amount is not None:
                     total_sum += amount
                 ccy = ccy.upper()
-                cached = screens.get((ccy, date_text))
-                if cached is not None:
-                    screen, exec_date = cached
+                if ccy == last_ccy and date_text == last_date_text:  # most rows: the row before's
+                    screen, exec_date = last_cached
+                elif (cached := screens.get((ccy, date_text))) is not None:
+                    screen, exec_date = last_cached = cached
+                    last_ccy, last_date_text = ccy, date_text
                 else:
                     screen, exec_date = None, _parse_date(date_text, iso_dates, date_format)
                     if screen_for is not None and len(screens) < _MAX_SCREENS:
                         screen = screen_for(ccy, exec_date, date_text)
-                        screens[ccy, date_text] = (screen, exec_date)
+                        screens[ccy, date_text] = last_cached = (screen, exec_date)
+                        last_ccy, last_date_text = ccy, date_text
                 iban = iban.replace(" ", "").upper()
                 bic = bic.upper()
                 debtor = debtor.replace(" ", "").upper()
