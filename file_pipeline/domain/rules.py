@@ -376,12 +376,13 @@ class SeenIds:
     _BUCKETS = 1 << 16
     _MAX_DIGITS = 15  # 15 BCD digits take 60 bits: the length fits above them in 64 bits
     _MAX_PREFIXES = 16
-    __slots__ = ("_buckets", "_digits", "_runs", "count")
+    __slots__ = ("_buckets", "_digits", "_runs", "_shapes", "count")
 
     def __init__(self) -> None:
         self._buckets: list[bytearray | None] = [None] * self._BUCKETS
         self._digits = _NumberRun()  # ids made only of digits
         self._runs: dict[str, _NumberRun] = {}  # by prefix
+        self._shapes: dict[tuple[str, int], re.Pattern[str]] = {}  # for add_new: (prefix, digits)
         self.count = 0
 
     def add(self, value: str) -> bool:
@@ -441,6 +442,48 @@ class SeenIds:
                 return len(keys)
         for done, value in enumerate(values):
             if not self.add_digits(value):
+                return done
+        return len(values)
+
+    def add_new(self, values: Sequence[str]) -> int:
+        """:meth:`add` for ``values`` in order, up to the first one seen before: how many were
+        new (``len(values)``: all of them). Any ids (CSV EndToEndIds)."""
+        # The common case, sequential references of one prefix and width (``ACME-000123``), in
+        # ascending order, above every one seen with that prefix: their keys are made at once,
+        # as add_new_digits does, once one match has shown that the joined values are made of
+        # that prefix and that many digits each. The prefix does not end in a digit, so it
+        # occurs in the joined text only where an id starts and ``replace`` puts the length
+        # and zeros of a key there.
+        if values and all(map(lt, values, islice(values, 1, None))):
+            first = values[0]
+            prefix = first.rstrip("0123456789")
+            digits = len(first) - len(prefix)
+            if 0 < digits <= self._MAX_DIGITS:
+                if not prefix:
+                    run: _NumberRun | None = self._digits
+                else:
+                    run = self._runs.get(prefix)
+                    if run is None and len(self._runs) < self._MAX_PREFIXES:
+                        run = self._runs[prefix] = _NumberRun()
+                shape = self._shapes.get((prefix, digits))
+                if shape is None:
+                    shape = re.compile(f"(?:{re.escape(prefix)}[0-9]{{{digits}}})+")
+                    if len(self._shapes) < 4 * self._MAX_PREFIXES:
+                        self._shapes[prefix, digits] = shape
+                joined = "".join(values)
+                if run is not None and shape.fullmatch(joined):
+                    head = f"{digits:x}{'0' * (15 - digits)}"
+                    keys = array("Q")
+                    keys.frombytes(bytes.fromhex(joined.replace(prefix, head) if prefix else head + head.join(values)))
+                    if _LITTLE_ENDIAN:
+                        keys.byteswap()
+                    if keys[0] > run.last:
+                        run.numbers.extend(keys)
+                        run.last = keys[-1]
+                        self.count += len(keys)
+                        return len(keys)
+        for done, value in enumerate(values):
+            if not self.add(value):
                 return done
         return len(values)
 
@@ -508,7 +551,8 @@ class EntryScreen:
     printable account of 1 to 34 characters with a routing number or BIC, a routing number and
     a BIC (when given) whose cached verdicts in ``routing_verdicts`` / ``bic_verdicts`` are
     ``None``, a debtor account that is empty or one of ``debtor_accounts``, and, last, an
-    EndToEndId for which ``first_sighting_of_any`` returns True.
+    EndToEndId that ``first_sightings_of_any`` counts as new (asked as ``first_sightings`` is,
+    for ids of any form).
     """
 
     max_cents: int
@@ -520,7 +564,7 @@ class EntryScreen:
     # for CSV rows (see :meth:`file_pipeline.formats.csv_reader.CsvReader.screened`)
     bic_verdicts: Mapping[str, Finding | None]
     debtor_accounts: frozenset[str]
-    first_sighting_of_any: Callable[[str], bool]
+    first_sightings_of_any: Callable[[Sequence[str]], int]
 
 
 class TransactionRules:
@@ -585,7 +629,7 @@ class TransactionRules:
             execution_date=requested,
             bic_verdicts=self._bic_cache,
             debtor_accounts=self._debtor_accounts,
-            first_sighting_of_any=self._seen_e2e.add,
+            first_sightings_of_any=self._seen_e2e.add_new,
         )
 
     def default_execution_date(self, currency: str) -> date | None:

@@ -6,6 +6,7 @@ import codecs
 import csv
 import io
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import date, datetime
 from decimal import Decimal
 from operator import itemgetter
@@ -31,6 +32,36 @@ def _parse_date(text: str, iso: bool, date_format: str) -> date | None:
         return date.fromisoformat(text) if iso and len(text) == 10 else datetime.strptime(text, date_format).date()
     except ValueError:
         return None
+
+
+def _release(
+    run: list[Transaction], ids: list[str], cents: int, screen: EntryScreen | None, defaulted: list[int]
+) -> Iterator[tuple[Transaction | list[Transaction], int | None]]:
+    """``run`` (rows that passed ``screen`` but for DU04, in file order, with EndToEndIds ``ids``,
+    amounts adding up to ``cents``, the debtor account left empty at the ``defaulted`` places) as
+    :meth:`CsvReader.screened` hands it out, once the DU04 memory has seen their ids: a row
+    whose id was seen before goes to the rules as it was read, and the DU04 memory is asked
+    about the rows after it anew."""
+    if screen is None:  # pragma: no cover - a run is only made under a screen
+        raise AssertionError("a run of screened rows without its screen")
+    start = 0
+    while start < len(run):
+        new = screen.first_sightings_of_any(ids[start:] if start else ids)
+        if start == 0 and new == len(run):
+            yield run, cents
+            return
+        if new:
+            part = run[start : start + new]
+            yield part, sum(int(tx.amount_text[:-3] + tx.amount_text[-2:]) for tx in part)
+        start += new
+        if start < len(run):
+            tx = run[start]
+            yield replace(
+                tx,
+                debtor_account="" if start in defaulted else tx.debtor_account,
+                requested_execution_date=tx.requested_execution_date if tx.date_text else None,
+            ), None
+            start += 1
 
 
 class CsvReader:
@@ -107,7 +138,11 @@ class CsvReader:
         last_cached: tuple[EntryScreen | None, date | None] = (None, None)
         n = 0
         total_sum = header.ctrl_sum
+        # screened rows not handed out yet, their EndToEndIds (DU04 is asked a run at a time, at
+        # its release), where in the run the debtor account was left empty, and their cents
         run: list[Transaction] = []
+        ids: list[str] = []
+        defaulted: list[int] = []
         run_cents = 0
         run_screen: EntryScreen | None = None
         try:
@@ -178,12 +213,14 @@ class CsvReader:
                     and (not routing or screen.routing_verdicts.get(routing, False) is None)
                     and (not bic or screen.bic_verdicts.get(bic, False) is None)
                     and (not debtor or debtor in screen.debtor_accounts)
-                    and screen.first_sighting_of_any(e2e)
                 ):
                     if screen is not run_screen or len(run) >= _RUN:
                         if run:
-                            yield run, run_cents
-                        run, run_cents, run_screen = [], 0, screen
+                            yield from _release(run, ids, run_cents, run_screen, defaulted)
+                        run, ids, defaulted, run_cents, run_screen = [], [], [], 0, screen
+                    if not debtor:
+                        defaulted.append(len(run))
+                    ids.append(e2e)
                     run.append(Transaction(
                         n, reader.line_num, e2e, amount, ccy, name, iban, account, routing, bic,
                         debtor or screen.debtor_account, "", screen.execution_date, remittance, instruction,
@@ -192,26 +229,26 @@ class CsvReader:
                     run_cents += cents
                 else:
                     if run:  # the rules must see this row after the ones before it (DU04, daily limits)
-                        yield run, run_cents
-                        run, run_cents, run_screen = [], 0, None
+                        yield from _release(run, ids, run_cents, run_screen, defaulted)
+                        run, ids, defaulted, run_cents, run_screen = [], [], [], 0, None
                     yield Transaction(
                         n, reader.line_num, e2e, amount, ccy, name, iban, account, routing, bic, debtor, "",
                         exec_date, remittance, instruction, block, amount_text, date_text, "credit", findings,
                     ), None
             if run:
-                yield run, run_cents
+                yield from _release(run, ids, run_cents, run_screen, defaulted)
         except StopIteration:
             raise FileRejected(ReasonCode.FF01, "CSV file has no header row") from None
         except UnicodeDecodeError as exc:
             if run:  # the rows before the fault are handed out as they would be one by one
-                yield run, run_cents
+                yield from _release(run, ids, run_cents, run_screen, defaulted)
             raise FileRejected(
                 ReasonCode.FF01,
                 f"CSV is not valid {layout.encoding}: {exc.reason} (after line {reader.line_num})",
             ) from None
         except csv.Error as exc:
             if run:
-                yield run, run_cents
+                yield from _release(run, ids, run_cents, run_screen, defaulted)
             raise FileRejected(ReasonCode.FF01, f"CSV syntax error: {exc}", reader.line_num) from None
         finally:
             header.nb_of_txs = n

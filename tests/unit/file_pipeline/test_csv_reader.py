@@ -293,3 +293,28 @@ def test_rows_before_a_fault_that_rejects_the_file_count_as_one_by_one(ref, faul
     screened, plain = _both_ways(content[:cut] + fault + b"\r\n" + content[cut:], ref)
     assert screened == plain
     assert plain[2][0].startswith("FF01") and plain[3] > 400
+
+
+def test_repeated_ids_anywhere_in_a_run_get_the_same_verdicts(ref):
+    """DU04 is asked a run at a time: repeats at the start, middle and end of runs, of ids in
+    the same run, in an earlier one, in a row left to the rules, twice in a row, in rows with
+    and without a debtor account or date, all get the verdicts of the rules one by one."""
+    from file_pipeline.formats.csv_reader import _RUN
+
+    def edit(i: int, row: list[str]) -> None:
+        if i % 3 == 0:
+            row[1] = ""  # the client's default account
+        if 1500 <= i < 1600:
+            row[9] = ""  # the default execution date
+        if i % 97 == 50:
+            row[7] = "99.5"  # left to the rules
+        repeats = {0: 5, 1: 1, _RUN - 1: 3, _RUN: _RUN - 1, _RUN + 1: _RUN, 300: 250, 301: 300, 302: 301,
+                   500: 147, 777: 2, 1000: 999, 1001: 999, 1550: 1549, 1560: 1200, 1998: 1500, 1999: 1998}
+        if i in repeats:
+            row[0] = f"E2E{repeats[i] + 1:09d}"  # the id of row repeats[i] (0-based)
+
+    content = _edited(edit, 2000)
+    screened, plain = _both_ways(content, ref)
+    assert screened == plain
+    du04 = [index for index, _, _, _, _, cs, _ in plain[1] if "DU04" in cs]
+    assert len(du04) >= 10, du04  # (some repeats above copy an id a row before was given)

@@ -457,3 +457,54 @@ def test_seen_ids_take_trace_numbers_a_run_at_a_time_as_one_by_one():
         assert seen.add(probe) is (probe not in expected)
         expected.add(probe)
     assert seen.add_new_digits([]) == 0
+
+
+def test_seen_ids_take_any_ids_a_run_at_a_time_as_one_by_one():
+    """``add_new`` stops at the first repeat like ``add`` one by one would: sequential references
+    of many prefixes (digits inside them, regex characters, more prefixes than get a run of
+    their own), widths, orders, repeats within a call and of earlier calls, and ids that are
+    not prefix-and-digits at all."""
+    import random
+
+    from file_pipeline.domain.rules import SeenIds
+
+    rng = random.Random(5)
+    prefixes = ["E2E", "", "ACME-", "A1B", "1X", "X0X", "a.b*", "Zoë/", "P"] + [f"Q{i}Q" for i in range(14)]
+    seen, expected = SeenIds(), set()
+    for round_ in range(300):
+        prefix = rng.choice(prefixes)
+        width = rng.choice([9, 9, 15, 1, 3, 16])
+        start = rng.randrange(max(1, 10**width - 300)) if width > 3 else 0
+        values = [f"{prefix}{start + i:0{width}d}" for i in range(rng.randrange(1, 300 if width > 3 else 10))]
+        if round_ % 3 == 1:
+            values.reverse()
+        if round_ % 5 == 2 and expected:
+            values.insert(rng.randrange(len(values) + 1), rng.choice(sorted(expected)))
+        if round_ % 7 == 3:
+            values.insert(rng.randrange(len(values)), values[-1])
+        if round_ % 11 == 4:  # another prefix or width in the middle
+            values.insert(rng.randrange(len(values) + 1), f"{rng.choice(prefixes)}{rng.randrange(10**6):0{width + 1}d}")
+        if round_ % 13 == 5:
+            values.insert(rng.randrange(len(values) + 1), rng.choice(["", "E2E", "x", "E2E12a", "٣٣٣"]))
+        if round_ % 17 == 6:  # ascending still, but of other widths, then of other prefixes
+            values = [f"{prefix}{n:0{w}d}" for n, w in ((10, 6), (11, 4), (12, 3), (13, 2))]
+            values += [f"{prefix}{n}" for n in ("A99", "B1", "B2")] if round_ % 2 else []
+        new = next((i for i, v in enumerate(values) if v in expected or v in values[:i]), len(values))
+        assert seen.add_new(values) == new, round_
+        expected.update(values[:new])
+        assert seen.count == len(expected)
+        probe = rng.choice(values)
+        assert seen.add(probe) is (probe not in expected)
+        expected.add(probe)
+    assert seen.add_new([]) == 0
+    for value in sorted(expected, key=lambda v: rng.random())[:2000]:  # every id taken is remembered
+        assert not seen.add(value)
+
+    class AtOnce(SeenIds):
+        def add(self, value: str) -> bool:
+            raise AssertionError(f"{value} was taken one by one")
+
+    at_once = AtOnce()  # the case the method is for: no id is taken one by one
+    for prefix in ("ACME-", "", "A1B", "a.b*"):
+        assert at_once.add_new([f"{prefix}{i:06d}" for i in range(1, 257)]) == 256
+        assert at_once.add_new([f"{prefix}{i:06d}" for i in range(300, 310)]) == 10
