@@ -273,9 +273,25 @@ class ValidatedWriter:
     def add_run(self, txs: Sequence[Transaction]) -> None:
         """:meth:`add` for each of ``txs``, in one write (a run of the validator shares currency,
         debtor, date and block, so most of its rows are dittos)."""
+        if not txs:
+            return
+        # Most runs have no row to write as JSON: they are made as if so, and checked at once
+        # (every row has at least the separators' tabs, so the text has exactly that many tabs
+        # and line breaks only if no row has more); only a run that fails is made row by row.
+        text, state = self._rows(txs, False)
+        if text is None:
+            text, state = self._rows(txs, True)
+        self._write(text.encode())  # type: ignore[union-attr]
+        self.count += len(txs)
+        self._index, self._currency, self._debtor, self._day, self._day_text, self._block = state
+
+    def _rows(self, txs: Sequence[Transaction], by_row: bool) -> tuple[str | None, tuple[Any, ...]]:
+        """The rows of ``txs`` after the rows written so far, and the state after them; not
+        ``by_row``: ``None`` if any of them is to be a JSON array."""
         prev_index, prev_ccy, prev_debtor, prev_day, prev_day_text, prev_block = (
             self._index, self._currency, self._debtor, self._day, self._day_text, self._block)
         rows: list[str] = []
+        any_literal = False
         for tx in txs:
             index, line, ccy, debtor, day, block = (tx.index, tx.line, tx.currency, tx.debtor_account,
                                                     tx.requested_execution_date, tx.payment_block_id)
@@ -307,7 +323,10 @@ class ValidatedWriter:
                 tx.creditor_routing, tx.creditor_bic, debtor_text, day_text, tx.remittance_info, tx.instruction_id,
                 block_text))
             prev_index = index
-            if literal or row.count("\t") != _NO_FIELDS - 1 or "\n" in row or "\r" in row:
+            if not by_row:
+                any_literal = any_literal or literal
+                rows.append(row)
+            elif literal or row.count("\t") != _NO_FIELDS - 1 or "\n" in row or "\r" in row:
                 rows.append(json.dumps([
                     str(index), "" if line is None else str(line), tx.end_to_end_id, amount, ccy, tx.creditor_name,
                     tx.creditor_iban, tx.creditor_account, tx.creditor_routing, tx.creditor_bic, debtor,
@@ -315,12 +334,13 @@ class ValidatedWriter:
                 ], ensure_ascii=False, separators=(",", ":")))
             else:
                 rows.append(row)
-        if rows:
-            self.count += len(rows)
-            rows.append("")
-            self._write("\n".join(rows).encode())
-        self._index, self._currency, self._debtor, self._day, self._day_text, self._block = (
-            prev_index, prev_ccy, prev_debtor, prev_day, prev_day_text, prev_block)
+        rows.append("")
+        text = "\n".join(rows)
+        n = len(txs)
+        if not by_row and (any_literal or text.count("\t") != n * (_NO_FIELDS - 1) or text.count("\n") != n
+                           or "\r" in text):
+            return None, ()
+        return text, (prev_index, prev_ccy, prev_debtor, prev_day, prev_day_text, prev_block)
 
 
 def read_validated(source: BinaryIO, file_id: str) -> Iterator[Transaction]:

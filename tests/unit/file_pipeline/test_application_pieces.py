@@ -175,12 +175,13 @@ def test_validated_rows_written_in_runs_are_those_written_one_by_one():
            _tx(7, requested_execution_date=date(2027, 1, 4), payment_block_id=""),
            _tx(8, requested_execution_date=date(2027, 1, 5)), _tx(9, requested_execution_date=date(2027, 1, 5)),
            _tx(10, payment_block_id=DITTO), _tx(11, currency=DITTO),
-           _tx(12, creditor_name="tab\there"), _tx(13), _tx(14, debtor_account=DITTO), _tx(15), _tx(3, line=40)]
+           _tx(12, creditor_name="tab\there"), _tx(13), _tx(14, debtor_account=DITTO), _tx(15), _tx(3, line=40),
+           _tx(16, remittance_info="cr\ronly"), _tx(17), _tx(18, creditor_name="lf\nonly"), _tx(19)]
     one_by_one = io.BytesIO()
     writer = ValidatedWriter(one_by_one, "PF1")
     for tx in txs:
         writer.add(tx)
-    for cuts in ([], [1], [2, 3], [0, 4, 4, 9], list(range(1, len(txs))), [5, 10, 12]):
+    for cuts in ([], [1], [2, 3], [0, 4, 4, 9], list(range(1, len(txs))), [5, 10, 12], [14, 15, 16, 17]):
         out = io.BytesIO()
         in_runs = ValidatedWriter(out, "PF1")
         for start, end in zip([0, *cuts], [*cuts, len(txs)], strict=True):
