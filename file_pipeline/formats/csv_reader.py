@@ -194,7 +194,7 @@ class CsvReader:
                     and len(amount_text) > 3
                     and amount_text[-3] == "."
                     and amount_text[0] != "-"
-                    and 0 < (cents := int(amount_text[:-3] + amount_text[-2:])) <= screen.max_cents
+                    and 0 < (cents := int(amount_text.replace(".", ""))) <= screen.max_cents  # its only "."
                     and e2e
                     and name
                     and len(e2e) <= 35
