@@ -1072,6 +1072,12 @@ def targets(row: Row, rows: Sequence[Row]) -> list[str]:
             out.append(f"T3 >= {TARGET_ACHKIT_SPEEDUP:g}x achkit tx/s: {fast} ({speed:.2f}x)")
             out.append(f"T3 <= 1/10 achkit peak RSS: {'met' if memory <= TARGET_ACHKIT_MEMORY else 'not met'}"
                        f" ({memory:.2f}x)")
+            # Peak RSS counts the interpreter and its imports, which at 100k outweigh the data:
+            # what the validation itself takes is the growth, shown beside it (never instead).
+            if row.growth_mb is not None and peer.growth_mb:
+                grown = row.growth_mb / peer.growth_mb
+                out.append(f"T3 <= 1/10 achkit RSS growth: {'met' if grown <= TARGET_ACHKIT_MEMORY else 'not met'}"
+                           f" ({grown:.2f}x)")
     return out
 
 
