@@ -42,9 +42,11 @@ less the process's RSS once it had imported everything and loaded the reference 
 XSD (for the pipeline: devhost's RSS once started), so the interpreter-and-libraries baseline
 shows on its own. MB are 10^6 bytes throughout.
 
-The machine may be shared: before each measurement the benchmark waits (``--quiet-wait``, up to
-15 s, 180 s in a whole run) for other processes' load to end; the CPU they used meanwhile is recorded, a measurement
-it may have slowed is marked, and a file whose measurements were disturbed is measured again
+Before each measurement the files written so far are flushed to disk (``os.sync``), so that
+their write-back does not slow the next one. The machine may be shared: before each
+measurement the benchmark waits (``--quiet-wait``, up to 15 s, 180 s in a whole run) for other
+processes' load to end; the CPU they used meanwhile is recorded, a measurement it may have
+slowed is marked, and a file whose measurements were disturbed is measured again
 (``--repeat-if-loaded``, once), the less disturbed attempt being reported and every attempt's
 seconds kept in the JSON. A measurement that fails (a file rejected, a step dead-lettered, a
 time-out, an output that is not XSD-valid or not N transactions) is reported as failed with its
@@ -1145,6 +1147,10 @@ def run_child(kind: str, fmt: str, n: int, path: Path, workdir: Path, timeout: f
               profile: str | None = None, code: Path = ROOT) -> dict[str, Any]:
     result_file = workdir / f"{kind}.result.json"
     workdir.mkdir(parents=True, exist_ok=True)
+    # The measurements before this one wrote hundreds of MB (inputs, work files, outputs): their
+    # write-back must not land in the middle of this one (it slowed a two-second pipeline run by
+    # about 30%).
+    os.sync()
     machine_before, own_before = _cpu_now()
     cmd = [sys.executable, "-m", "benchmarks.payments", "--child", kind, "--format", fmt, "--n", str(n),
            "--input", str(path), "--workdir", str(workdir), "--result", str(result_file),
