@@ -781,16 +781,24 @@ STEP_FUNCTIONS = {"file_pipeline_validate": "FileValidator", "file_pipeline_adap
                   "file_pipeline_create": "FileCreator"}
 
 
-def _step_durations(logs: Path) -> dict[str, int]:
-    """Each step's last invocation (the measured file's) as devhost logged it: milliseconds."""
-    found: dict[str, int] = {}
+def _step_durations(logs: Path, files_before: int = 1, wait: float = 10.0) -> dict[str, int]:
+    """Each step's first successful invocation after ``files_before`` files (the warm-up), as
+    devhost logged it: milliseconds. FileCreator logs its end a moment after it saved
+    ``Completed`` (it announces the file and deletes the work files first), so its line is
+    waited for."""
+    pattern = re.compile(r"Executed 'Functions\.(\w+)' \(Succeeded, Id=[^,]+, Duration=(\d+)ms\)")
     log = logs / "devhost.log"
-    if log.exists():
-        for match in re.finditer(r"Executed 'Functions\.(\w+)' \(Succeeded, Id=[^,]+, Duration=(\d+)ms\)",
-                                 log.read_text(errors="replace")):
-            if match.group(1) in STEP_FUNCTIONS:
-                found[STEP_FUNCTIONS[match.group(1)]] = int(match.group(2))
-    return found
+    deadline = time.monotonic() + wait
+    while True:
+        seen: dict[str, list[int]] = {}
+        if log.exists():
+            for match in pattern.finditer(log.read_text(errors="replace")):
+                if match.group(1) in STEP_FUNCTIONS:
+                    seen.setdefault(STEP_FUNCTIONS[match.group(1)], []).append(int(match.group(2)))
+        found = {step: times[files_before] for step, times in seen.items() if len(times) > files_before}
+        if len(found) == len(STEP_FUNCTIONS) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
 
 
 def measure_pipeline(args: argparse.Namespace) -> dict[str, Any]:
