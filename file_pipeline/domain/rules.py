@@ -433,15 +433,9 @@ class SeenIds:
         if values and all(map(lt, values, islice(values, 1, None))):
             width = len(values[0])
             head = f"{width:x}{'0' * (15 - width)}"
-            keys = array("Q")
-            keys.frombytes(bytes.fromhex(head + head.join(values)))
-            if _LITTLE_ENDIAN:
-                keys.byteswap()
-            if keys[0] > run.last:
-                run.numbers.extend(keys)
-                run.last = keys[-1]
-                self.count += len(keys)
-                return len(keys)
+            added = self._extend_if_above(run, head + head.join(values))
+            if added:
+                return added
         for done, value in enumerate(values):
             if not self.add_digits(value):
                 return done
@@ -475,19 +469,28 @@ class SeenIds:
                 joined = "".join(values)
                 if run is not None and shape.fullmatch(joined):
                     head = f"{digits:x}{'0' * (15 - digits)}"
-                    keys = array("Q")
-                    keys.frombytes(bytes.fromhex(joined.replace(prefix, head) if prefix else head + head.join(values)))
-                    if _LITTLE_ENDIAN:
-                        keys.byteswap()
-                    if keys[0] > run.last:
-                        run.numbers.extend(keys)
-                        run.last = keys[-1]
-                        self.count += len(keys)
-                        return len(keys)
+                    added = self._extend_if_above(run, joined.replace(prefix, head) if prefix
+                                                  else head + head.join(values))
+                    if added:
+                        return added
         for done, value in enumerate(values):
             if not self.add(value):
                 return done
         return len(values)
+
+    def _extend_if_above(self, run: _NumberRun, hex_keys: str) -> int:
+        """Keys given as 16 hex digits each, ascending, appended to ``run`` if the first is above
+        every key it holds (then none can have been seen): how many, or 0 (nothing added)."""
+        keys = array("Q")
+        keys.frombytes(bytes.fromhex(hex_keys))
+        if _LITTLE_ENDIAN:
+            keys.byteswap()
+        if keys[0] > run.last:
+            run.numbers.extend(keys)
+            run.last = keys[-1]
+            self.count += len(keys)
+            return len(keys)
+        return 0
 
     def _add_number(self, run: _NumberRun, key: int) -> bool:
         numbers = run.numbers
