@@ -473,6 +473,8 @@ class PaymentFilePipeline:
     def _validator_repeat(self, record: PaymentFile, cause: Cause) -> Outcome:
         if record.state is FileState.VALIDATED:
             self._resend(record, cause)
+        elif record.state is FileState.REJECTED and record.failed_step == Step.VALIDATOR.value:
+            self._finish_rejection(record, cause)
         elif record.state.final and not record.notified:
             self._announce(record, cause)
         log.info("file %s was already validated (%s); nothing done again", record.file_id, record.state.value)
@@ -509,9 +511,8 @@ class PaymentFilePipeline:
         if result.rejected:
             locations["errorReport"] = self._write_error_report(record, result.rejections or ())
         if move_input and record.input_name:
-            quarantined = self._quarantine(record, reasons[0].code.value if reasons else "NARR")
-            if quarantined:
-                locations["rejected"] = quarantined
+            # Named before the move: the move comes last (see _finish_rejection).
+            locations["rejected"] = f"{REJECTED_CONTAINER}/{quarantine_name(record)}"
         details: dict[str, Any] = {
             "transactions": result.total, "accepted": result.accepted, "rejected": result.rejected,
             "accepted_sum": format(result.accepted_sum, "f"), "rejected_sum": format(result.rejected_sum, "f"),
@@ -524,8 +525,23 @@ class PaymentFilePipeline:
         self.records.save(record, release=released)
         log.info("file %s (%s/%s) rejected: %s", record.file_id, record.client_id, record.file_name,
                  "; ".join(f"{c}: {d}" for c, d in record.reasons))
-        self._announce(record, cause)
+        self._finish_rejection(record, cause)
         return Outcome.REJECTED
+
+    def _finish_rejection(self, record: PaymentFile, cause: Cause) -> None:
+        """Announce a rejected upload, then take it out of ``payment-files-in``, in that order.
+
+        The upload is what triggers FileValidator again after a crash (no blob receipt is written
+        for a run that did not end), so it is moved last: until then a re-run finds the record
+        ``Rejected`` and finishes from where the crash left it (``_validator_repeat``)."""
+        if not record.notified:
+            self._announce(record, cause)
+        self.blobs.delete_prefix(WORK_CONTAINER, f"{record.file_id}/")  # an interrupted earlier try's
+        planned = record.locations.get("rejected")
+        if record.input_name and planned == f"{REJECTED_CONTAINER}/{quarantine_name(record)}":
+            if self._quarantine(record, record.reasons[0][0] if record.reasons else "NARR") is None:
+                record.locations.pop("rejected")
+                self._save_quietly(record)
 
     # ================================================================== FileAdaptor
     def adapt(self, message: PaymentFileValidated, cause: Cause) -> None:
@@ -571,6 +587,9 @@ class PaymentFilePipeline:
         if record.state is FileState.COMPLETED:
             if not record.notified:
                 self._announce(record, cause, created=(summary, message.nb_of_txs, message.ctrl_sum, message.blocks))
+            # A crash after the announcement left the work files: this redelivery is the only
+            # thing that will ever come back for them.
+            self.blobs.delete_prefix(WORK_CONTAINER, f"{file_id}/")
             log.info("FileCreator: file %s is already completed; no second output", file_id)
             return
         if record.state is not FileState.ADAPTED:
@@ -837,10 +856,14 @@ class PaymentFilePipeline:
                                   record.file_id)
         self.events.publish([event], cause)
         record.announced(self.clock.now())
+        self._save_quietly(record)
+
+    def _save_quietly(self, record: PaymentFile) -> None:
+        """Save a change that another run of the same step may have saved first (same content)."""
         try:
             self.records.save(record)
-        except ConcurrencyConflict:  # someone else announced meanwhile: the event ids are the same
-            log.info("file %s: announcement already recorded", record.file_id)
+        except ConcurrencyConflict:
+            log.info("file %s: the change was already recorded by another run", record.file_id)
 
     def _dead_letter_rejection(self, record: PaymentFile, data: dict[str, Any]) -> None:
         """The app-level dead-letter route for a file FileValidator rejected: the claim check (never

@@ -68,14 +68,16 @@ class _Writer:
 
 
 class FakeBlobStore:
-    """Dict of (container, name) -> blob. ``fail_write`` may raise for a (container, name) to inject
-    a storage failure; ``touched`` records every name addressed (unsafe names must never appear)."""
+    """Dict of (container, name) -> blob. ``fail_write`` and ``fail_move`` may raise for a
+    (container, name) to inject a storage failure; ``touched`` records every name addressed
+    (unsafe names must never appear)."""
 
     def __init__(self) -> None:
         self.blobs: dict[tuple[str, str], _Blob] = {}
         self._counter = 0
         self._lock = threading.Lock()
         self.fail_write: Callable[[str, str], Exception | None] = lambda c, n: None
+        self.fail_move: Callable[[str, str], Exception | None] = lambda c, n: None
         self.writes: list[tuple[str, str]] = []
         self.opened: list[tuple[str, str]] = []
         self.touched: list[str] = []
@@ -130,6 +132,9 @@ class FakeBlobStore:
     def move(self, container: str, name: str, to_container: str, to_name: str, *, etag: str | None = None,
              metadata: Mapping[str, str] | None = None) -> bool:
         self.touched.extend([name, to_name])
+        failure = self.fail_move(container, name)
+        if failure is not None:
+            raise failure
         with self._lock:
             blob = self.blobs.get((container, name))
             if blob is None or (etag and blob.etag.strip('"') != etag.strip('"')):

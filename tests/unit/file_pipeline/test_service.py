@@ -347,6 +347,79 @@ def test_an_announcement_that_failed_is_finished_once_by_the_redelivery(h):
     assert event.data["nbOfTxs"] == 6 and event.data["paymentBlocks"] == 5
 
 
+def _crash_while_rejecting(h: Harness, at: str) -> None:
+    failure = ConnectionError(f"crash at {at}")
+    if at == "record":
+        h.records.before_save = lambda r: _raise(failure) if r.state is FileState.REJECTED else None
+    elif at == "announcement":
+        h.events.fail = failure
+    elif at == "quarantine":
+        h.blobs.fail_move = lambda c, n: failure if c == INPUT_CONTAINER else None
+
+
+def _raise(exc: Exception) -> None:
+    raise exc
+
+
+def _recover(h: Harness) -> None:
+    h.records.before_save = lambda r: None
+    h.events.fail = None
+    h.blobs.fail_move = lambda c, n: None
+
+
+@pytest.mark.parametrize("at", ["record", "announcement", "quarantine"])
+def test_a_rejection_interrupted_at_any_step_is_finished_by_the_upload_s_next_trigger(h, at):
+    upload_name = "ACME001/payroll.csv"
+    upload = h.upload("ACME001", "payroll.csv", bad_acme_csv(1))
+    _crash_while_rejecting(h, at)
+    with pytest.raises(ConnectionError):
+        h.pipeline.validate(upload)
+    # The upload is what re-triggers FileValidator: it must outlive the crash.
+    assert h.blobs.names(INPUT_CONTAINER) == [upload_name]
+    _recover(h)
+    upload.content.seek(0)
+    h.pipeline.validate(upload)
+    h.pipeline.validate(upload)  # and once more after it ended: nothing new
+    record, _ = h.records.latest("ACME001", "payroll.csv")
+    assert record.state is FileState.REJECTED and record.notified
+    assert [e.type for e in h.events.of(record.file_id)] == ["PaymentFileRejected"]
+    assert len({letter.incoming.message_id for letter in h.publisher.dead_letters}) == 1
+    assert h.blobs.names(INPUT_CONTAINER) == []
+    assert h.blobs.names(REJECTED_CONTAINER) == [f"ACME001/{record.file_id}/payroll.csv"]
+    assert record.locations["rejected"] == f"{REJECTED_CONTAINER}/ACME001/{record.file_id}/payroll.csv"
+    assert h.blobs.names(REPORTS_CONTAINER, f"ACME001/{record.file_id}.xml")
+
+
+def test_work_files_of_a_completed_file_are_removed_by_the_redelivery_after_a_crash(h):
+    h.pipeline.validate(h.upload("ACME001", "payroll.csv", data_bytes("csv_v1_valid.csv")))
+    h.deliver(VALIDATED)
+    adapted = h.publisher.take(ADAPTED)
+    record, _ = h.records.latest("ACME001", "payroll.csv")
+    original_delete_prefix = h.blobs.delete_prefix
+
+    def crash_before_cleanup(container: str, prefix: str) -> int:
+        if container == WORK_CONTAINER:
+            raise ConnectionError("host killed before the work files were deleted")
+        return original_delete_prefix(container, prefix)
+
+    h.blobs.delete_prefix = crash_before_cleanup
+    with pytest.raises(ConnectionError):
+        h.deliver(ADAPTED, sent=adapted)
+    assert h.records.get("ACME001", record.file_id).state is FileState.COMPLETED
+    assert h.blobs.names(WORK_CONTAINER, f"{record.file_id}/")
+    h.blobs.delete_prefix = original_delete_prefix
+    h.deliver(ADAPTED, delivery_count=2, sent=adapted)
+    assert h.blobs.names(WORK_CONTAINER) == []
+    assert [e.type for e in h.events.of(record.file_id)] == ["PaymentFileCreated"]
+
+
+def test_no_work_file_outlives_a_file_whatever_its_end(h):
+    h.submit("ACME001", "good.csv", data_bytes("csv_v1_valid.csv"))
+    h.submit("ACME001", "bad.csv", bad_acme_csv(1))
+    h.submit("ACME001", "good.csv", data_bytes("csv_v1_valid.csv"))  # DU01 after validation
+    assert h.blobs.names(WORK_CONTAINER) == []
+
+
 def test_a_source_error_mid_stream_is_transient_and_the_retry_validates(h):
     upload = h.upload("ACME001", "payroll.csv", data_bytes("csv_v1_valid.csv"))
     original = h.blobs.open_read
