@@ -86,12 +86,39 @@ def invalid_fields(error: ValidationError) -> list[dict[str, str]]:
     return fields
 
 
+class UnreadableJson(ValueError):
+    """A body no JSON reader here can hold; the message is ours, never the parser's text."""
+
+
+def load_json(body: bytes | str) -> Any:
+    """``json.loads`` for bodies from outside: every way it can fail (bad UTF-8, bad syntax,
+    nesting deeper than the interpreter's recursion limit, integers over Python's 4,300-digit
+    limit, lone surrogates that no store can encode) is one :class:`UnreadableJson`."""
+    try:
+        document = json.loads(body)
+    except UnicodeDecodeError:
+        raise UnreadableJson("the body is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise UnreadableJson(f"the body is not JSON (line {exc.lineno}, column {exc.colno})") from None
+    except RecursionError:
+        raise UnreadableJson("the JSON is nested too deeply") from None
+    except ValueError:  # int(): "Exceeds the limit (4300 digits) for integer string conversion"
+        raise UnreadableJson("the JSON holds a number too long to read") from None
+    try:
+        json.dumps(document, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise UnreadableJson("the JSON holds a lone surrogate (\\ud800-\\udfff), which is not text") from None
+    except RecursionError:  # nested within the parser's limit but not the encoder's
+        raise UnreadableJson("the JSON is nested too deeply") from None
+    return document
+
+
 def parse_envelope(body: bytes) -> Envelope:
     """The envelope in a message body, or MalformedMessage naming what is wrong."""
     try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedMessage(f"body is not JSON: {exc}") from None
+        document = load_json(body)
+    except UnreadableJson as exc:
+        raise MalformedMessage(f"body is not readable JSON: {exc}") from None
     if not isinstance(document, dict):
         raise MalformedMessage("body is not a JSON object")
     try:

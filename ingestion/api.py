@@ -2,8 +2,9 @@
 
 * ``POST /api/deliveries`` → 202 ``{deliveryId, statusUrl}`` + ``Location``; 400
   ``application/problem+json`` naming every invalid field; 409 when the delivery id was used
-  with a different request; 413 over 64 KB; 415 when the body is not JSON. Nothing is
-  published for a rejected request.
+  with a different request; 413 over 64 KB; 415 when the media type is not JSON. Nothing is
+  published for a rejected request. A body no JSON reader can hold (bad syntax, nesting too
+  deep, numbers too long, lone surrogates) is a 400 whose detail is ours, never the parser's.
 * ``GET /api/deliveries/{id}`` → 200 ``{deliveryId, status, reason?, history: [{status, at, by}]}``
   or 404.
 """
@@ -20,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import ValidationError
 
-from choreography.contracts import DELIVERY_ID_PATTERN, invalid_fields
+from choreography.contracts import DELIVERY_ID_PATTERN, UnreadableJson, invalid_fields, load_json
 
 from .domain import MAX_BODY_BYTES, deadline_problem
 from .messages import DeliveryRequest
@@ -59,9 +60,9 @@ def parse_submission(body: bytes, content_type: str | None, now: datetime) -> De
     if not _is_json_media_type(content_type):
         return problem(415, "Unsupported media type", f"send application/json, not {content_type}")
     try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return problem(415, "Unsupported media type", f"the body is not JSON: {exc}")
+        document = load_json(body)
+    except UnreadableJson as exc:
+        return problem(400, "Unreadable JSON", str(exc))
     if not isinstance(document, dict):
         return invalid([{"field": "(body)", "message": "must be a JSON object"}])
     try:

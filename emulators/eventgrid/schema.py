@@ -89,6 +89,16 @@ def parse_batch(body: bytes, content_type: str | None, topic: Topic) -> list[Eve
         raise BatchError(
             f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except RecursionError:
+        raise BatchError("request body is nested too deeply to be read") from None
+    except ValueError:  # an integer longer than Python's int digit limit
+        raise BatchError("request body holds a number too long to be read") from None
+    try:
+        json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise BatchError("request body holds a lone surrogate (\\ud800-\\udfff), which is not text") from None
+    except RecursionError:
+        raise BatchError("request body is nested too deeply to be read") from None
 
     if schema == EVENTGRID_SCHEMA:
         if not isinstance(doc, list):

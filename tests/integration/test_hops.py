@@ -84,7 +84,7 @@ def test_rejected_requests_publish_nothing(mailbox: Mailbox):
     assert bad.status_code == 400 and bad.mimetype == "application/problem+json"
     assert {e["field"] for e in json_of(bad)["errors"]} == {"ownerId", "packageInfo.size"}
     assert post(b"<xml/>", "application/xml").status_code == 415
-    assert post(b"{nope", "application/json").status_code == 415
+    assert post(b"{nope", "application/json").status_code == 400
     assert post({**request_body(datetime.now(UTC)), "padding": "x" * 70_000}).status_code == 413
     assert nothing_more(mailbox, PACKAGE, body["deliveryId"], subject="DeliveryRequested") == []
     assert get_status(body["deliveryId"]).status_code == 404

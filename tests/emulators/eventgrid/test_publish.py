@@ -248,6 +248,22 @@ CE_EVENT = {"specversion": "1.0", "id": "1", "source": "/s", "type": "T"}
         ),
         (CE_TOPIC, CE_KEY, "application/json", json.dumps([EG_EVENT]), "configured for CloudEventSchemaV1_0"),
         (CE_TOPIC, CE_KEY, "text/plain", "hello", "not supported"),
+        (EG_TOPIC, EG_KEY, "application/json", "[" * 32_000 + "]" * 32_000, "nested too deeply"),
+        (EG_TOPIC, EG_KEY, "application/json", '[{"id": ' + "9" * 5_000 + "}]", "number too long"),
+        (
+            EG_TOPIC,
+            EG_KEY,
+            "application/json",
+            json.dumps([{**EG_EVENT, "id": "\ud800"}]),
+            "lone surrogate",
+        ),
+        (
+            CE_TOPIC,
+            CE_KEY,
+            "application/cloudevents-batch+json",
+            json.dumps([{**CE_EVENT, "data": {"n": 1}}]).replace("1}", "1" + "0" * 5_000 + "}"),
+            "number too long",
+        ),
     ],
 )
 def test_malformed_batch_is_400_naming_the_problem(emulator, topic, key, content_type, body, expected):

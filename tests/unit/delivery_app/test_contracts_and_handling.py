@@ -63,6 +63,9 @@ def test_a_new_trace_when_the_parent_is_missing_or_invalid():
     (b"not json", MalformedMessage),
     (b"[1, 2]", MalformedMessage),
     (b'{"type": "PackageReady"}', MalformedMessage),
+    (b"[" * 32_000 + b"]" * 32_000, MalformedMessage),
+    (b'{"type": ' + b"7" * 5_000 + b"}", MalformedMessage),
+    (b'{"type": "\\udfff"}', MalformedMessage),
 ])
 def test_unreadable_envelopes_are_malformed(body: bytes, error: type[PermanentFailure]):
     with pytest.raises(error):

@@ -63,12 +63,28 @@ def test_a_body_that_is_not_an_object_is_a_bad_request():
 @pytest.mark.parametrize(("body", "content_type"), [
     (b"ownerId=1", "application/x-www-form-urlencoded"),
     (b"<delivery/>", "application/xml"),
-    (b"{not json", "application/json"),
-    (b"", None),
 ])
 def test_anything_but_json_is_unsupported(body: bytes, content_type: str | None):
     response = parse(body, content_type)
     assert isinstance(response, api.Response) and response.status == 415
+
+
+@pytest.mark.parametrize(("body", "words"), [
+    (b"{not json", "not JSON (line 1, column 2)"),
+    (b"", "not JSON"),
+    (b'{"a": "\xc3\x28"}', "not UTF-8"),
+    (b"[" * 32_000 + b"]" * 32_000, "nested too deeply"),
+    (b'{"deliveryId": ' + b"9" * 5_000 + b"}", "number too long"),
+    (b'{"deliveryId": "\\ud800"}', "lone surrogate"),
+])
+def test_json_no_reader_can_hold_is_a_400_in_our_own_words(body: bytes, words: str):
+    response = parse(body, "application/json")
+    assert isinstance(response, api.Response) and response.status == 400
+    assert response.content_type == api.PROBLEM_JSON
+    detail = response.body["detail"]
+    assert words in detail
+    for parser_text in ("Expecting", "Exceeds the limit", "recursion", "codec", "Error"):
+        assert parser_text not in detail
 
 
 def test_json_with_a_charset_or_a_json_suffix_is_fine():
