@@ -33,6 +33,7 @@ from aiohttp import web
 from azure.functions import meta
 from azure.functions.eventgrid import EventGridEventInConverter
 
+from .http import read_body
 from .invoke import InvocationFailed, Invoker
 from .loader import EVENT_GRID_TRIGGER, FunctionEntry
 
@@ -76,10 +77,13 @@ class EventGridWebhook:
             return web.Response(status=202)
         if kind not in ("subscriptionvalidation", "notification"):
             return web.Response(status=400, text="missing or unknown aeg-event-type header")
+        raw = await read_body(request)
+        if isinstance(raw, web.Response):
+            return raw
         try:
-            body = json.loads(await request.read())
-        except (ValueError, UnicodeDecodeError) as exc:
-            return web.Response(status=400, text=f"the request body is not JSON: {exc}")
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            return web.Response(status=400, text="the request body is not readable JSON")
         if kind == "subscriptionvalidation":
             code = _validation_code(body)
             if code is None:

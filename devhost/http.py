@@ -18,7 +18,8 @@ Contract:
   ``Content-Type`` unless a header sets it, body. A returned ``str`` is a 200
   ``text/plain``; ``None`` is a 204.
 * A function that raises answers 500 ``application/problem+json`` with ``title``,
-  ``status``, ``detail`` and ``invocationId``; the traceback goes to the log.
+  ``status``, ``detail`` and ``invocationId``; the detail never carries the exception's text
+  (it may echo hostile input or name internals): the traceback goes to the log.
 * ``GET /admin/host/status`` answers 200 ``{"state": "Running", ...}`` once every trigger
   listener is running and 503 ``{"state": "Initialized"}`` before that (and ``"Stopping"``
   during shutdown). ``GET /admin/functions`` lists the binding table, each function with
@@ -36,10 +37,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -50,8 +53,14 @@ from aiohttp import web
 from .invoke import InvocationFailed, Invoker
 from .loader import HTTP_OUTPUT, FunctionEntry, LoadError
 
+log = logging.getLogger("devhost.http")
+
 # The Functions host's default request body limit (100 MB).
 MAX_BODY_BYTES = 104_857_600
+# How long a request's body may take to arrive; a client that stalls mid-body (or declares a body
+# it never sends) is answered 408 and closed, as Kestrel does under the Functions host.
+BODY_TIMEOUT_SETTING = "DEVHOST_HTTP_BODY_TIMEOUT_SECONDS"
+BODY_TIMEOUT_SECONDS = 30.0
 STARTUP_HOLD_SECONDS = 60.0  # how long a request waits for the host to finish starting
 
 _PARAM = re.compile(r"\{([^{}]+)\}")
@@ -332,7 +341,9 @@ class HttpFront:
         return True
 
     async def _invoke(self, route: Route, request: web.Request, route_params: dict[str, str]) -> web.StreamResponse:
-        body = await request.read()
+        body = await read_body(request)
+        if isinstance(body, web.Response):
+            return body
         headers: dict[str, str] = {}
         for name, value in request.headers.items():
             key = name.lower()
@@ -349,14 +360,20 @@ class HttpFront:
         try:
             result = await self._invoker.invoke(entry, http_request, reason)
         except InvocationFailed as failed:
-            return _problem(500, "Internal Server Error", f"{type(failed.error).__name__}: {failed.error}",
+            # Like the Functions host: the caller learns nothing of the exception (it may name
+            # internals or echo hostile input); the log has it under the invocation id.
+            return _problem(500, "Internal Server Error",
+                            f"the function failed; the host log has the details of invocation {failed.invocation_id}",
                             request.path, failed.invocation_id)
         named = next((b.name for b in entry.outputs if b.type == HTTP_OUTPUT and b.name != "$return"), None)
         value = result.outputs.get(named) if named else result.value
         try:
             return to_aiohttp(value)
         except TypeError as exc:
-            return _problem(500, "Internal Server Error", str(exc), request.path, result.invocation_id)
+            log.error("function %s returned what is not an HTTP response: %s", entry.name, exc)
+            return _problem(500, "Internal Server Error",
+                            f"the function's return value is not an HTTP response (invocation {result.invocation_id})",
+                            request.path, result.invocation_id)
 
 
 def to_aiohttp(value: Any) -> web.Response:
@@ -378,6 +395,38 @@ def to_aiohttp(value: Any) -> web.Response:
             f"{mimetype}; charset={value.charset}" if mimetype.startswith("text/") else mimetype
         )
     return response
+
+
+def body_timeout(environ: Mapping[str, str] = os.environ) -> float:
+    raw = environ.get(BODY_TIMEOUT_SETTING, "")
+    try:
+        value = float(raw) if raw else BODY_TIMEOUT_SECONDS
+    except ValueError:
+        value = BODY_TIMEOUT_SECONDS
+    return value if value > 0 else BODY_TIMEOUT_SECONDS
+
+
+async def read_body(request: web.Request, timeout: float | None = None) -> bytes | web.Response:
+    """The whole body, or the response that refuses it: 413 at once for a declared length over
+    the limit (nothing is read), 408 (connection closed) when it does not arrive in time."""
+    declared = request.content_length
+    if declared is not None and declared > MAX_BODY_BYTES:
+        refused = _problem(413, "Payload Too Large", f"the body is {declared} bytes; at most {MAX_BODY_BYTES}",
+                           request.path, None)
+        refused.force_close()
+        return refused
+    limit = body_timeout() if timeout is None else timeout
+    try:
+        return await asyncio.wait_for(request.read(), limit)
+    except TimeoutError:
+        late = _problem(408, "Request Timeout", f"the request body did not arrive within {limit:g} s",
+                        request.path, None)
+        late.force_close()
+        return late
+    except web.HTTPRequestEntityTooLarge:
+        refused = _problem(413, "Payload Too Large", f"the body is over {MAX_BODY_BYTES} bytes", request.path, None)
+        refused.force_close()
+        return refused
 
 
 def _problem(status: int, title: str, detail: str, instance: str, invocation_id: str | None) -> web.Response:
