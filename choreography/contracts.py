@@ -27,7 +27,8 @@ from pydantic.alias_generators import to_camel
 
 from .errors import MalformedMessage, UnknownMessageType, UnknownSchemaVersion
 
-# A delivery id is a Table PartitionKey and a Service Bus session id: safe characters only.
+# A delivery id (and a payment file id, the other correlation id) is a Table PartitionKey and a
+# Service Bus session id: safe characters only.
 DELIVERY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 DeliveryId = Annotated[str, StringConstraints(pattern=DELIVERY_ID_PATTERN)]
 
@@ -56,7 +57,7 @@ class Envelope(BaseModel):
     type: str
     schema_version: int
     message_id: str
-    correlation_id: str
+    correlation_id: DeliveryId  # a delivery id or a payment file id: a Table key and a session id
     causation_id: str
     traceparent: str
     occurred_at: AwareDatetime

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import AwareDatetime
 
 from choreography.contracts import Contract, DeliveryId
+from choreography.keys import TableKey
 from choreography.reason_codes import ReasonCode
 
 
@@ -12,7 +13,7 @@ class DroneScheduled(Contract):
     TYPE = "DroneScheduled"
 
     delivery_id: DeliveryId
-    drone_id: str
+    drone_id: TableKey
     capacity_kg: float
 
 
@@ -43,7 +44,7 @@ class ReleaseDrone(Contract):
     TYPE = "ReleaseDrone"
 
     delivery_id: DeliveryId
-    drone_id: str | None = None
+    drone_id: TableKey | None = None
     reason: ReasonCode | None = None
 
 

@@ -10,4 +10,4 @@ from .service import NotificationService
 
 
 def build(rt: Runtime) -> NotificationService:
-    return NotificationService(TableNotificationStore(rt.table(NOTIFICATIONS_TABLE)))
+    return NotificationService(TableNotificationStore(rt.table(NOTIFICATIONS_TABLE)), rt.publisher)

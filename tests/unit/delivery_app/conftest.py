@@ -88,7 +88,7 @@ def make_world(fleet_size: int = 5, flight_seconds: float = 0, join_timeout_seco
         drones=DroneSchedulerService(fleet, publisher, clock, timedelta(seconds=retry_base),
                                      timedelta(seconds=retry_max)),
         delivery=DeliveryService(deliveries, publisher, events, clock, timing),
-        notifier=NotificationService(notifications),
+        notifier=NotificationService(notifications, publisher),
         bus=InMemoryBus(publisher, clock),
     )
     world.bus.bind(PACKAGE_SUBSCRIPTION.path, lambda: world.package.requests)

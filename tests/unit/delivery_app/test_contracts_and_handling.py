@@ -22,6 +22,7 @@ from choreography.idempotency import MAX_MESSAGE_ID, ProcessedMessages, message_
 from choreography.messaging import Cause, Incoming, Outgoing, dead_letter_properties, stamp
 from choreography.reason_codes import ReasonCode
 from choreography.tracing import child_traceparent, new_traceparent, trace_id
+from drone_scheduler.messages import DroneScheduled
 from package.messages import PackageReady
 
 from .fakes import T0, FakeClock, RecordingPublisher
@@ -83,6 +84,17 @@ def test_unknown_type_and_version_and_bad_data_are_permanent():
     with pytest.raises(MalformedMessage) as malformed:
         registry.decode(Envelope.model_validate({**base, "data": {"deliveryId": "d-1", "size": "small"}}))
     assert "packageId" in malformed.value.description and "weight" in malformed.value.description
+
+
+@pytest.mark.parametrize("hostile", ["d/1", "d#1", "d?1", "d\\1", "d\x00", "d" * 2000, ""])
+def test_ids_that_become_table_keys_are_refused_when_decoding(hostile: str):
+    base = json.loads(envelope_json(READY, "d-1", T0))
+    with pytest.raises(MalformedMessage, match="correlationId"):
+        parse_envelope(json.dumps({**base, "correlationId": hostile}).encode())
+    scheduled = {"deliveryId": "d-1", "droneId": hostile, "capacityKg": 5}
+    with pytest.raises(MalformedMessage, match="droneId"):
+        ContractRegistry(DroneScheduled).decode(Envelope.model_validate(
+            {**base, "type": "DroneScheduled", "data": scheduled}))
 
 
 def test_upcasters_read_older_versions():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import timedelta
 
@@ -355,6 +356,20 @@ def test_notifications_only_for_the_outcome_events(world: World):
     assert world.notifier.on_event("e-3", "SomethingElse", {"deliveryId": "d-3"}, T0) is None
     assert world.notifier.on_event("e-4", "DeliveryShipped", "not an object", T0) is None
     assert "JoinTimeout" in world.notifications.for_delivery("d-2")[0].message
+
+
+@pytest.mark.parametrize(("event_id", "delivery_id"), [
+    ("e-1", "d/1"), ("e-1", "d#1?"), ("e-1", "d\x01"), ("e-1", "d" * 2048), ("e-1", 42), ("e-1", ["d-1"]),
+    ("e/1", "d-1"), ("e\\1", "d-1"), ("e#1", "d-1"), ("e\x7f", "d-1"), ("e" * 600, "d-1"), ("\ud800", "d-1"),
+])
+def test_an_event_whose_ids_can_never_be_stored_is_dead_lettered_once_not_retried(world: World, event_id,
+                                                                                  delivery_id):
+    data = {"deliveryId": delivery_id, "droneId": "drone-01"}
+    assert world.notifier.on_event(event_id, "DeliveryShipped", data, T0) is None  # returns: no retry
+    assert world.notifications.rows == {}
+    [letter] = world.publisher.dead_letters
+    assert letter.reason == "MalformedMessage" and letter.incoming.source == "eventgrid:deliveries/notifications"
+    assert len(letter.incoming.message_id) <= 128 and json.loads(letter.incoming.body)["data"] == data
 
 
 # -- settings ----------------------------------------------------------------------------------
