@@ -3,11 +3,13 @@
 A delivery waits for one outcome from Package (``PackageReady`` / ``PackageRejected``) and one
 from Drone Scheduler (``DroneScheduled`` / ``DroneUnavailable``):
 
-* the first outcome moves it to ``Scheduling`` and starts the join timeout;
+* the first successful outcome moves it to ``Scheduling`` and starts the join timeout;
 * both OK: ``InTransit``, and a flight timer; when it fires: ``Shipped``, the drone is released
   and ``DeliveryShipped`` is announced;
-* one side failed: ``Cancelled`` with that side's reason; the side that succeeded is
-  compensated (``CancelPackage`` / ``ReleaseDrone``) and ``DeliveryFailed`` is announced;
+* a side failed: ``Cancelled`` at once with that side's reason, whether or not the other side
+  has answered; every side that did not fail is compensated (``CancelPackage`` /
+  ``ReleaseDrone``, also to a side that has not answered yet, so it stops) and
+  ``DeliveryFailed`` is announced;
 * the join timeout fires first: ``Cancelled`` (``JoinTimeout``) and *both* sides that did not
   fail are compensated — a side that never answered gets the command too, so it stops working
   on a delivery that is over;
@@ -171,6 +173,12 @@ class Delivery:
         if self.is_over:
             # A late answer: the delivery ended without it. Give back what it acquired.
             return self._compensate_side(side, outcome.reference, self.reason, now) if outcome.ok else []
+        if not outcome.ok:
+            # Nothing the other side says can save the delivery: end it now, with this side's
+            # reason, rather than wait for the other (or the join timeout). The other side is
+            # told to stop; if it has acquired something meanwhile, that is given back when its
+            # answer arrives (a late answer, above).
+            return self._cancel(outcome.reason or ReasonCode.MALFORMED_MESSAGE.value, now)
         other: Outcome | None = self.drone if side == PACKAGE else self.package
         if other is None:
             self.status = Status.SCHEDULING
@@ -178,13 +186,10 @@ class Delivery:
         return self._join(now, timing)
 
     def _join(self, now: datetime, timing: Timing) -> list[Effect]:
-        assert self.package is not None and self.drone is not None
-        if self.package.ok and self.drone.ok:
-            self.status = Status.IN_TRANSIT
-            self._log(Status.IN_TRANSIT.value, now, "delivery", detail=self.drone.reference)
-            return [StartFlight(self.drone.reference, now + timing.flight_time)]
-        failed = self.package if not self.package.ok else self.drone
-        return self._cancel(failed.reason or ReasonCode.MALFORMED_MESSAGE.value, now)
+        assert self.package is not None and self.package.ok and self.drone is not None and self.drone.ok
+        self.status = Status.IN_TRANSIT
+        self._log(Status.IN_TRANSIT.value, now, "delivery", detail=self.drone.reference)
+        return [StartFlight(self.drone.reference, now + timing.flight_time)]
 
     # -- timers -----------------------------------------------------------------------------
     def join_timed_out(self, now: datetime) -> list[Effect]:

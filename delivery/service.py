@@ -4,8 +4,11 @@ Idempotency and effects: a change is saved in one ETag-guarded write together wi
 the message applied (so a redelivery is recognised and skipped) and the effects it produced
 (an outbox in the record). The effects are sent *after* that write, with deterministic message
 ids. A crash between the write and the send leaves the outbox in the record: whoever next reads
-the record from storage sends it first (Service Bus duplicate detection and the CloudEvent id
-drop a repeat of what did go out), then applies its own message.
+the record from storage sends it first, then applies its own message. Service Bus duplicate
+detection drops a repeated command; Event Grid does not drop a repeated event, so an outbox that
+announced is cleared in storage as soon as it is sent, and the next change overwrites any other.
+A crash between the announcement and that clearing write is the one case where an event goes
+out twice (same id): Event Grid subscribers must be idempotent by event id.
 
 Because nothing is sent before the write succeeds, the service can start from the state it
 saved itself last time (:class:`RecentDeliveries`) instead of reading the record for every
@@ -155,14 +158,20 @@ class DeliveryService:
 
     # -- the one way a delivery changes -------------------------------------------------------
     def apply(self, received: Received, change: Change) -> None:
-        self.change(received.envelope.correlation_id, received.envelope.message_id, received.cause, change)
+        self.change(received.envelope.correlation_id, received.envelope.message_id, received.cause, change,
+                    caused_by=received.envelope.causation_id)
 
-    def change(self, delivery_id: str, applied_message_id: str, cause: Cause, change: Change) -> None:
+    def change(self, delivery_id: str, applied_message_id: str, cause: Cause, change: Change,
+               caused_by: str | None = None) -> None:
+        """Apply ``change`` once. ``caused_by`` is the message that led to the one applied: when it
+        is a command of the stored outbox (an acknowledgement), that outbox was sent whole, its
+        announcement first, so finding it in storage is no reason to send it again."""
         for _ in range(SAVE_ATTEMPTS):
             delivery = self.recent.get(delivery_id)
             if delivery is None:
                 delivery = self.deliveries.get(delivery_id) or Delivery(delivery_id)
-                self._send_outbox(delivery)  # its writer may have crashed before sending it
+                if caused_by is None or caused_by not in _command_ids(delivery):
+                    self._send_outbox(delivery)  # its writer may have crashed before sending it
             if applied_message_id in delivery.processed:
                 self.recent.put(delivery)
                 return  # a redelivery or duplicate: already applied
@@ -185,6 +194,10 @@ class DeliveryService:
         raise TransientFailure(f"delivery {delivery_id}: lost {SAVE_ATTEMPTS} optimistic-concurrency races")
 
     def _send_outbox(self, delivery: Delivery) -> None:
+        """Send the stored effects: the announcement first, then the commands (so a command's
+        acknowledgement proves the announcement went out). An outbox that announced is cleared
+        in storage at once: Event Grid does not drop a repeated event id, so it must not be found
+        and sent again by the next reader (after a restart, or on another instance)."""
         if not delivery.outbox or delivery.outbox_cause is None:
             return
         cause = delivery.outbox_cause
@@ -195,10 +208,18 @@ class DeliveryService:
                 events.append(announcement(delivery, effect))
             else:
                 messages.append(command_for(delivery.delivery_id, effect, cause))
+        if events:
+            self.events.publish(events, cause)
         if messages:
             self.publisher.send(messages, cause)
         if events:
-            self.events.publish(events, cause)
+            delivery.outbox, delivery.outbox_cause = [], None
+            try:
+                self.deliveries.save(delivery)
+            except ConcurrencyConflict:
+                # Another change was saved meanwhile, its own outbox in place of this one. This
+                # copy is stale: its next save fails the ETag check and the record is read afresh.
+                pass
 
     # -- queries ----------------------------------------------------------------------------
     def status(self, delivery_id: str) -> dict[str, Any] | None:
@@ -228,6 +249,14 @@ def command_for(delivery_id: str, effect: Effect, cause: Cause) -> Outgoing:
                                             reason=_reason(effect.reason)),
                         message_id("ReleaseDrone", delivery_id, short_hash(cause.message_id)), delivery_id)
     raise TypeError(f"no command for {effect!r}")
+
+
+def _command_ids(delivery: Delivery) -> set[str]:
+    """Message ids of the commands in the stored outbox (what an acknowledgement is caused by)."""
+    if delivery.outbox_cause is None:
+        return set()
+    return {command_for(delivery.delivery_id, effect, delivery.outbox_cause).message_id
+            for effect in delivery.outbox if isinstance(effect, domain.CancelPackage | domain.ReleaseDrone)}
 
 
 def announcement(delivery: Delivery, effect: domain.Announce) -> OutgoingEvent:

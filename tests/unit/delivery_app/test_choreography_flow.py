@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from choreography.contracts import ContractRegistry
 from choreography.entities import DELIVERY_EVENTS_QUEUE, PACKAGE_SUBSCRIPTION
-from choreography.messaging import Incoming
+from choreography.messaging import Cause, Incoming
+from delivery.domain import Delivery
+from delivery.service import DeliveryService
 from ingestion.messages import DeliveryRequested
 from package.messages import PackageReady
 
@@ -192,3 +196,75 @@ class _Parking(_Silent):
     @property
     def routes(self):
         return {DeliveryRequested: self.parked.append}
+
+
+def test_every_delivery_ends_with_an_empty_outbox_and_a_cold_reader_announces_nothing_again():
+    world = make_world(fleet_size=5)
+    ids = [world.submit(),  # shipped
+           world.submit(package={"size": "small", "weight": 8}),  # the package refuses
+           world.submit(package={"size": "large", "weight": 80}),  # no drone can carry it
+           world.submit(package={"size": "small", "weight": 200})]  # both sides refuse
+    world.bus.run_until_quiet()
+    announced = world.events.types()
+    assert sorted(announced) == ["DeliveryFailed", "DeliveryFailed", "DeliveryFailed", "DeliveryShipped"]
+    for delivery_id in ids:
+        stored = world.deliveries.get(delivery_id)
+        assert stored is not None and stored.is_over and stored.outbox == [], (delivery_id, stored.outbox)
+    # A fresh instance (after a restart, or another instance of a scaled-out app) reads each record
+    # cold for a message that changes nothing: nothing is announced again.
+    fresh = DeliveryService(world.deliveries, world.publisher, world.events, world.clock, world.delivery.timing)
+    for delivery_id in ids:
+        fresh.change(delivery_id, f"late:{delivery_id}", Cause(f"late:{delivery_id}", None),
+                     lambda d, now: d.join_timed_out(now))
+    assert world.events.types() == announced
+
+
+def _in_transit(world: World) -> None:
+    timing = world.delivery.timing
+    world.deliveries.add(Delivery.requested("d-1", "fp", T0))
+    world.delivery.change("d-1", "m-1", Cause("m-1", None), lambda d, now: d.package_ready("p", now, now, timing))
+    world.delivery.change("d-1", "m-2", Cause("m-2", None),
+                          lambda d, now: d.drone_scheduled("drone-1", now, now, timing))
+
+
+def _crash_before_the_outbox_is_cleared(world: World) -> None:
+    real_save = world.deliveries.save
+
+    def save(delivery: Delivery) -> None:
+        if delivery.is_over and not delivery.outbox:
+            raise ConnectionError("host killed after the announcement, before the outbox was cleared")
+        real_save(delivery)
+
+    world.deliveries.save = save  # type: ignore[method-assign]
+    try:
+        with pytest.raises(ConnectionError):
+            world.delivery.change("d-1", "m-3", Cause("m-3", None), lambda d, now: d.flight_completed(now))
+    finally:
+        world.deliveries.save = real_save  # type: ignore[method-assign]
+
+
+def test_the_acknowledgement_of_a_sent_outbox_is_proof_enough_not_to_announce_again(world: World):
+    _in_transit(world)
+    _crash_before_the_outbox_is_cleared(world)
+    assert world.events.types() == ["DeliveryShipped"]
+    [release] = [s.envelope.message_id for s in world.publisher.sent if s.envelope.type == "ReleaseDrone"]
+    fresh = DeliveryService(world.deliveries, world.publisher, world.events, world.clock, world.delivery.timing)
+    fresh.change("d-1", "m-4", Cause("m-4", None), lambda d, now: d.drone_released(["drone-1"], now),
+                 caused_by=release)
+    assert world.events.types() == ["DeliveryShipped"]
+    stored = world.deliveries.get("d-1")
+    assert stored is not None and stored.outbox == []
+
+
+def test_after_a_crash_between_announcing_and_clearing_the_event_may_repeat_and_is_noted_once(world: World):
+    """The one at-least-once case left (README, Reliability): same event id, one notification."""
+    _in_transit(world)
+    _crash_before_the_outbox_is_cleared(world)
+    fresh = DeliveryService(world.deliveries, world.publisher, world.events, world.clock, world.delivery.timing)
+    fresh.change("d-1", "m-late", Cause("m-late", None), lambda d, now: d.join_timed_out(now))
+    assert world.events.types() == ["DeliveryShipped", "DeliveryShipped"]
+    assert len({e.id for e in world.events.published}) == 1
+    world.notify_all()
+    assert len(world.notifications.for_delivery("d-1")) == 1
+    stored = world.deliveries.get("d-1")
+    assert stored is not None and stored.outbox == []

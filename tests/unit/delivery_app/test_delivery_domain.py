@@ -69,17 +69,27 @@ def test_flight_completed_ships_releases_the_drone_and_announces():
     assert delivery.flight_completed(LATER) == []  # a second timer changes nothing
 
 
-@pytest.mark.parametrize("package_first", [True, False])
-def test_package_rejected_cancels_and_releases_the_drone(package_first: bool):
+def test_drone_scheduled_then_package_rejected_cancels_and_releases_the_drone():
     delivery = new()
-    reject = lambda: delivery.package_rejected("pkg-1", "WeightExceedsSizeLimit", T0, T0, TIMING)  # noqa: E731
-    schedule = lambda: delivery.drone_scheduled("drone-02", T0, T0, TIMING)  # noqa: E731
-    first, second = (reject, schedule) if package_first else (schedule, reject)
-    first()
-    effects = second()
+    delivery.drone_scheduled("drone-02", T0, T0, TIMING)
+    effects = delivery.package_rejected("pkg-1", "WeightExceedsSizeLimit", T0, T0, TIMING)
     assert effects == [ReleaseDrone("drone-02", "WeightExceedsSizeLimit"),
                        Announce("DeliveryFailed", "WeightExceedsSizeLimit")]
     assert delivery.status is Status.CANCELLED
+    assert delivery.reason == "WeightExceedsSizeLimit"
+
+
+def test_a_failed_side_cancels_at_once_with_its_own_reason_while_the_other_is_still_working():
+    delivery = new()
+    effects = delivery.package_rejected("pkg-1", "WeightExceedsSizeLimit", T0, T0, TIMING)
+    # No join timeout to wait for: the scheduler is told to stop, the delivery ends now.
+    assert effects == [ReleaseDrone(None, "WeightExceedsSizeLimit"),
+                       Announce("DeliveryFailed", "WeightExceedsSizeLimit")]
+    assert delivery.status is Status.CANCELLED and delivery.reason == "WeightExceedsSizeLimit"
+    assert delivery.join_timed_out(T0 + timedelta(minutes=5)) == []
+    # The drone the scheduler found meanwhile goes straight back.
+    assert delivery.drone_scheduled("drone-02", LATER, LATER, TIMING) == [
+        ReleaseDrone("drone-02", "WeightExceedsSizeLimit")]
     assert delivery.reason == "WeightExceedsSizeLimit"
 
 
@@ -91,11 +101,11 @@ def test_drone_unavailable_cancels_and_cancels_the_package():
                        Announce("DeliveryFailed", "NoDroneCanCarryWeight")]
 
 
-def test_both_sides_failed_needs_no_compensation():
+def test_the_first_failure_s_reason_wins_and_a_second_failure_needs_no_compensation():
     delivery = new()
     delivery.package_rejected("pkg-1", "WeightExceedsSizeLimit", T0, T0, TIMING)
-    effects = delivery.drone_unavailable("NoDroneCanCarryWeight", T0, T0, TIMING)
-    assert effects == [Announce("DeliveryFailed", "WeightExceedsSizeLimit")]  # the package's reason wins
+    assert delivery.drone_unavailable("NoDroneCanCarryWeight", T0, T0, TIMING) == []
+    assert delivery.reason == "WeightExceedsSizeLimit"
 
 
 def test_join_timeout_compensates_what_succeeded_and_tells_the_silent_side_to_stop():
