@@ -102,6 +102,7 @@ NACHA_ERROR_CODES: dict[str, ReasonCode] = {
     "record-length": ReasonCode.FF01,
     "record-type": ReasonCode.FF01,
     "record-order": ReasonCode.FF01,
+    "addenda-type": ReasonCode.FF01,
     "missing-record": ReasonCode.FF01,
     "header-control-mismatch": ReasonCode.FF01,
     "padding": ReasonCode.FF01,

@@ -146,8 +146,12 @@ class CsvReader:
         run_cents = 0
         run_screen: EntryScreen | None = None
         try:
-            index = self._index(next(reader) if layout.has_header else None)
+            header_row = next(reader) if layout.has_header else None
+            index = self._index(header_row)
             width = max(index.values()) + 1
+            # cells beyond the header (or, without one, beyond the layout's last column) would be
+            # dropped unread: such a row is not what the client's layout describes
+            most = max(len(header_row), width) if header_row is not None else width
             # one getter for every field, in CSV_FIELDS order; a field the layout lacks reads the
             # empty cell appended to each row (index -1)
             fields = itemgetter(*(index.get(name, -1) for name in CSV_FIELDS))
@@ -163,6 +167,11 @@ class CsvReader:
                         ),
                     )
                     row = row + [""] * (width - len(row))
+                elif len(row) > most:
+                    findings = (
+                        Finding(ReasonCode.FF01, f"row has {len(row)} fields, more than the {most} of "
+                                                 f"layout {layout.name}; the extra fields would be lost"),
+                    )
                 row.append("")
                 (e2e, amount_text, ccy, name, iban, account, routing, bic, debtor, date_text, remittance,
                  instruction) = map(strip, fields(row))

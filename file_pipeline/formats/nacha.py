@@ -323,10 +323,14 @@ class NachaReader:
                             raise _reject(
                                 "record-order", "addenda record but the entry's addenda indicator is 0", line
                             )
+                        if rec[1:3] != "05":
+                            # 98 (notification of change) and 99 (return) are the receiving bank's
+                            # answers; an originator's file carries payment information (05) only.
+                            raise _reject("addenda-type", f"addenda type code {rec[1:3]!r}: an originated entry "
+                                          "carries only type 05 (payment related information)", line)
                         addenda += 1
-                        if rec[1:3] == "05":
-                            info = rec[3:83].strip()
-                            pending.remittance_info = (pending.remittance_info + " " + info).strip()
+                        info = rec[3:83].strip()
+                        pending.remittance_info = (pending.remittance_info + " " + info).strip()
                     elif rtype == "5":
                         if state != "file":
                             raise _reject("record-order", "batch header record out of order", line)

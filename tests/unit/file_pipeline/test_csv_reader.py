@@ -81,6 +81,22 @@ def test_short_row_becomes_a_row_finding(ref):
     assert txs[1].amount is None
 
 
+@pytest.mark.parametrize("extra", [1, 5_000])
+def test_a_row_longer_than_the_header_becomes_a_row_finding_not_silently_cut(ref, extra):
+    content = (
+        b"EndToEndId,CreditorName,CreditorIBAN,Amount,Currency\n"
+        b"E1,Anna,DE89370400440532013000,10.00,EUR\n"
+        b"E2,Bob,DE89370400440532013000,10.00,EUR" + b",x" * extra + b"\n"
+        b"E3,Cleo,DE89370400440532013000,10.00,EUR\n"
+    )
+    txs = list(CsvReader(io.BytesIO(content), ref.formats["CSV-v1"].csv))
+    assert [[f.code for f in tx.format_findings] for tx in txs] == [[], [ReasonCode.FF01], []]
+    assert f"row has {5 + extra} fields, more than the 5" in txs[1].format_findings[0].description
+    screened = [tx for item, _ in CsvReader(io.BytesIO(content), ref.formats["CSV-v1"].csv).screened(
+        lambda ccy, day, text: None) for tx in (item if isinstance(item, list) else [item])]
+    assert [[f.code for f in tx.format_findings] for tx in screened] == [[], [ReasonCode.FF01], []]
+
+
 @pytest.mark.parametrize("amount_text", ["12,50", "1e5", "ten", "", "--1", "NaN", "Infinity"])
 def test_unparsable_amounts_are_none(ref, amount_text):
     content = f'EndToEndId,CreditorName,Amount,Currency\nE1,Anna,"{amount_text}",EUR\n'.encode()
