@@ -21,7 +21,6 @@ from .domain import (
     HistoryEntry,
     Outcome,
     ReleaseDrone,
-    ScheduleJoinTimeout,
     StartFlight,
     Status,
 )
@@ -45,8 +44,6 @@ def _outcome(text: str | None) -> Outcome | None:
 
 
 def _effect_json(effect: Effect) -> dict[str, Any]:
-    if isinstance(effect, ScheduleJoinTimeout):
-        return {"effect": "ScheduleJoinTimeout", "at": effect.at.isoformat()}
     if isinstance(effect, StartFlight):
         return {"effect": "StartFlight", "droneId": effect.drone_id, "landsAt": effect.lands_at.isoformat()}
     if isinstance(effect, CancelPackage):
@@ -58,8 +55,6 @@ def _effect_json(effect: Effect) -> dict[str, Any]:
 
 def _effect(raw: dict[str, Any]) -> Effect:
     kind = raw["effect"]
-    if kind == "ScheduleJoinTimeout":
-        return ScheduleJoinTimeout(datetime.fromisoformat(raw["at"]))
     if kind == "StartFlight":
         return StartFlight(raw["droneId"], datetime.fromisoformat(raw["landsAt"]))
     if kind == "CancelPackage":

@@ -16,5 +16,5 @@ def build(rt: Runtime) -> DeliveryService:
         publisher=rt.publisher,
         events=rt.events,
         clock=rt.clock,
-        timing=Timing(flight_time=rt.settings.flight_time, join_timeout=rt.settings.join_timeout),
+        timing=Timing(flight_time=rt.settings.flight_time),
     )

@@ -3,7 +3,8 @@
 A delivery waits for one outcome from Package (``PackageReady`` / ``PackageRejected``) and one
 from Drone Scheduler (``DroneScheduled`` / ``DroneUnavailable``):
 
-* the first successful outcome moves it to ``Scheduling`` and starts the join timeout;
+* Ingestion schedules the join timeout before it records the delivery (so even a delivery whose
+  request never went out ends); the first successful outcome moves it to ``Scheduling``;
 * both OK: ``InTransit``, and a flight timer; when it fires: ``Shipped``, the drone is released
   and ``DeliveryShipped`` is announced;
 * a side failed: ``Cancelled`` at once with that side's reason, whether or not the other side
@@ -47,7 +48,6 @@ TERMINAL = frozenset({Status.SHIPPED, Status.CANCELLED})
 @dataclass(frozen=True)
 class Timing:
     flight_time: timedelta = timedelta(0)
-    join_timeout: timedelta = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -70,11 +70,6 @@ class Outcome:
 
 
 # -- effects -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ScheduleJoinTimeout:
-    at: datetime
-
-
 @dataclass(frozen=True)
 class StartFlight:
     drone_id: str | None
@@ -99,7 +94,7 @@ class Announce:
     reason: str | None = None
 
 
-Effect = ScheduleJoinTimeout | StartFlight | CancelPackage | ReleaseDrone | Announce
+Effect = StartFlight | CancelPackage | ReleaseDrone | Announce
 
 SHIPPED_EVENT, FAILED_EVENT = "DeliveryShipped", "DeliveryFailed"
 
@@ -182,7 +177,7 @@ class Delivery:
         other: Outcome | None = self.drone if side == PACKAGE else self.package
         if other is None:
             self.status = Status.SCHEDULING
-            return [ScheduleJoinTimeout(now + timing.join_timeout)]
+            return []
         return self._join(now, timing)
 
     def _join(self, now: datetime, timing: Timing) -> list[Effect]:
@@ -195,6 +190,8 @@ class Delivery:
     def join_timed_out(self, now: datetime) -> list[Effect]:
         if self.status not in (Status.REQUESTED, Status.SCHEDULING):
             return []  # joined (or over) before the timeout fired
+        if self.request_fingerprint is None and self.package is None and self.drone is None:
+            return []  # never recorded: Ingestion failed before it accepted the request
         return self._cancel(ReasonCode.JOIN_TIMEOUT.value, now)
 
     def flight_completed(self, now: datetime) -> list[Effect]:

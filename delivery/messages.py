@@ -15,8 +15,9 @@ class DeliveryInTransitTimer(Contract):
 
 
 class JoinTimeout(Contract):
-    """Scheduled on the delivery's session when the first outcome arrives: if the second has not
-    arrived by then, the delivery is cancelled and whatever succeeded is compensated."""
+    """Scheduled on the delivery's session by Ingestion before it records the delivery: if both
+    outcomes have not arrived by then (or none, because the request never went out), the delivery
+    is cancelled and whatever succeeded is compensated."""
 
     TYPE = "JoinTimeout"
 

@@ -227,12 +227,15 @@ class DeliveryService:
         return status_view(delivery) if delivery else None
 
 
+def join_timeout(delivery_id: str, at: datetime) -> Outgoing:
+    """The delivery's watchdog on its own session: Ingestion schedules it before recording the
+    delivery, so a delivery ends even if its request never went out."""
+    return Outgoing(DELIVERY_EVENTS_QUEUE, JoinTimeout(delivery_id=delivery_id), message_id("JoinTimeout", delivery_id),
+                    delivery_id, session_id=delivery_id, scheduled_at=at)
+
+
 def command_for(delivery_id: str, effect: Effect, cause: Cause) -> Outgoing:
     """The message that carries out ``effect``; ids are deterministic per (effect, cause)."""
-    if isinstance(effect, domain.ScheduleJoinTimeout):
-        return Outgoing(DELIVERY_EVENTS_QUEUE, JoinTimeout(delivery_id=delivery_id),
-                        message_id("JoinTimeout", delivery_id), delivery_id, session_id=delivery_id,
-                        scheduled_at=effect.at)
     if isinstance(effect, domain.StartFlight):
         timer = DeliveryInTransitTimer(delivery_id=delivery_id, drone_id=effect.drone_id)
         return Outgoing(DELIVERY_EVENTS_QUEUE, timer,

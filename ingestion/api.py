@@ -92,6 +92,12 @@ def accepted(request_url: str, delivery_id: str) -> Response:
     return Response(202, {"deliveryId": delivery_id, "statusUrl": url}, headers={"Location": url})
 
 
+def unavailable() -> Response:
+    response = problem(503, "Service unavailable", "storage or the message bus cannot be reached just now; "
+                       "nothing was accepted: send the same request again later")
+    return Response(response.status, response.body, headers={"Retry-After": "5"}, content_type=PROBLEM_JSON)
+
+
 def conflict(delivery_id: str) -> Response:
     return problem(409, "Delivery id already used",
                    f"delivery {delivery_id} was requested with a different body; use a new deliveryId")

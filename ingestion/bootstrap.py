@@ -10,4 +10,5 @@ from .service import IngestionService
 
 
 def build(rt: Runtime) -> IngestionService:
-    return IngestionService(TableDeliveryRepository(rt.table(DELIVERIES_TABLE)), rt.publisher, rt.clock)
+    return IngestionService(TableDeliveryRepository(rt.table(DELIVERIES_TABLE)), rt.publisher, rt.clock,
+                            rt.settings.join_timeout)

@@ -11,7 +11,7 @@ from choreography.runtime import runtime
 
 from . import api
 from .bootstrap import build
-from .service import Accepted
+from .service import Accepted, Unavailable
 
 bp = func.Blueprint()
 
@@ -30,7 +30,10 @@ def ingestion_submit_delivery(req: func.HttpRequest) -> func.HttpResponse:
     if isinstance(parsed, api.Response):
         return _http(parsed)
     cause = Cause(f"http:{uuid.uuid4()}", req.headers.get("traceparent"))
-    outcome = rt.service(build).submit(parsed, cause)
+    try:
+        outcome = rt.service(build).submit(parsed, cause)
+    except Unavailable:
+        return _http(api.unavailable())
     if isinstance(outcome, Accepted):
         return _http(api.accepted(req.url, outcome.delivery_id))
     return _http(api.conflict(outcome.delivery_id))

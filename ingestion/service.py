@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from choreography.clock import Clock
@@ -12,10 +14,12 @@ from choreography.idempotency import message_id
 from choreography.messaging import Cause, Outgoing, Publisher
 from delivery.domain import Delivery, Status
 from delivery.ports import DeliveryExists, DeliveryRepository
-from delivery.service import status_view
+from delivery.service import join_timeout, status_view
 
 from .domain import delivery_requested, fingerprint
 from .messages import DeliveryRequest
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -28,15 +32,28 @@ class Conflict:
     delivery_id: str
 
 
+class Unavailable(Exception):
+    """Storage or Service Bus could not be reached: the request was not accepted (nothing is
+    left half-done that would not end by itself); the client may send it again."""
+
+
 class IngestionService:
-    def __init__(self, deliveries: DeliveryRepository, publisher: Publisher, clock: Clock) -> None:
+    def __init__(self, deliveries: DeliveryRepository, publisher: Publisher, clock: Clock,
+                 join_timeout: timedelta) -> None:
         self.deliveries = deliveries
         self.publisher = publisher
         self.clock = clock
+        self.join_timeout = join_timeout
 
     def submit(self, request: DeliveryRequest, cause: Cause) -> Accepted | Conflict:
-        """Record the delivery, then publish ``DeliveryRequested`` (message id
-        ``DeliveryRequested:{deliveryId}``).
+        """Schedule the delivery's join timeout, record the delivery, then publish
+        ``DeliveryRequested`` (message id ``DeliveryRequested:{deliveryId}``), in that order.
+
+        Every record ends: the join timeout is on the bus before the record exists, so a request
+        whose publish never happened (a Service Bus outage, a host killed between the two) is
+        cancelled with ``JoinTimeout`` instead of staying ``Requested`` forever; a timeout for a
+        delivery that was never recorded changes nothing. Raises :class:`Unavailable` when
+        storage or the bus fails.
 
         Idempotent: the same id with the same request is accepted again without a second
         delivery — it is republished only while nothing has happened yet (recovering from a crash
@@ -46,17 +63,23 @@ class IngestionService:
         delivery_id = request.delivery_id or str(uuid.uuid4())
         request = request.model_copy(update={"delivery_id": delivery_id})
         request_print = fingerprint(request)
+        now = self.clock.now()
         try:
-            self.deliveries.add(Delivery.requested(delivery_id, request_print, self.clock.now()))
-        except DeliveryExists:
-            existing = self.deliveries.get(delivery_id)
-            if existing is None or existing.request_fingerprint != request_print:
-                return Conflict(delivery_id)
-            if existing.status is not Status.REQUESTED:
-                return Accepted(delivery_id)
-        event = delivery_requested(request, delivery_id)
-        self.publisher.send([Outgoing(DELIVERIES_TOPIC, event, message_id("DeliveryRequested", delivery_id),
-                                      delivery_id)], cause)
+            self.publisher.send([join_timeout(delivery_id, now + self.join_timeout)], cause)
+            try:
+                self.deliveries.add(Delivery.requested(delivery_id, request_print, now))
+            except DeliveryExists:
+                existing = self.deliveries.get(delivery_id)
+                if existing is None or existing.request_fingerprint != request_print:
+                    return Conflict(delivery_id)
+                if existing.status is not Status.REQUESTED:
+                    return Accepted(delivery_id)
+            event = delivery_requested(request, delivery_id)
+            self.publisher.send([Outgoing(DELIVERIES_TOPIC, event, message_id("DeliveryRequested", delivery_id),
+                                          delivery_id)], cause)
+        except Exception as exc:  # storage or broker; the log has the cause, the client a 503
+            log.warning("delivery %s not accepted: %s: %s", delivery_id, type(exc).__name__, exc)
+            raise Unavailable(delivery_id) from exc
         return Accepted(delivery_id)
 
     def status(self, delivery_id: str) -> dict[str, Any] | None:

@@ -79,11 +79,11 @@ def make_world(fleet_size: int = 5, flight_seconds: float = 0, join_timeout_seco
     packages = InMemoryPackageRepository()
     fleet = InMemoryDroneFleet(default_fleet(fleet_size))
     notifications = InMemoryNotificationStore()
-    timing = Timing(timedelta(seconds=flight_seconds), timedelta(seconds=join_timeout_seconds))
+    timing = Timing(timedelta(seconds=flight_seconds))
     world = World(
         clock=clock, publisher=publisher, events=events, deliveries=deliveries, packages=packages, fleet=fleet,
         notifications=notifications,
-        ingestion=IngestionService(deliveries, publisher, clock),
+        ingestion=IngestionService(deliveries, publisher, clock, timedelta(seconds=join_timeout_seconds)),
         package=PackageService(packages, publisher, clock),
         drones=DroneSchedulerService(fleet, publisher, clock, timedelta(seconds=retry_base),
                                      timedelta(seconds=retry_max)),

@@ -54,11 +54,14 @@ class RecordingPublisher:
         self.sent: list[Sent] = []
         self.dead_letters: list[DeadLetter] = []
         self.fail_with = fail_with
+        self.fail_on: str | None = None  # a message type whose send fails (the bus went away then)
         self._lock = threading.Lock()
 
     def send(self, messages: Sequence[Outgoing], cause: Cause) -> list[Envelope]:
         if self.fail_with is not None:
             raise self.fail_with
+        if self.fail_on is not None and any(m.payload.TYPE == self.fail_on for m in messages):
+            raise ConnectionError(f"the bus went away while sending {self.fail_on}")
         envelopes = [stamp(m, cause, self.clock.now()) for m in messages]
         with self._lock:
             self.sent += [Sent(m, e) for m, e in zip(messages, envelopes, strict=True)]

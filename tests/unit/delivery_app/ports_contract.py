@@ -18,7 +18,6 @@ from delivery.domain import (
     CancelPackage,
     Delivery,
     ReleaseDrone,
-    ScheduleJoinTimeout,
     StartFlight,
     Status,
     Timing,
@@ -41,7 +40,7 @@ class DeliveryRepositoryContract:
         delivery.package_ready("pkg-1", T0, T0, Timing())
         delivery.drone_unavailable("NoDroneCanCarryWeight", T0 + timedelta(seconds=1), T0, Timing())
         delivery.processed.add("m-1")
-        delivery.outbox = [ScheduleJoinTimeout(T0), StartFlight("drone-1", T0), StartFlight(None, T0),
+        delivery.outbox = [StartFlight("drone-1", T0), StartFlight(None, T0),
                            CancelPackage("pkg-1", "JoinTimeout"), ReleaseDrone(None, None),
                            Announce("DeliveryFailed", "NoDroneCanCarryWeight"), Announce("DeliveryShipped")]
         delivery.outbox_cause = Cause("m-1", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "d-1")

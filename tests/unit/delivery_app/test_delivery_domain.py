@@ -12,7 +12,6 @@ from delivery.domain import (
     CancelPackage,
     Delivery,
     ReleaseDrone,
-    ScheduleJoinTimeout,
     StartFlight,
     Status,
     Timing,
@@ -20,7 +19,7 @@ from delivery.domain import (
 
 from .fakes import T0
 
-TIMING = Timing(flight_time=timedelta(seconds=30), join_timeout=timedelta(minutes=5))
+TIMING = Timing(flight_time=timedelta(seconds=30))
 LATER = T0 + timedelta(seconds=1)
 
 
@@ -38,11 +37,24 @@ def test_a_new_delivery_is_requested_by_ingestion():
     assert [(h.status, h.by) for h in delivery.history] == [("Requested", "ingestion")]
 
 
-def test_the_first_outcome_starts_the_join_timeout():
+def test_the_first_successful_outcome_waits_for_the_other_under_the_join_timeout_ingestion_set():
     delivery = new()
-    effects = delivery.package_ready("pkg-1", T0, T0, TIMING)
-    assert effects == [ScheduleJoinTimeout(T0 + timedelta(minutes=5))]
+    assert delivery.package_ready("pkg-1", T0, T0, TIMING) == []
     assert delivery.status is Status.SCHEDULING
+
+
+def test_a_join_timeout_ends_a_delivery_whose_request_never_went_out():
+    delivery = new()  # recorded by Ingestion; DeliveryRequested was never published
+    effects = delivery.join_timed_out(T0 + timedelta(minutes=5))
+    assert effects == [CancelPackage(None, "JoinTimeout"), ReleaseDrone(None, "JoinTimeout"),
+                       Announce("DeliveryFailed", "JoinTimeout")]
+    assert delivery.status is Status.CANCELLED
+
+
+def test_a_join_timeout_for_a_delivery_never_recorded_changes_nothing():
+    delivery = Delivery("d-never")  # Ingestion scheduled the timeout, then failed to record it
+    assert delivery.join_timed_out(T0 + timedelta(minutes=5)) == []
+    assert delivery.status is Status.REQUESTED and delivery.history == []
 
 
 @pytest.mark.parametrize("package_first", [True, False])

@@ -10,7 +10,7 @@ import pytest
 from choreography.messaging import Cause
 from ingestion import api
 from ingestion.messages import DeliveryRequest
-from ingestion.service import Accepted, Conflict
+from ingestion.service import Accepted, Conflict, Unavailable
 
 from .conftest import World
 from .fakes import T0
@@ -108,11 +108,47 @@ def test_accepted_points_at_the_status():
 def test_submit_records_and_publishes_once(world: World):
     request = delivery_request(T0)
     assert world.ingestion.submit(request, Cause("http:1", None)) == Accepted(request.delivery_id)
-    [sent] = world.publisher.sent
+    timer, sent = world.publisher.sent
+    # The join timeout first: it ends the delivery even if the request never goes out.
+    assert timer.envelope.message_id == f"JoinTimeout:{request.delivery_id}"
+    assert timer.message.scheduled_at == T0 + timedelta(minutes=5)
+    assert timer.message.session_id == request.delivery_id and timer.message.destination.name == "delivery-events"
     assert sent.envelope.type == "DeliveryRequested"
     assert sent.envelope.message_id == f"DeliveryRequested:{request.delivery_id}"
     assert sent.message.destination.name == "deliveries"
     assert world.status(request.delivery_id) == "Requested"
+
+
+@pytest.mark.parametrize("fails", ["bus", "storage"])
+def test_an_outage_is_unavailable_and_leaves_no_record_that_would_not_end(world: World, fails: str):
+    request = delivery_request(T0)
+    if fails == "bus":
+        world.publisher.fail_with = ConnectionError("Service Bus unreachable")
+    else:
+        world.deliveries.add = lambda delivery: _raise(ConnectionError("storage unreachable"))  # type: ignore
+    with pytest.raises(Unavailable):
+        world.ingestion.submit(request, Cause("http:1", None))
+    assert world.delivery.status(request.delivery_id) is None
+    assert world.publisher.of_type("DeliveryRequested") == []
+
+
+def test_a_request_recorded_but_never_published_ends_by_its_join_timeout(world: World):
+    request = delivery_request(T0)
+    world.publisher.fail_on = "DeliveryRequested"  # the bus goes away right after the record
+    with pytest.raises(Unavailable):
+        world.ingestion.submit(request, Cause("http:1", None))
+    assert world.status(request.delivery_id) == "Requested"
+    world.publisher.fail_on = None
+    world.bus.run_until_quiet()
+    view = world.delivery.status(request.delivery_id)
+    assert view is not None and (view["status"], view["reason"]) == ("Cancelled", "JoinTimeout")
+    assert world.events.types() == ["DeliveryFailed"]
+    stored = world.deliveries.get(request.delivery_id)
+    assert stored is not None and stored.outbox == []
+
+
+def _raise(exc: Exception) -> None:
+    raise exc
 
 
 def test_the_same_request_again_is_accepted_without_a_second_delivery(world: World):
@@ -137,7 +173,7 @@ def test_the_same_id_with_another_body_is_a_conflict(world: World):
     world.ingestion.submit(request, Cause("http:1", None))
     other = request.model_copy(update={"owner_id": "someone-else"})
     assert world.ingestion.submit(other, Cause("http:2", None)) == Conflict(request.delivery_id)
-    assert len(world.publisher.sent) == 1
+    assert len(world.publisher.of_type("DeliveryRequested")) == 1
 
 
 def test_without_an_id_each_request_is_a_new_delivery(world: World):

@@ -248,10 +248,6 @@ def test_delivery_commands_have_deterministic_ids_per_cause(world: World):
     world.delivery.change("d-1", "m-1", Cause("m-1", None),
                           lambda d, now: d.package_ready("p", now, now, world.delivery.timing))
     world.delivery.change("d-1", "m-2", Cause("m-2", None), lambda d, now: d.join_timed_out(now))
-    [join_timer] = world.publisher.of_type("JoinTimeout")
-    assert join_timer.envelope.message_id == "JoinTimeout:d-1"
-    assert join_timer.message.scheduled_at == T0 + timedelta(minutes=5)
-    assert join_timer.message.session_id == "d-1"
     [cancel] = world.publisher.of_type("CancelPackage")
     assert cancel.envelope.message_id.startswith("CancelPackage:d-1:")
     assert cancel.envelope.data == {"deliveryId": "d-1", "packageId": "p", "reason": "JoinTimeout"}
@@ -262,27 +258,29 @@ def test_delivery_commands_have_deterministic_ids_per_cause(world: World):
 
 def test_a_crash_between_the_save_and_the_send_leaves_an_outbox_the_next_reader_sends(world: World):
     world.deliveries.add(Delivery.requested("d-1", "fp", T0))
+    timing = world.delivery.timing
+    world.delivery.change("d-1", "m-1", Cause("m-1", None), lambda d, now: d.package_ready("p", now, now, timing))
 
-    def ready(d: Delivery, now):
-        return d.package_ready("p", now, now, world.delivery.timing)
+    def scheduled(d: Delivery, now):
+        return d.drone_scheduled("drone-1", now, now, timing)
 
     world.publisher.fail_with = ConnectionError("the bus went away")
     with pytest.raises(ConnectionError):
-        world.delivery.change("d-1", "m-1", Cause("m-1", None), ready)
+        world.delivery.change("d-1", "m-2", Cause("m-2", None), scheduled)
     stored = world.deliveries.get("d-1")
-    assert stored is not None and stored.status.value == "Scheduling"
-    assert [type(e).__name__ for e in stored.outbox] == ["ScheduleJoinTimeout"]
+    assert stored is not None and stored.status.value == "InTransit"
+    assert [type(e).__name__ for e in stored.outbox] == ["StartFlight"]
     assert world.publisher.sent == []
     world.publisher.fail_with = None
-    # The broker redelivers m-1, to this process or to a fresh instance: either way the saved
-    # effects go out once, and m-1 is not applied twice.
+    # The broker redelivers m-2, to this process or to a fresh instance: either way the saved
+    # effects go out once, and m-2 is not applied twice.
     for service in (world.delivery, DeliveryService(world.deliveries, world.publisher, world.events, world.clock,
-                                                    world.delivery.timing)):
-        service.change("d-1", "m-1", Cause("m-1", None), ready)
-    assert world.publisher.types() == ["JoinTimeout", "JoinTimeout"]  # same message id: the queue keeps one
-    assert {s.envelope.message_id for s in world.publisher.sent} == {"JoinTimeout:d-1"}
+                                                    timing)):
+        service.change("d-1", "m-2", Cause("m-2", None), scheduled)
+    assert world.publisher.types() == ["DeliveryInTransitTimer"] * 2  # same message id: the queue keeps one
+    assert {s.envelope.message_id for s in world.publisher.sent} == {"DeliveryInTransitTimer:d-1"}
     stored = world.deliveries.get("d-1")
-    assert stored is not None and len(stored.history) == 2
+    assert stored is not None and [h.status for h in stored.history].count("InTransit") == 1
 
 
 def test_a_state_another_instance_moved_on_from_is_read_again_and_sends_nothing(world: World):
@@ -297,8 +295,8 @@ def test_a_state_another_instance_moved_on_from_is_read_again_and_sends_nothing(
     a.change("d-1", "m-3", Cause("m-3", None), lambda d, now: d.join_timed_out(now))
     # Each reader of the record re-sends the outbox it found (same ids: the queue drops them);
     # nothing was computed from A's stale copy.
-    assert set(world.publisher.types()) == {"JoinTimeout", "DeliveryInTransitTimer"}
-    assert {s.envelope.message_id for s in world.publisher.sent} == {"JoinTimeout:d-1", "DeliveryInTransitTimer:d-1"}
+    assert set(world.publisher.types()) == {"DeliveryInTransitTimer"}
+    assert {s.envelope.message_id for s in world.publisher.sent} == {"DeliveryInTransitTimer:d-1"}
     assert world.events.published == []
     assert world.status("d-1") == "InTransit"
 
@@ -320,7 +318,7 @@ def test_the_next_change_starts_from_the_state_this_process_saved(world: World):
     world.delivery.change("d-1", "m-2", Cause("m-2", None),
                           lambda d, now: d.drone_scheduled("drone-1", now, now, timing))
     assert reads["n"] == 1
-    assert world.publisher.types() == ["JoinTimeout", "DeliveryInTransitTimer"]
+    assert world.publisher.types() == ["DeliveryInTransitTimer"]
 
 
 def test_a_change_that_changes_nothing_is_not_written(world: World):
