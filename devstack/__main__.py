@@ -5,6 +5,9 @@
 * ``demo`` the main job on embedded defaults: a fresh in-memory stack on free ports, seeded,
            about twenty deliveries including ones that must fail, each one's journey shown;
            exits 0 only if every delivery ends as expected.
+* ``soak`` the chaos soak (``make soak``, :mod:`devstack.soak`): deliveries and payment files
+           on a durable stack while devhost and the Service Bus emulator are killed and Azurite
+           paused; exits 0 only if nothing was lost or done twice.
 * ``seed`` seeds reference data (the drone fleet, the payment reference table) into the
            storage named by ``AzureWebJobsStorage`` (default: the local Azurite).
 """
@@ -49,6 +52,16 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="run the drone delivery demo on a fresh stack")
     demo.add_argument("--deliveries", type=int, default=20)
     sub.add_parser("seed", help="seed reference data into AzureWebJobsStorage")
+    soak = sub.add_parser("soak", help="chaos soak on a durable stack; invariants checked from the stores")
+    soak.add_argument("--deliveries", type=int, default=1000)
+    soak.add_argument("--files", type=int, default=20)
+    soak.add_argument("--devhost-kills", type=int, default=5)
+    soak.add_argument("--servicebus-kills", type=int, default=2)
+    soak.add_argument("--azurite-pauses", type=int, default=2)
+    soak.add_argument("--rate", type=float, default=10.0, help="deliveries submitted per second")
+    soak.add_argument("--seed", type=int, default=None, help="repeat a run's workload and chaos")
+    soak.add_argument("--data-dir", type=Path, default=None, help="default: a new temporary folder")
+    soak.add_argument("--timeout", type=float, default=900.0, help="seconds for everything to end")
     args = parser.parse_args(argv)
 
     if args.command == "up":
@@ -72,6 +85,14 @@ def main(argv: list[str] | None = None) -> int:
         from .demo import run_demo
 
         return run_demo(args.deliveries)
+    if args.command == "soak":
+        from .soak import Options, print_report, run_soak
+
+        report = run_soak(Options(args.deliveries, args.files, args.devhost_kills, args.servicebus_kills,
+                                  args.azurite_pauses, rate=args.rate, seed=args.seed, data_dir=args.data_dir,
+                                  timeout=args.timeout))
+        print_report(report)
+        return 1 if report.violations else 0
     if args.command == "seed":
         import os
 

@@ -340,6 +340,26 @@ class Stack:
         if proc:
             proc.kill()
 
+    # -- chaos (the soak): a crash is SIGKILL; a restart reuses the ports and the data dir --------
+    def kill_servicebus(self) -> None:
+        proc = self.processes.pop("servicebus", None)
+        if proc:
+            proc.kill()
+
+    def start_servicebus(self) -> None:
+        self._start_servicebus()
+
+    def pause(self, name: str) -> None:
+        """SIGSTOP: the process holds its connections and answers nothing (a hung dependency)."""
+        proc = self.processes[name]
+        if proc.pid is not None:
+            os.kill(proc.pid, signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        proc = self.processes[name]
+        if proc.pid is not None:
+            os.kill(proc.pid, signal.SIGCONT)
+
     def _wait_until_running(self, proc: ManagedProcess, url: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
