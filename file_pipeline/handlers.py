@@ -79,4 +79,5 @@ def file_pipeline_compensate(message: func.ServiceBusMessage) -> None:
 def file_pipeline_status(req: func.HttpRequest) -> func.HttpResponse:
     """GET /api/payment-files/{clientId}/{fileName} -> state, counts, reasons, output locations."""
     status, body = pipeline().status(req.route_params.get("clientId", ""), req.route_params.get("fileName", ""))
-    return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json", charset="utf-8")
+    mimetype = "application/problem+json" if status >= 400 else "application/json"
+    return func.HttpResponse(json.dumps(body), status_code=status, mimetype=mimetype, charset="utf-8")

@@ -720,14 +720,14 @@ class PaymentFilePipeline:
     def status(self, client_id: str, file_name: str) -> tuple[int, dict[str, Any]]:
         """``GET /api/payment-files/{clientId}/{fileName}``: (HTTP status, JSON body)."""
         if not CLIENT_ID_RE.match(client_id or ""):
-            return 404, {"error": "NotFound", "message": "no such client"}
+            return 404, _problem(404, "No such client", "no such client")
         try:
             check_blob_name(f"{client_id}/{file_name}")
         except UnsafeName as exc:
-            return 400, {"error": "BadRequest", "message": f"file name not accepted: {exc}"}
+            return 400, _problem(400, "File name not accepted", f"file name not accepted: {exc}")
         record, previous = self.records.latest(client_id, file_name)
         if record is None:
-            return 404, {"error": "NotFound", "message": f"no file {file_name!r} for client {client_id}"}
+            return 404, _problem(404, "No such file", f"no file {file_name!r} for client {client_id}")
         return 200, record.status_view(previous)
 
     # ================================================================== shared steps
@@ -883,6 +883,11 @@ HANDOFFS: dict[str, tuple[type[Contract], Any]] = {
     PaymentFileValidated.TYPE: (PaymentFileValidated, VALIDATED_QUEUE),
     PaymentFileAdapted.TYPE: (PaymentFileAdapted, ADAPTED_QUEUE),
 }
+
+
+def _problem(status: int, title: str, detail: str) -> dict[str, Any]:
+    """An RFC 9457 problem body, as every HTTP error of the app is."""
+    return {"type": "about:blank", "title": title, "status": status, "detail": detail}
 
 
 def _handoff(message: Contract) -> dict[str, Any]:

@@ -575,6 +575,8 @@ def test_status_answers_404_for_unknown_and_400_for_unsafe_names(h):
     assert h.pipeline.status("ACME001", "nothing.csv")[0] == 404
     assert h.pipeline.status("bad client", "x.csv")[0] == 404
     assert h.pipeline.status("ACME001", "../x.csv")[0] == 400
+    status, problem = h.pipeline.status("ACME001", "../x.csv")
+    assert problem["status"] == status and problem["title"] and "not accepted" in problem["detail"]
     record = h.submit("ACME001", "sub/dir/payroll.csv", bad_acme_csv(1))
     status, body = h.pipeline.status("ACME001", "sub/dir/payroll.csv")
     assert status == 200 and body["fileId"] == record.file_id and body["state"] == "Rejected"
