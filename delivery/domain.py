@@ -129,6 +129,11 @@ class Delivery:
         return (self.status, self.reason, self.package, self.drone, len(self.history))
 
     @property
+    def never_requested(self) -> bool:
+        """No record of a request and no outcome: nothing to end."""
+        return self.request_fingerprint is None and self.package is None and self.drone is None
+
+    @property
     def is_over(self) -> bool:
         return self.status in TERMINAL
 
@@ -190,8 +195,8 @@ class Delivery:
     def join_timed_out(self, now: datetime) -> list[Effect]:
         if self.status not in (Status.REQUESTED, Status.SCHEDULING):
             return []  # joined (or over) before the timeout fired
-        if self.request_fingerprint is None and self.package is None and self.drone is None:
-            return []  # never recorded: Ingestion failed before it accepted the request
+        if self.never_requested:
+            return []  # Ingestion failed before it recorded the request
         return self._cancel(ReasonCode.JOIN_TIMEOUT.value, now)
 
     def flight_completed(self, now: datetime) -> list[Effect]:
@@ -203,8 +208,9 @@ class Delivery:
         return [*effects, Announce(SHIPPED_EVENT)]
 
     def abort(self, reason: str, now: datetime) -> list[Effect]:
-        """A message for this delivery can never be processed: end the delivery now."""
-        if self.is_over:
+        """A message for this delivery can never be processed: end the delivery now (one nobody
+        ever requested is left alone: a hostile message must not create a delivery)."""
+        if self.is_over or self.never_requested:
             return []
         return self._cancel(reason, now)
 

@@ -67,6 +67,11 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
+def _not_json(constant: str) -> Any:
+    """Python's reader takes NaN and Infinity; JSON (and Event Grid) does not."""
+    raise BatchError(f"request body is not valid JSON: {constant} is not a JSON value")
+
+
 def parse_batch(body: bytes, content_type: str | None, topic: Topic) -> list[Event]:
     mtype = media_type(content_type)
     schema = topic.input_schema
@@ -82,7 +87,9 @@ def parse_batch(body: bytes, content_type: str | None, topic: Topic) -> list[Eve
             f"(Content-Type '{mtype}'); publish Event Grid schema events as {_JSON}"
         )
     try:
-        doc = json.loads(body.decode("utf-8-sig"))
+        doc = json.loads(body.decode("utf-8-sig"), parse_constant=_not_json)
+    except BatchError:
+        raise
     except UnicodeDecodeError:
         raise BatchError("request body is not UTF-8 text") from None
     except json.JSONDecodeError as exc:

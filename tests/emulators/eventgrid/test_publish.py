@@ -250,6 +250,8 @@ CE_EVENT = {"specversion": "1.0", "id": "1", "source": "/s", "type": "T"}
         (CE_TOPIC, CE_KEY, "text/plain", "hello", "not supported"),
         (EG_TOPIC, EG_KEY, "application/json", "[" * 32_000 + "]" * 32_000, "nested too deeply"),
         (EG_TOPIC, EG_KEY, "application/json", '[{"id": ' + "9" * 5_000 + "}]", "number too long"),
+        (EG_TOPIC, EG_KEY, "application/json", '[{"id": NaN}]', "NaN is not a JSON value"),
+        (EG_TOPIC, EG_KEY, "application/json", '[{"id": -Infinity}]', "-Infinity is not a JSON value"),
         (
             EG_TOPIC,
             EG_KEY,

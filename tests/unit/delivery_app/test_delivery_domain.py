@@ -51,9 +51,10 @@ def test_a_join_timeout_ends_a_delivery_whose_request_never_went_out():
     assert delivery.status is Status.CANCELLED
 
 
-def test_a_join_timeout_for_a_delivery_never_recorded_changes_nothing():
+def test_a_join_timeout_or_an_abort_for_a_delivery_never_recorded_changes_nothing():
     delivery = Delivery("d-never")  # Ingestion scheduled the timeout, then failed to record it
     assert delivery.join_timed_out(T0 + timedelta(minutes=5)) == []
+    assert delivery.abort("MalformedMessage", T0) == []  # a hostile message on a made-up session
     assert delivery.status is Status.REQUESTED and delivery.history == []
 
 
