@@ -38,7 +38,9 @@ names the app setting, default ``Storage`` → ``AzureWebJobsStorage``):
   ``extensions.blobs``, default 5; attempts are counted in the receipt, so a restart does not
   reset them); then the message ``{"Type": "BlobTrigger", "FunctionId", "BlobType",
   "ContainerName", "BlobName", "ETag"}`` goes base64-encoded onto the storage queue
-  ``webjobs-blobtrigger-poison`` and the receipt is completed.
+  ``webjobs-blobtrigger-poison`` and the receipt is completed. Tries that fail before the
+  function runs (the blob or its receipt cannot be addressed) count too, in memory, so no blob
+  is retried for ever; after a restart such a blob gets its tries again.
 * At most ``maxDegreeOfParallelism`` blob invocations run at once across all blob functions.
 """
 
@@ -142,6 +144,9 @@ class BlobListener:
         self._annotation = entry.annotations.get(entry.trigger.name)
         self._sdk_converter = sdk_converter(entry.trigger.type) if is_sdk_type(self._annotation) else None
         self._finished: set[tuple[str, str]] = set()  # versions with a completed receipt
+        # tries that failed before the function could run (kept here: the receipt, where tries
+        # are counted otherwise, may be what cannot be addressed)
+        self._failed_early: dict[tuple[str, str], int] = {}
         self._active: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -266,8 +271,22 @@ class BlobListener:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.warning("Blob trigger %s: processing %s/%s failed: %s", self.entry.name, self.container,
-                        item.name, exc)
+            # E.g. a name storage stores otherwise than it addresses it ('a\\..\\b' is kept as
+            # 'a/../b', whose URL no longer matches its signature): the host counts such tries
+            # too, so the blob ends on the poison queue instead of being retried for ever.
+            tries = self._failed_early.get(key, 0) + 1
+            self._failed_early[key] = tries
+            log.warning("Blob trigger %s: processing %s/%s failed (try %d): %s", self.entry.name,
+                        self.container, item.name, tries, exc)
+            if tries >= self._options.poison_blob_threshold:
+                try:
+                    await self._poison(item, etag)
+                except Exception as poison_failed:
+                    log.error("Blob trigger %s: cannot put %s/%s on the poison queue: %s", self.entry.name,
+                              self.container, item.name, poison_failed)
+                    return
+                self._failed_early.pop(key, None)
+                self._finished.add(key)
 
     async def _keep_lease(self, lease: BlobLeaseClient) -> None:
         while True:

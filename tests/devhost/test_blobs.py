@@ -90,6 +90,20 @@ def test_five_failures_put_the_blob_on_the_poison_queue(
     assert len(records.all(tag, "blob_uploads")) == 5  # poisonBlobThreshold tries, no more
 
 
+def test_a_name_storage_keeps_otherwise_than_it_addresses_it_ends_on_the_poison_queue(
+        uploads: ContainerClient, azurite: Azurite, devhost: DevHost, records: Records, tag: str) -> None:
+    """Azurite stores 'a\\..\\b' as 'a/../b', a name whose URL no longer matches its signature:
+    every try fails before the function runs. Five such tries and it is poisoned, and a blob
+    uploaded after it is still processed."""
+    uploads.get_blob_client(f"{tag}\\..\\odd.txt").upload_blob(b"odd")
+    stored = next(b.name for b in uploads.list_blobs(name_starts_with=tag) if b.name.endswith("odd.txt"))
+    [message] = wait_until(lambda: poison_messages(azurite, stored), "a poison message for the odd name")
+    assert message["ContainerName"] == "uploads" and message["FunctionId"] == "Host.Functions.blob_uploads"
+    uploads.get_blob_client(f"{tag}/after.txt").upload_blob(b"after")
+    assert [r["name"] for r in records.wait(tag, 1, "blob_uploads")] == [f"uploads/{tag}/after.txt"]
+    assert len(poison_messages(azurite, stored)) == 1  # poisoned once, not retried every scan
+
+
 @pytest.fixture
 def restartable(azurite: Azurite, servicebus: ServiceBusEmulator, eventgrid: EventGridEmulator) -> Iterator[dict]:
     """Settings for devhosts that share a host id and a record table, apart from the session's."""
