@@ -264,8 +264,10 @@ def _rows(tables: TableServiceClient, table: str) -> list[dict[str, Any]]:
         return []
 
 
-def _peek_all(client: ServiceBusClient, queue: str | None = None, subscription: str | None = None,
-              dead_letter: bool = False) -> list[Any]:
+def peek_all(client: ServiceBusClient, queue: str | None = None, subscription: str | None = None,
+             dead_letter: bool = False) -> list[Any]:
+    """Every message of a queue, or of a subscription of ``deliveries`` (or its dead-letter queue),
+    browsed without taking any."""
     sub_queue = ServiceBusSubQueue.DEAD_LETTER if dead_letter else None
     receiver = (client.get_queue_receiver(queue, sub_queue=sub_queue) if queue
                 else client.get_subscription_receiver("deliveries", subscription, sub_queue=sub_queue))
@@ -470,10 +472,10 @@ def check_dead_letters(stack: Stack, accepted: list[Delivery], files: list[Payme
         if file.state == "Rejected" and view.get("fileId"):  # FileValidator's rejections only, here
             expected[view["fileId"]] = ((("payment-files-in", ""),), False)
     with ServiceBusClient.from_connection_string(stack.servicebus_connection) as client:
-        letters = _peek_all(client, "deadletter")
-        native = [(q, m) for q in QUEUES for m in _peek_all(client, q, dead_letter=True)]
+        letters = peek_all(client, "deadletter")
+        native = [(q, m) for q in QUEUES for m in peek_all(client, q, dead_letter=True)]
         native += [(f"deliveries/subscriptions/{s}", m) for s in SUBSCRIPTIONS
-                   for m in _peek_all(client, subscription=s, dead_letter=True)]
+                   for m in peek_all(client, subscription=s, dead_letter=True)]
     seen: dict[str, list[tuple[str, str]]] = defaultdict(list)
     unexpected, no_reason = [], []
     for message in letters:

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 from azure.servicebus import ServiceBusClient
 
+from devstack.soak import peek_all
 from devstack.stack import EVENTGRID_KEY
 
 from .conftest import App, call, still_serving, wait_for
-from .test_servicebus import _peek_all, _text
+from .test_servicebus import _text
 
 CE = "application/cloudevents-batch+json"
 
@@ -111,7 +112,7 @@ def test_an_event_that_can_never_be_stored_is_dead_lettered_once_and_delivered(a
 
     def letters() -> list[Any]:
         with ServiceBusClient.from_connection_string(app.stack.servicebus_connection) as client:
-            found = [m for m in _peek_all(client, "deadletter")
+            found = [m for m in peek_all(client, "deadletter")
                      if _text((m.application_properties or {}).get(b"DeadLetterSource")) ==
                      "eventgrid:deliveries/notifications" and json.loads(b"".join(m.body))["id"] == event_id]
         return found

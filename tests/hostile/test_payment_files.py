@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import time
 import uuid
 from collections.abc import Callable
 
@@ -13,10 +12,11 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from file_pipeline.formats.samples import generate_csv
+from tests.e2e.test_payment_files import settle
 from tests.unit.file_pipeline.conftest import data_bytes
 from tests.unit.file_pipeline.test_nacha import join, lines, set_field
 
-from .conftest import App, call
+from .conftest import App
 
 CSV = data_bytes("csv_v1_valid.csv").decode()
 HEADER, *ROWS = CSV.splitlines()
@@ -103,20 +103,9 @@ def uploaded(app: App) -> dict[str, tuple[str, str]]:
     return names
 
 
-def _final(app: App, client: str, name: str, timeout: float = 180.0) -> dict:
-    deadline = time.monotonic() + timeout
-    body = None
-    while time.monotonic() < deadline:
-        code, body, _ = call("GET", f"{app.api}/payment-files/{client}/{name}")
-        if code == 200 and body["state"] in ("Completed", "Rejected"):
-            return body
-        time.sleep(0.5)
-    raise AssertionError(f"{client}/{name} did not end: {body}")
-
-
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_hostile_payment_file_is_rejected_with_a_reason_and_a_report(app: App, uploaded, case: str) -> None:
-    view = _final(app, *uploaded[case])
+    view = settle(app, *uploaded[case])
     assert view["state"] == "Rejected", view
     reasons = [r["code"] for r in view["reasons"]] + list(view.get("transactionReasons", {}))
     assert reasons and all(len(code) == 4 for code in reasons), view
@@ -130,4 +119,4 @@ def test_a_good_file_still_completes_after_the_hostile_ones(app: App, uploaded) 
     container = BlobServiceClient.from_connection_string(app.stack.storage_connection).get_container_client(
         "payment-files-in")
     container.upload_blob(f"ACME001/{name}", out.getvalue())
-    assert _final(app, "ACME001", name)["state"] == "Completed"
+    assert settle(app, "ACME001", name)["state"] == "Completed"

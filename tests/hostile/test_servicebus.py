@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusSubQueue
+from azure.servicebus import ServiceBusClient, ServiceBusMessage
+
+from devstack.soak import peek_all
 
 from .conftest import App, still_serving, wait_for
 
@@ -53,20 +55,6 @@ TARGETS = {
 CASES = [(subject, body) for subject in TARGETS for body in BODIES]
 
 
-def _peek_all(client: ServiceBusClient, queue: str | None, subscription: str | None = None,
-              dead_letter: bool = False) -> list[Any]:
-    sub_queue = ServiceBusSubQueue.DEAD_LETTER if dead_letter else None
-    receiver = (client.get_queue_receiver(queue, sub_queue=sub_queue) if queue
-                else client.get_subscription_receiver("deliveries", subscription, sub_queue=sub_queue))
-    found: list[Any] = []
-    with receiver:
-        sequence = 0
-        while batch := receiver.peek_messages(max_message_count=250, sequence_number=sequence):
-            found += batch
-            sequence = max(m.sequence_number for m in batch) + 1
-    return found
-
-
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value or "")
 
@@ -95,7 +83,7 @@ def dead_letters(app: App, sent: dict[tuple[str, str], str]) -> dict[str, list[d
 
     def collected() -> dict[str, list[dict[str, str]]] | None:
         with ServiceBusClient.from_connection_string(app.stack.servicebus_connection) as client:
-            letters = _peek_all(client, "deadletter")
+            letters = peek_all(client, "deadletter")
         by_original: dict[str, list[dict[str, str]]] = defaultdict(list)
         for letter in letters:
             props = {_text(k): _text(v) for k, v in (letter.application_properties or {}).items()}
@@ -123,9 +111,9 @@ def test_no_hostile_body_was_retried_until_the_broker_gave_up(app: App, dead_let
     ours = set(sent.values())
     with ServiceBusClient.from_connection_string(app.stack.servicebus_connection) as client:
         exhausted = [m for q in ("delivery-events", "payment-files-validated", "payment-files-adapted",
-                                 "payment-files-compensation") for m in _peek_all(client, q, dead_letter=True)]
+                                 "payment-files-compensation") for m in peek_all(client, q, dead_letter=True)]
         exhausted += [m for s in ("package", "package-compensation", "drone-scheduler", "drone-release")
-                      for m in _peek_all(client, None, s, dead_letter=True)]
+                      for m in peek_all(client, None, s, dead_letter=True)]
     assert [_text(m.message_id) for m in exhausted if _text(m.message_id) in ours] == []
 
 
@@ -166,7 +154,7 @@ def test_garbage_on_the_socket_leaves_the_emulator_serving_real_clients(app: App
     with ServiceBusClient.from_connection_string(app.stack.servicebus_connection) as client:
         with client.get_queue_sender("deadletter") as sender:
             sender.send_messages(ServiceBusMessage(b"probe", message_id=probe))
-        assert probe in {_text(m.message_id) for m in _peek_all(client, "deadletter")}
+        assert probe in {_text(m.message_id) for m in peek_all(client, "deadletter")}
 
 
 def test_after_the_service_bus_corpus_the_stack_still_ships(app: App, dead_letters: Any) -> None:
