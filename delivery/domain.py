@@ -153,13 +153,17 @@ class Delivery:
                          timing: Timing) -> list[Effect]:
         return self._outcome(PACKAGE, Outcome(False, package_id, reason, at), "PackageRejected", now, timing)
 
-    def drone_scheduled(self, drone_id: str, at: datetime, now: datetime, timing: Timing) -> list[Effect]:
-        return self._outcome(DRONE, Outcome(True, drone_id, None, at), "DroneScheduled", now, timing)
+    def drone_scheduled(self, drone_id: str, at: datetime, now: datetime, timing: Timing,
+                        queued_seconds: float | None = None) -> list[Effect]:
+        """``queued_seconds``: how long the delivery waited in the scheduler's line, if it did."""
+        return self._outcome(DRONE, Outcome(True, drone_id, None, at), "DroneScheduled", now, timing,
+                             f"{drone_id} after {queued_seconds:.1f} s in line" if queued_seconds else None)
 
     def drone_unavailable(self, reason: str, at: datetime, now: datetime, timing: Timing) -> list[Effect]:
         return self._outcome(DRONE, Outcome(False, None, reason, at), "DroneUnavailable", now, timing)
 
-    def _outcome(self, side: str, outcome: Outcome, name: str, now: datetime, timing: Timing) -> list[Effect]:
+    def _outcome(self, side: str, outcome: Outcome, name: str, now: datetime, timing: Timing,
+                 detail: str | None = None) -> list[Effect]:
         known: Outcome | None = getattr(self, side)
         if known is not None:
             if outcome.ok and (not known.ok or outcome.reference != known.reference):
@@ -169,7 +173,7 @@ class Delivery:
             return []  # the same answer again: already joined on it
         setattr(self, side, outcome)
         self._log(name, outcome.at, BY_SERVICE[side], reason=outcome.reason,
-                  detail=outcome.reference if side == DRONE else None)
+                  detail=detail or (outcome.reference if side == DRONE else None))
         if self.is_over:
             # A late answer: the delivery ended without it. Give back what it acquired.
             return self._compensate_side(side, outcome.reference, self.reason, now) if outcome.ok else []

@@ -124,7 +124,8 @@ class DeliveryService:
     def drone_scheduled(self, received: Received) -> None:
         event: Any = received.payload
         at = received.envelope.occurred_at
-        self.apply(received, lambda d, now: d.drone_scheduled(event.drone_id, at, now, self.timing))
+        self.apply(received, lambda d, now: d.drone_scheduled(event.drone_id, at, now, self.timing,
+                                                              event.queued_seconds))
 
     def drone_unavailable(self, received: Received) -> None:
         event: Any = received.payload

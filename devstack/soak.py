@@ -32,6 +32,7 @@ import datetime as dt
 import io
 import json
 import random
+import re
 import tempfile
 import threading
 import time
@@ -54,6 +55,7 @@ from .seed import seed_all
 from .stack import Stack
 
 TERMINAL = ("Shipped", "Cancelled")
+IN_LINE = re.compile(r"after ([0-9.]+) s in line")
 PAYMENT_FINAL = ("Completed", "Rejected")
 EXECUTION_DATE = dt.date(2026, 11, 23)  # a business day after PAYMENT_CLOCK
 SETTINGS = {"FLIGHT_TIME_SECONDS": "0", "JOIN_TIMEOUT_SECONDS": "180", "DRONE_RETRY_BASE_SECONDS": "1",
@@ -310,7 +312,7 @@ def drone_overlaps(rows: list[dict[str, Any]]) -> list[str]:
                      and "(extra)" not in h["detail"]]
         released = [h for h in history if h["status"] == "ReleaseDrone"]
         if scheduled and released and _at(released[-1]) >= _at(scheduled[0]):
-            held[scheduled[0]["detail"]].append((_at(scheduled[0]), _at(released[-1]), row["PartitionKey"]))
+            held[scheduled[0]["detail"].split()[0]].append((_at(scheduled[0]), _at(released[-1]), row["PartitionKey"]))
     problems = []
     for drone, spans in held.items():
         spans.sort()
@@ -396,6 +398,12 @@ def check(stack: Stack, deliveries: list[Delivery], files: list[PaymentFile], re
     report.check("every drone free at the end", len(fleet), len(fleet) - len(busy), busy)
     overlaps = drone_overlaps(list(rows.values()))
     report.check("no drone held by two deliveries at once", 0, len(overlaps), overlaps)
+    queued = sorted(float(m.group(1)) for r in rows.values() for h in _history(r)
+                    if h["status"] == "DroneScheduled" and (m := IN_LINE.search(h.get("detail") or "")))
+    if queued:
+        report.notes.append(f"{len(queued)} deliveries waited in line for a drone: p50 "
+                            f"{queued[len(queued) // 2]:.1f} s, p99 {queued[int(len(queued) * 0.99)]:.1f} s, "
+                            f"max {queued[-1]:.1f} s")
 
     notes = defaultdict(list)
     for row in _rows(tables, "notifications"):

@@ -1,9 +1,12 @@
 """The drone fleet in Azure Table Storage, table ``drones``.
 
-* PartitionKey ``fleet``, RowKey = drone id: ``capacityKg``, ``deliveryId`` ("" when free).
-  Assignments replace the entity with ``If-Match: <etag>``, so two schedulers racing for the
-  same drone cannot both win: the loser gets 412 and tries another drone.
+* PartitionKey ``fleet``, RowKey = drone id: ``capacityKg``, ``deliveryId`` ("" when free),
+  ``wanted`` (a waiting delivery could use it). Assignments replace the entity with
+  ``If-Match: <etag>``, so two schedulers racing for the same drone cannot both win: the loser
+  gets 412 and tries another drone.
 * PartitionKey ``closed``, RowKey = delivery id: deliveries that ended (tombstones).
+* PartitionKey ``waiting``, RowKey = delivery id: the waiting list (``weightKg``, ``since``,
+  ``deadline``).
 """
 
 from __future__ import annotations
@@ -15,14 +18,19 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
-from .domain import Drone
+from .domain import Drone, Waiter
 
-FLEET, CLOSED = "fleet", "closed"
+FLEET, CLOSED, WAITING = "fleet", "closed", "waiting"
 
 
 def _drone(entity: Any) -> Drone:
     return Drone(entity["RowKey"], float(entity["capacityKg"]), entity.get("deliveryId") or None,
-                 entity.metadata["etag"])
+                 entity.metadata["etag"], bool(entity.get("wanted", False)))
+
+
+def _waiter(entity: Any) -> Waiter:
+    return Waiter(entity["RowKey"], float(entity["weightKg"]), datetime.fromisoformat(entity["since"]),
+                  datetime.fromisoformat(entity["deadline"]))
 
 
 class TableDroneFleet:
@@ -39,21 +47,35 @@ class TableDroneFleet:
                                               parameters={"pk": FLEET, "d": delivery_id})
         return sorted((_drone(e) for e in entities), key=lambda d: d.drone_id)
 
-    def _replace(self, drone: Drone, delivery_id: str | None) -> Drone | None:
+    def _replace(self, drone: Drone, delivery_id: str | None, wanted: bool) -> Drone | None:
         entity = {"PartitionKey": FLEET, "RowKey": drone.drone_id, "capacityKg": float(drone.capacity_kg),
-                  "deliveryId": delivery_id or ""}
+                  "deliveryId": delivery_id or "", "wanted": wanted}
         try:
             meta = self._table.update_entity(entity, mode=UpdateMode.REPLACE, etag=drone.version,
                                              match_condition=MatchConditions.IfNotModified)
         except (ResourceModifiedError, ResourceNotFoundError):
             return None
-        return Drone(drone.drone_id, drone.capacity_kg, delivery_id, meta["etag"])
+        return Drone(drone.drone_id, drone.capacity_kg, delivery_id, meta["etag"], wanted)
 
     def try_assign(self, drone: Drone, delivery_id: str) -> Drone | None:
-        return self._replace(drone, delivery_id)
+        return self._replace(drone, delivery_id, drone.wanted)
 
     def try_release(self, drone: Drone) -> Drone | None:
-        return self._replace(drone, None)
+        return self._replace(drone, None, False)
+
+    def try_want(self, drone: Drone) -> Drone | None:
+        return self._replace(drone, drone.delivery_id, True)
+
+    def wait(self, waiter: Waiter) -> None:
+        self._table.upsert_entity({"PartitionKey": WAITING, "RowKey": waiter.delivery_id,
+                                   "weightKg": float(waiter.weight_kg), "since": waiter.since.isoformat(),
+                                   "deadline": waiter.deadline.isoformat()}, mode=UpdateMode.REPLACE)
+
+    def waiters(self) -> list[Waiter]:
+        return [_waiter(e) for e in self._table.query_entities("PartitionKey eq @pk", parameters={"pk": WAITING})]
+
+    def stop_waiting(self, delivery_id: str) -> None:
+        self._table.delete_entity(WAITING, delivery_id)  # no error when it is not there
 
     def add(self, drone: Drone) -> bool:
         try:

@@ -19,6 +19,12 @@ scheduler tries again later with exponential backoff (a scheduled message, never
 gives up with ``NoDroneAvailableBeforeDeadline`` once the next attempt would fall after the
 delivery's deadline. Among the free drones able to carry it, the smallest is chosen, keeping
 the big ones for heavy packages.
+
+Fairness: a delivery that had to wait joins a waiting list (with the time it started waiting)
+and marks every drone able to carry it as *wanted*. A wanted drone is never simply freed when
+its delivery ends: it goes straight to the delivery that has waited longest among those it can
+carry (:func:`first_in_line`), so a request arriving later cannot take it first, and none is
+starved by its own backoff. The backoff retries stay, as the safety net after a crash.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ class Drone:
     capacity_kg: float
     delivery_id: str | None = None  # None: free
     version: str | None = None  # storage ETag the drone was read with
+    wanted: bool = False  # a waiting delivery could use it: on release it is handed over
 
     @property
     def is_free(self) -> bool:
@@ -50,6 +57,23 @@ def default_fleet(size: int = len(CAPACITY_PATTERN_KG)) -> list[Drone]:
     width = max(2, len(str(size)))
     return [Drone(f"drone-{i + 1:0{width}d}", CAPACITY_PATTERN_KG[i % len(CAPACITY_PATTERN_KG)])
             for i in range(size)]
+
+
+@dataclass(frozen=True)
+class Waiter:
+    """A delivery waiting for a drone, since it first found none free."""
+
+    delivery_id: str
+    weight_kg: float
+    since: datetime
+    deadline: datetime
+
+
+def first_in_line(waiters: Iterable[Waiter], drone: Drone, now: datetime) -> list[Waiter]:
+    """Who a freed ``drone`` goes to, in order: the waiters it can carry whose deadline has not
+    passed, longest waiting first (ties by delivery id, so every scheduler agrees)."""
+    fitting = [w for w in waiters if w.weight_kg <= drone.capacity_kg and w.deadline > now]
+    return sorted(fitting, key=lambda w: (w.since, w.delivery_id))
 
 
 def held_by(fleet: Iterable[Drone], delivery_id: str) -> list[Drone]:

@@ -15,6 +15,7 @@ class DroneScheduled(Contract):
     delivery_id: DeliveryId
     drone_id: TableKey
     capacity_kg: float
+    queued_seconds: float | None = None  # how long the delivery waited for a drone, if it did
 
 
 class DroneUnavailable(Contract):
@@ -34,6 +35,7 @@ class RetryDroneScheduling(Contract):
     weight: float
     deadline: AwareDatetime
     attempt: int
+    waiting_since: AwareDatetime | None = None  # when it joined the waiting list
 
 
 class ReleaseDrone(Contract):

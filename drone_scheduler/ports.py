@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from .domain import Drone
+from .domain import Drone, Waiter
 
 
 class DroneFleet(Protocol):
@@ -23,7 +23,25 @@ class DroneFleet(Protocol):
         ...
 
     def try_release(self, drone: Drone) -> Drone | None:
-        """Return ``drone`` to the pool if unchanged since read; the updated drone or None."""
+        """Return ``drone`` to the pool (no longer wanted) if unchanged since read; the updated
+        drone or None."""
+        ...
+
+    def try_want(self, drone: Drone) -> Drone | None:
+        """Mark ``drone`` wanted by a waiting delivery if unchanged since read; the updated drone
+        or None. Assignments keep the mark; a release clears it."""
+        ...
+
+    def wait(self, waiter: Waiter) -> None:
+        """Put ``waiter`` on the waiting list (again: no change)."""
+        ...
+
+    def waiters(self) -> list[Waiter]:
+        """The waiting list."""
+        ...
+
+    def stop_waiting(self, delivery_id: str) -> None:
+        """Take ``delivery_id`` off the waiting list, if it is on it."""
         ...
 
     def add(self, drone: Drone) -> bool:

@@ -24,7 +24,7 @@ from choreography.messaging import Cause, Incoming, Outgoing, Publisher, Receive
 from choreography.reason_codes import ReasonCode
 from ingestion.messages import DeliveryRequested
 
-from .domain import Drone, candidates, next_attempt_at
+from .domain import Drone, Waiter, candidates, first_in_line, next_attempt_at
 from .messages import DroneReleased, DroneScheduled, DroneUnavailable, ReleaseDrone, RetryDroneScheduling
 from .ports import DroneFleet
 
@@ -70,15 +70,18 @@ class DroneSchedulerService:
         self.requests = SchedulingRequests(self)
         self.releases = ReleaseRequests(self)
 
-    def schedule(self, delivery_id: str, weight_kg: float, deadline: datetime, attempt: int, cause: Cause) -> None:
+    def schedule(self, delivery_id: str, weight_kg: float, deadline: datetime, attempt: int, cause: Cause,
+                 waiting_since: datetime | None = None) -> None:
         """Assign a free drone able to carry ``weight_kg`` and say ``DroneScheduled``; if none is
-        free, schedule ``RetryDroneScheduling`` with backoff. Raises BusinessRuleViolation when no
-        drone could ever carry it, or none came free before the deadline."""
+        free, join the waiting list and schedule ``RetryDroneScheduling`` with backoff. Raises
+        BusinessRuleViolation when no drone could ever carry it, or none came free before the
+        deadline."""
         if attempt > 0 and self.fleet.is_closed(delivery_id):
+            self.fleet.stop_waiting(delivery_id)
             return  # the delivery ended (timeout, cancellation) while we were retrying
         mine = self.fleet.held_by(delivery_id)
-        if mine:  # a redelivery, or a duplicate request: same drone, same answer
-            self._scheduled(mine[0], delivery_id, cause)
+        if mine:  # a redelivery, a duplicate request, or a drone handed over while we waited
+            self._scheduled(mine[0], delivery_id, cause, waiting_since)
             return
         for round_ in range(ASSIGN_ROUNDS + 1):
             remembered = self.known.drones() if round_ == 0 else None
@@ -99,19 +102,54 @@ class DroneSchedulerService:
                     if released is not None:
                         self.known.update(released)
                     return
-                self._scheduled(assigned, delivery_id, cause)
+                self._scheduled(assigned, delivery_id, cause, waiting_since)
                 return
             if not options and remembered is None:
                 break  # a fresh read with no free drone able to carry it: wait
-        at = next_attempt_at(self.clock.now(), attempt, self.retry_base, self.retry_max, deadline)
-        retry = RetryDroneScheduling(delivery_id=delivery_id, weight=weight_kg, deadline=deadline, attempt=attempt + 1)
+        now = self.clock.now()
+        at = next_attempt_at(now, attempt, self.retry_base, self.retry_max, deadline)
+        since = waiting_since or now
+        self._wait(Waiter(delivery_id, weight_kg, since, deadline), fleet)
+        retry = RetryDroneScheduling(delivery_id=delivery_id, weight=weight_kg, deadline=deadline, attempt=attempt + 1,
+                                     waiting_since=since)
         self.publisher.send([Outgoing(DELIVERIES_TOPIC, retry,
                                       message_id("RetryDroneScheduling", delivery_id, str(attempt + 1)),
                                       delivery_id, scheduled_at=at)], cause)
 
-    def _scheduled(self, drone: Drone, delivery_id: str, cause: Cause) -> None:
-        event = DroneScheduled(delivery_id=delivery_id, drone_id=drone.drone_id, capacity_kg=drone.capacity_kg)
+    def _wait(self, waiter: Waiter, fleet: list[Drone]) -> None:
+        """Join the waiting list, then mark the drones able to carry it (a release hands a marked
+        drone to the longest waiting). In that order: a drone marked before its waiter is listed
+        would find nobody at its release and go back to the pool."""
+        self.fleet.wait(waiter)
+        for drone in fleet:
+            if drone.capacity_kg >= waiter.weight_kg and not drone.wanted:
+                marked = self.fleet.try_want(drone)
+                if marked is not None:  # else it changed meanwhile; the retry looks again
+                    self.known.update(marked)
+
+    def _scheduled(self, drone: Drone, delivery_id: str, cause: Cause, waiting_since: datetime | None = None) -> None:
+        queued = None
+        if waiting_since is not None:
+            self.fleet.stop_waiting(delivery_id)
+            queued = max((self.clock.now() - waiting_since).total_seconds(), 0.0)
+        event = DroneScheduled(delivery_id=delivery_id, drone_id=drone.drone_id, capacity_kg=drone.capacity_kg,
+                               queued_seconds=queued)
         self.publisher.send([to_delivery(event, delivery_id, message_id("DroneScheduled", delivery_id))], cause)
+
+    def _hand_over(self, drone: Drone, cause: Cause) -> Drone | None:
+        """A wanted drone whose delivery ended goes to the longest waiting delivery it can carry:
+        the drone, now theirs, or None when nobody can take it (or it changed meanwhile)."""
+        for waiter in first_in_line(self.fleet.waiters(), drone, self.clock.now()):
+            if self.fleet.is_closed(waiter.delivery_id) or self.fleet.held_by(waiter.delivery_id):
+                self.fleet.stop_waiting(waiter.delivery_id)  # over, or served after a crash
+                continue
+            assigned = self.fleet.try_assign(drone, waiter.delivery_id)
+            if assigned is None:
+                return None
+            self.known.update(assigned)
+            self._scheduled(assigned, waiter.delivery_id, cause, waiter.since)
+            return assigned
+        return None
 
     def unavailable(self, delivery_id: str, reason: ReasonCode, description: str, cause: Cause) -> None:
         event = DroneUnavailable(delivery_id=delivery_id, reason=reason, description=description)
@@ -121,11 +159,13 @@ class DroneSchedulerService:
         """Compensation and end of flight, idempotent: stop scheduling for the delivery, return
         its drone(s) to the pool, acknowledge with ``DroneReleased``."""
         self.fleet.close(command.delivery_id, self.clock.now())
+        self.fleet.stop_waiting(command.delivery_id)
         released: list[str] = []
         for _ in range(ASSIGN_ROUNDS):
             held = [d for d in self.fleet.held_by(command.delivery_id)
                     if command.drone_id is None or d.drone_id == command.drone_id]
-            results = [self.fleet.try_release(d) for d in held]
+            results = [(self._hand_over(d, cause) if d.wanted else None) or self.fleet.try_release(d)
+                       for d in held]
             for result in results:
                 if result is not None:
                     self.known.update(result)
@@ -156,13 +196,15 @@ class SchedulingRequests:
 
     def retry(self, received: Received) -> None:
         retry: Any = received.payload
-        self.service.schedule(retry.delivery_id, retry.weight, retry.deadline, retry.attempt, received.cause)
+        self.service.schedule(retry.delivery_id, retry.weight, retry.deadline, retry.attempt, received.cause,
+                              retry.waiting_since)
 
     def on_permanent_failure(self, incoming: Incoming, received: Received | None,
                              failure: PermanentFailure) -> None:
         """Delivery hears ``DroneUnavailable`` with the reason, and compensates the package."""
         delivery_id = received.envelope.correlation_id if received else incoming.delivery_id
         if delivery_id:
+            self.service.fleet.stop_waiting(delivery_id)  # no drone before its deadline: it waits no more
             self.service.unavailable(delivery_id, failure.reason, failure.description,
                                      received.cause if received else incoming.cause)
 

@@ -22,7 +22,7 @@ from choreography.handling import Consumer, consume
 from choreography.messaging import Cause, DeadLetter, Incoming, Outgoing, OutgoingEvent, stamp
 from delivery.domain import Delivery
 from delivery.ports import ConcurrencyConflict, DeliveryExists
-from drone_scheduler.domain import Drone
+from drone_scheduler.domain import Drone, Waiter
 from notifications.domain import Notification
 from package.domain import Package
 
@@ -146,6 +146,7 @@ class InMemoryDroneFleet:
     def __init__(self, drones: Sequence[Drone] = ()) -> None:
         self._drones: dict[str, Drone] = {}
         self._closed: dict[str, datetime] = {}
+        self._waiting: dict[str, Waiter] = {}
         self._versions = itertools.count(1)
         self._lock = threading.Lock()
         for drone in drones:
@@ -159,20 +160,35 @@ class InMemoryDroneFleet:
         with self._lock:
             return sorted((d for d in self._drones.values() if d.delivery_id == delivery_id), key=lambda d: d.drone_id)
 
-    def _replace(self, drone: Drone, delivery_id: str | None) -> Drone | None:
+    def _replace(self, drone: Drone, delivery_id: str | None, wanted: bool) -> Drone | None:
         with self._lock:
             current = self._drones.get(drone.drone_id)
             if current is None or current.version != drone.version:
                 return None
-            updated = replace(current, delivery_id=delivery_id, version=f"v{next(self._versions)}")
+            updated = replace(current, delivery_id=delivery_id, wanted=wanted, version=f"v{next(self._versions)}")
             self._drones[drone.drone_id] = updated
             return updated
 
     def try_assign(self, drone: Drone, delivery_id: str) -> Drone | None:
-        return self._replace(drone, delivery_id)
+        return self._replace(drone, delivery_id, drone.wanted)
 
     def try_release(self, drone: Drone) -> Drone | None:
-        return self._replace(drone, None)
+        return self._replace(drone, None, False)
+
+    def try_want(self, drone: Drone) -> Drone | None:
+        return self._replace(drone, drone.delivery_id, True)
+
+    def wait(self, waiter: Waiter) -> None:
+        with self._lock:
+            self._waiting[waiter.delivery_id] = waiter
+
+    def waiters(self) -> list[Waiter]:
+        with self._lock:
+            return list(self._waiting.values())
+
+    def stop_waiting(self, delivery_id: str) -> None:
+        with self._lock:
+            self._waiting.pop(delivery_id, None)
 
     def add(self, drone: Drone) -> bool:
         with self._lock:

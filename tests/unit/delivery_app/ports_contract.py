@@ -23,7 +23,7 @@ from delivery.domain import (
     Timing,
 )
 from delivery.ports import ConcurrencyConflict, DeliveryExists
-from drone_scheduler.domain import Drone, default_fleet
+from drone_scheduler.domain import Drone, Waiter, default_fleet
 from notifications.domain import Notification
 from package.domain import Package, PackageStatus
 
@@ -146,6 +146,29 @@ class DroneFleetContract:
                                                                                ("drone-03", "d-1")]
         assert all(d.version for d in fleet.held_by("d-1"))
         assert fleet.held_by("d-3") == []
+
+    def test_a_wanted_mark_stays_through_assignments_and_goes_with_a_release(self, fleet):
+        fleet.add(Drone("drone-01", 5))
+        marked = fleet.try_want(fleet.try_assign(fleet.drones()[0], "d-1"))
+        assert marked is not None and marked.wanted and marked.delivery_id == "d-1"
+        assert fleet.drones()[0].wanted and fleet.held_by("d-1")[0].wanted
+        handed = fleet.try_assign(fleet.drones()[0], "d-2")
+        assert handed is not None and handed.wanted and fleet.drones()[0].wanted
+        assert fleet.try_want(marked) is None  # stale
+        released = fleet.try_release(fleet.drones()[0])
+        assert released is not None and not released.wanted and not fleet.drones()[0].wanted
+
+    def test_the_waiting_list(self, fleet):
+        first = Waiter("d-1", 2.5, T0, T0 + timedelta(hours=1))
+        second = Waiter("d-2", 40, T0 + timedelta(seconds=1), T0 + timedelta(hours=2))
+        fleet.wait(first)
+        fleet.wait(second)
+        fleet.wait(first)  # again: no change
+        assert sorted(fleet.waiters(), key=lambda w: w.delivery_id) == [first, second]
+        fleet.stop_waiting("d-1")
+        fleet.stop_waiting("d-1")  # again, and for one never listed: no error
+        fleet.stop_waiting("d-never")
+        assert fleet.waiters() == [second]
 
     def test_a_stale_read_cannot_assign(self, fleet):
         fleet.add(Drone("drone-01", 5))

@@ -268,3 +268,22 @@ def test_after_a_crash_between_announcing_and_clearing_the_event_may_repeat_and_
     assert len(world.notifications.for_delivery("d-1")) == 1
     stored = world.deliveries.get("d-1")
     assert stored is not None and stored.outbox == []
+
+
+def _drone_order(world: World, ids: list[str]) -> list[str]:
+    """Deliveries in the order they got a drone (the scheduler's DroneScheduled messages)."""
+    scheduled = [s.envelope.correlation_id for s in world.publisher.of_type("DroneScheduled")]
+    return [i for i in dict.fromkeys(scheduled) if i in ids]
+
+
+def test_waiting_deliveries_get_the_drone_in_arrival_order_and_newcomers_never_overtake_them():
+    world = make_world(fleet_size=1, flight_seconds=30, join_timeout_seconds=3600, retry_base=2, retry_max=60)
+    ids = []
+    for _ in range(8):  # one every 5 s while the only drone flies 30 s per delivery
+        ids.append(world.submit(package={"weight": 1}))
+        world.bus.run()
+        world.clock.advance(5)
+        world.bus.run()
+    world.bus.run_until_quiet(horizon_seconds=7200)
+    assert [world.status(i) for i in ids] == ["Shipped"] * 8
+    assert _drone_order(world, ids) == ids

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -94,6 +94,72 @@ def test_no_free_drone_schedules_a_retry_with_backoff():
     assert retry.envelope.data["attempt"] == 4
     assert retry.envelope.message_id == "RetryDroneScheduling:d-2:4"
     assert retry.message.destination.name == "deliveries"
+
+
+def _scheduled_to(world: World) -> dict[str, tuple[str, float | None]]:
+    return {s.envelope.correlation_id: (s.envelope.data["droneId"], s.envelope.data.get("queuedSeconds"))
+            for s in world.publisher.of_type("DroneScheduled")}
+
+
+def test_a_released_drone_goes_to_the_longest_waiting_delivery_it_can_carry():
+    world = make_world(fleet_size=2)  # drone-01 5 kg, drone-02 10 kg
+    deadline = T0 + timedelta(hours=1)
+    world.drones.schedule("d-a", 1, deadline, 0, Cause("m-a", None))
+    world.drones.schedule("d-b", 8, deadline, 0, Cause("m-b", None))
+    world.clock.advance(1)
+    world.drones.schedule("d-heavy", 9, deadline, 0, Cause("m-h", None))  # waits: only drone-02 carries 9 kg
+    world.clock.advance(1)
+    world.drones.schedule("d-light", 1, deadline, 0, Cause("m-l", None))  # waits too, a second later
+    assert {w.delivery_id for w in world.fleet.waiters()} == {"d-heavy", "d-light"}
+    assert all(d.wanted for d in world.fleet.drones())
+    world.clock.advance(10)
+    world.drones.release(ReleaseDrone(delivery_id="d-a"), Cause("r-a", None))  # the 5 kg drone
+    assert _scheduled_to(world)["d-light"] == ("drone-01", 10.0)  # the heavy one cannot use it
+    world.drones.release(ReleaseDrone(delivery_id="d-b"), Cause("r-b", None))  # the 10 kg drone
+    assert _scheduled_to(world)["d-heavy"] == ("drone-02", 11.0)
+    assert world.fleet.waiters() == []
+    # A newcomer finds nothing free: the drones went straight from one delivery to the next.
+    world.drones.schedule("d-new", 1, deadline, 0, Cause("m-n", None))
+    assert "d-new" not in _scheduled_to(world)
+
+
+def test_a_freed_drone_nobody_waits_for_goes_back_to_the_pool_unmarked(world: World):
+    deadline = T0 + timedelta(hours=1)
+    world.drones.schedule("d-1", 1, deadline, 0, CAUSE)
+    world.drones.release(ReleaseDrone(delivery_id="d-1"), Cause("r-1", None))
+    assert all(d.is_free and not d.wanted for d in world.fleet.drones())
+
+
+def test_a_handover_interrupted_by_a_crash_is_finished_by_the_waiter_s_own_retry():
+    world = make_world(fleet_size=1)
+    deadline = T0 + timedelta(hours=1)
+    world.drones.schedule("d-1", 1, deadline, 0, CAUSE)
+    world.drones.schedule("d-2", 1, deadline, 0, Cause("m-2", None))  # waits
+    [retry] = world.publisher.of_type("RetryDroneScheduling")
+    world.publisher.fail_on = "DroneScheduled"  # the host dies after the drone changed hands
+    with pytest.raises(ConnectionError):
+        world.drones.release(ReleaseDrone(delivery_id="d-1"), Cause("r-1", None))
+    world.publisher.fail_on = None
+    assert [d.delivery_id for d in world.fleet.drones()] == ["d-2"]
+    since = datetime.fromisoformat(retry.envelope.data["waitingSince"])
+    world.drones.schedule("d-2", 1, deadline, retry.envelope.data["attempt"], Cause("m-2b", None), since)
+    assert _scheduled_to(world)["d-2"][0] == "drone-01" and world.fleet.waiters() == []
+    # The release, redelivered, finds d-1 holds nothing and acknowledges; the drone stays d-2's.
+    world.drones.release(ReleaseDrone(delivery_id="d-1"), Cause("r-1", None))
+    assert [d.delivery_id for d in world.fleet.drones()] == ["d-2"]
+
+
+def test_a_waiter_that_ended_meanwhile_is_passed_over_and_forgotten():
+    world = make_world(fleet_size=1)
+    deadline = T0 + timedelta(hours=1)
+    world.drones.schedule("d-1", 1, deadline, 0, CAUSE)
+    world.drones.schedule("d-gone", 1, deadline, 0, Cause("m-g", None))
+    world.clock.advance(1)
+    world.drones.schedule("d-next", 1, deadline, 0, Cause("m-n", None))
+    world.fleet.close("d-gone", T0)  # cancelled while waiting (its ReleaseDrone not seen yet)
+    world.drones.release(ReleaseDrone(delivery_id="d-1"), Cause("r-1", None))
+    assert [d.delivery_id for d in world.fleet.drones()] == ["d-next"]
+    assert world.fleet.waiters() == []
 
 
 def _count_fleet_reads(world: World) -> dict[str, int]:
