@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -29,8 +30,16 @@ def _drone(entity: Any) -> Drone:
 
 
 def _waiter(entity: Any) -> Waiter:
+    claimed = entity.get("claimedAt") or None
     return Waiter(entity["RowKey"], float(entity["weightKg"]), datetime.fromisoformat(entity["since"]),
-                  datetime.fromisoformat(entity["deadline"]))
+                  datetime.fromisoformat(entity["deadline"]), datetime.fromisoformat(claimed) if claimed else None,
+                  entity.metadata["etag"])
+
+
+def _waiter_entity(waiter: Waiter, claimed_at: datetime | None) -> dict[str, Any]:
+    return {"PartitionKey": WAITING, "RowKey": waiter.delivery_id, "weightKg": float(waiter.weight_kg),
+            "since": waiter.since.isoformat(), "deadline": waiter.deadline.isoformat(),
+            "claimedAt": claimed_at.isoformat() if claimed_at else ""}
 
 
 class TableDroneFleet:
@@ -67,12 +76,25 @@ class TableDroneFleet:
         return self._replace(drone, drone.delivery_id, True)
 
     def wait(self, waiter: Waiter) -> None:
-        self._table.upsert_entity({"PartitionKey": WAITING, "RowKey": waiter.delivery_id,
-                                   "weightKg": float(waiter.weight_kg), "since": waiter.since.isoformat(),
-                                   "deadline": waiter.deadline.isoformat()}, mode=UpdateMode.REPLACE)
+        self._table.upsert_entity(_waiter_entity(waiter, None), mode=UpdateMode.REPLACE)
 
     def waiters(self) -> list[Waiter]:
         return [_waiter(e) for e in self._table.query_entities("PartitionKey eq @pk", parameters={"pk": WAITING})]
+
+    def waiter(self, delivery_id: str) -> Waiter | None:
+        try:
+            return _waiter(self._table.get_entity(WAITING, delivery_id))
+        except ResourceNotFoundError:
+            return None
+
+    def try_claim(self, waiter: Waiter, at: datetime) -> Waiter | None:
+        # An update, not a delete: a conditional delete of a row already gone does not fail.
+        try:
+            meta = self._table.update_entity(_waiter_entity(waiter, at), mode=UpdateMode.REPLACE,
+                                             etag=waiter.version, match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return None
+        return replace(waiter, claimed_at=at, version=meta["etag"])
 
     def stop_waiting(self, delivery_id: str) -> None:
         self._table.delete_entity(WAITING, delivery_id)  # no error when it is not there

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from choreography.errors import BusinessRuleViolation
@@ -59,20 +59,33 @@ def default_fleet(size: int = len(CAPACITY_PATTERN_KG)) -> list[Drone]:
             for i in range(size)]
 
 
+# A claim on a waiter lasts this long: a release hands it a drone within milliseconds, so an
+# older claim belongs to a scheduler that crashed mid-way, and the waiter is free to serve again.
+CLAIM_TTL = timedelta(seconds=60)
+
+
 @dataclass(frozen=True)
 class Waiter:
-    """A delivery waiting for a drone, since it first found none free."""
+    """A delivery waiting for a drone, since it first found none free. Whoever gives it a drone
+    (a release handing one over, or its own retry) first *claims* it, ETag-guarded, so two
+    schedulers can never both give it one."""
 
     delivery_id: str
     weight_kg: float
     since: datetime
     deadline: datetime
+    claimed_at: datetime | None = field(default=None, compare=False)
+    version: str | None = field(default=None, compare=False)  # storage ETag it was read at
+
+    def claimable(self, now: datetime) -> bool:
+        return self.claimed_at is None or now - self.claimed_at > CLAIM_TTL
 
 
 def first_in_line(waiters: Iterable[Waiter], drone: Drone, now: datetime) -> list[Waiter]:
     """Who a freed ``drone`` goes to, in order: the waiters it can carry whose deadline has not
-    passed, longest waiting first (ties by delivery id, so every scheduler agrees)."""
-    fitting = [w for w in waiters if w.weight_kg <= drone.capacity_kg and w.deadline > now]
+    passed and nobody is serving, longest waiting first (ties by delivery id, so every scheduler
+    agrees)."""
+    fitting = [w for w in waiters if w.weight_kg <= drone.capacity_kg and w.deadline > now and w.claimable(now)]
     return sorted(fitting, key=lambda w: (w.since, w.delivery_id))
 
 

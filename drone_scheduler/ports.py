@@ -33,11 +33,20 @@ class DroneFleet(Protocol):
         ...
 
     def wait(self, waiter: Waiter) -> None:
-        """Put ``waiter`` on the waiting list (again: no change)."""
+        """Put ``waiter`` on the waiting list, unclaimed (again: no change but the claim)."""
         ...
 
     def waiters(self) -> list[Waiter]:
-        """The waiting list."""
+        """The waiting list, each with the ``version`` it was read at."""
+        ...
+
+    def waiter(self, delivery_id: str) -> Waiter | None:
+        """``delivery_id``'s place on the waiting list, if it has one."""
+        ...
+
+    def try_claim(self, waiter: Waiter, at: datetime) -> Waiter | None:
+        """Claim ``waiter`` (to give it a drone) if unchanged since read; the claimed waiter, or
+        None when someone else changed or removed it first."""
         ...
 
     def stop_waiting(self, delivery_id: str) -> None:

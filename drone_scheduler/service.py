@@ -83,6 +83,10 @@ class DroneSchedulerService:
         if mine:  # a redelivery, a duplicate request, or a drone handed over while we waited
             self._scheduled(mine[0], delivery_id, cause, waiting_since)
             return
+        if waiting_since is not None and not self._claim_own_place(delivery_id):
+            # A release is handing it a drone right now (its DroneScheduled follows): look later.
+            self._retry_later(delivery_id, weight_kg, deadline, attempt, cause, waiting_since)
+            return
         for round_ in range(ASSIGN_ROUNDS + 1):
             remembered = self.known.drones() if round_ == 0 else None
             fleet = remembered if remembered is not None else self.known.reset(self.fleet.drones())
@@ -106,10 +110,23 @@ class DroneSchedulerService:
                 return
             if not options and remembered is None:
                 break  # a fresh read with no free drone able to carry it: wait
-        now = self.clock.now()
-        at = next_attempt_at(now, attempt, self.retry_base, self.retry_max, deadline)
-        since = waiting_since or now
+        since = waiting_since or self.clock.now()
+        next_attempt_at(self.clock.now(), attempt, self.retry_base, self.retry_max, deadline)  # past it: give up
         self._wait(Waiter(delivery_id, weight_kg, since, deadline), fleet)
+        self._retry_later(delivery_id, weight_kg, deadline, attempt, cause, since)
+
+    def _claim_own_place(self, delivery_id: str) -> bool:
+        """A waiter's own retry claims its place before it takes a free drone, as a release does
+        before handing one over: so both can never give it a drone. False while someone holds
+        the claim (a claim older than ``CLAIM_TTL`` is a crashed scheduler's and is taken over)."""
+        place = self.fleet.waiter(delivery_id)
+        if place is None:
+            return True  # not on the list (any more): nobody else is serving it
+        return place.claimable(self.clock.now()) and self.fleet.try_claim(place, self.clock.now()) is not None
+
+    def _retry_later(self, delivery_id: str, weight_kg: float, deadline: datetime, attempt: int, cause: Cause,
+                     since: datetime) -> None:
+        at = next_attempt_at(self.clock.now(), attempt, self.retry_base, self.retry_max, deadline)
         retry = RetryDroneScheduling(delivery_id=delivery_id, weight=weight_kg, deadline=deadline, attempt=attempt + 1,
                                      waiting_since=since)
         self.publisher.send([Outgoing(DELIVERIES_TOPIC, retry,
@@ -139,12 +156,16 @@ class DroneSchedulerService:
     def _hand_over(self, drone: Drone, cause: Cause) -> Drone | None:
         """A wanted drone whose delivery ended goes to the longest waiting delivery it can carry:
         the drone, now theirs, or None when nobody can take it (or it changed meanwhile)."""
-        for waiter in first_in_line(self.fleet.waiters(), drone, self.clock.now()):
+        now = self.clock.now()
+        for waiter in first_in_line(self.fleet.waiters(), drone, now):
             if self.fleet.is_closed(waiter.delivery_id) or self.fleet.held_by(waiter.delivery_id):
                 self.fleet.stop_waiting(waiter.delivery_id)  # over, or served after a crash
                 continue
+            if self.fleet.try_claim(waiter, now) is None:
+                continue  # another scheduler is serving it
             assigned = self.fleet.try_assign(drone, waiter.delivery_id)
             if assigned is None:
+                self.fleet.wait(waiter)  # the drone changed meanwhile: the waiter keeps its place
                 return None
             self.known.update(assigned)
             self._scheduled(assigned, waiter.delivery_id, cause, waiter.since)

@@ -180,11 +180,24 @@ class InMemoryDroneFleet:
 
     def wait(self, waiter: Waiter) -> None:
         with self._lock:
-            self._waiting[waiter.delivery_id] = waiter
+            self._waiting[waiter.delivery_id] = replace(waiter, claimed_at=None, version=f"v{next(self._versions)}")
 
     def waiters(self) -> list[Waiter]:
         with self._lock:
             return list(self._waiting.values())
+
+    def waiter(self, delivery_id: str) -> Waiter | None:
+        with self._lock:
+            return self._waiting.get(delivery_id)
+
+    def try_claim(self, waiter: Waiter, at: datetime) -> Waiter | None:
+        with self._lock:
+            current = self._waiting.get(waiter.delivery_id)
+            if current is None or current.version != waiter.version:
+                return None
+            claimed = replace(current, claimed_at=at, version=f"v{next(self._versions)}")
+            self._waiting[waiter.delivery_id] = claimed
+            return claimed
 
     def stop_waiting(self, delivery_id: str) -> None:
         with self._lock:

@@ -169,6 +169,19 @@ class DroneFleetContract:
         fleet.stop_waiting("d-1")  # again, and for one never listed: no error
         fleet.stop_waiting("d-never")
         assert fleet.waiters() == [second]
+        assert fleet.waiter("d-2") == second and fleet.waiter("d-1") is None
+
+    def test_a_waiter_is_claimed_once(self, fleet):
+        fleet.wait(Waiter("d-1", 2.5, T0, T0 + timedelta(hours=1)))
+        place = fleet.waiter("d-1")
+        claimed = fleet.try_claim(place, T0 + timedelta(seconds=5))
+        assert claimed is not None and claimed.claimed_at == T0 + timedelta(seconds=5)
+        assert fleet.waiter("d-1").claimed_at == T0 + timedelta(seconds=5)
+        assert fleet.try_claim(place, T0 + timedelta(seconds=6)) is None  # the second claimer loses
+        fleet.stop_waiting("d-1")
+        assert fleet.try_claim(claimed, T0 + timedelta(seconds=7)) is None  # gone: nothing to claim
+        fleet.wait(place)  # back on the list: unclaimed
+        assert fleet.waiter("d-1").claimed_at is None
 
     def test_a_stale_read_cannot_assign(self, fleet):
         fleet.add(Drone("drone-01", 5))

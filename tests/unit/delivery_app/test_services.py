@@ -149,6 +149,46 @@ def test_a_handover_interrupted_by_a_crash_is_finished_by_the_waiter_s_own_retry
     assert [d.delivery_id for d in world.fleet.drones()] == ["d-2"]
 
 
+def test_two_drones_freed_at_once_never_both_go_to_one_waiter():
+    """Two releases racing (two instances, or two threads of one) read the same waiting list:
+    the waiter's claim lets only one of them hand it a drone."""
+    world = make_world(fleet_size=2)
+    deadline = T0 + timedelta(hours=1)
+    world.drones.schedule("d-a", 1, deadline, 0, Cause("m-a", None))
+    world.drones.schedule("d-b", 1, deadline, 0, Cause("m-b", None))
+    world.drones.schedule("d-w", 1, deadline, 0, Cause("m-w", None))  # waits
+    other = DroneSchedulerService(world.fleet, world.publisher, world.clock, timedelta(seconds=2),
+                                  timedelta(seconds=60))
+    stale_list = world.fleet.waiters()
+    real_waiters, real_held_by = world.fleet.waiters, world.fleet.held_by
+    world.fleet.waiters = lambda: stale_list  # type: ignore[method-assign]  # both read it before either acts
+    world.drones.release(ReleaseDrone(delivery_id="d-a"), Cause("r-a", None))
+    # The second read what d-w holds before the first handed it drone-01.
+    world.fleet.held_by = lambda d: [] if d == "d-w" else real_held_by(d)  # type: ignore[method-assign]
+    other.release(ReleaseDrone(delivery_id="d-b"), Cause("r-b", None))
+    world.fleet.waiters, world.fleet.held_by = real_waiters, real_held_by  # type: ignore[method-assign]
+    assert [d.drone_id for d in world.fleet.held_by("d-w")] == ["drone-01"]
+    assert [d.delivery_id for d in world.fleet.drones()] == ["d-w", None]
+
+
+def test_a_waiter_s_retry_does_not_take_a_free_drone_while_a_release_serves_it():
+    world = make_world(fleet_size=2)
+    deadline = T0 + timedelta(hours=1)
+    world.drones.schedule("d-a", 1, deadline, 0, Cause("m-a", None))
+    world.drones.schedule("d-b", 1, deadline, 0, Cause("m-b", None))
+    world.drones.schedule("d-w", 1, deadline, 0, Cause("m-w", None))  # waits
+    place = world.fleet.waiter("d-w")
+    world.fleet.try_claim(place, T0)  # a release claimed it and is about to hand a drone over
+    world.fleet.try_release(world.fleet.held_by("d-b")[0])  # meanwhile a drone is free
+    world.drones.schedule("d-w", 1, deadline, 1, Cause("m-w1", None), place.since)
+    assert world.fleet.held_by("d-w") == [] and "d-w" not in _scheduled_to(world)
+    # A claim that old is a crashed scheduler's: the waiter's next retry serves itself.
+    world.clock.advance(120)
+    world.drones.schedule("d-w", 1, deadline, 2, Cause("m-w2", None), place.since)
+    assert [d.drone_id for d in world.fleet.held_by("d-w")] == ["drone-02"]
+    assert world.fleet.waiter("d-w") is None
+
+
 def test_a_waiter_that_ended_meanwhile_is_passed_over_and_forgotten():
     world = make_world(fleet_size=1)
     deadline = T0 + timedelta(hours=1)
