@@ -57,7 +57,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.functions.blob import InputStream
 from azure.storage.blob import BlobProperties
-from azure.storage.blob.aio import BlobClient, BlobLeaseClient, ContainerClient
+from azure.storage.blob.aio import BlobClient, BlobLeaseClient, BlobPrefix, ContainerClient
 
 from .clients import Clients
 from .invoke import InvocationFailed, Invoker
@@ -206,17 +206,40 @@ class BlobListener:
             await asyncio.wait(set(self._active.values()))
 
     async def _scan(self, container: ContainerClient) -> None:
-        async for item in container.list_blobs(name_starts_with=self._prefix or None):
-            if self._stopping.is_set():
-                return
-            if not self._regex.fullmatch(item.name):
-                continue
-            key = (item.name, quoted(item.etag))
-            if key in self._finished or key in self._active:
-                continue
-            task = asyncio.create_task(self._process(item, key[1]))
-            self._active[key] = task
-            task.add_done_callback(lambda t, k=key: self._active.pop(k, None))
+        try:
+            # No retries inside the SDK (its backoff for a 500 is minutes): the poll loop is the retry.
+            async for item in container.list_blobs(name_starts_with=self._prefix or None, retry_total=0):
+                self._consider(item)
+        except HttpResponseError as exc:
+            if exc.status_code != 500:
+                raise
+            # Azurite answers 500 to a listing that holds a name it cannot write in XML (a
+            # control character): list folder by folder instead, each tried once, so such a
+            # blob holds up only the blobs of its own folder.
+            stuck = []
+            async for entry in container.walk_blobs(name_starts_with=self._prefix or None, retry_total=0):
+                if not isinstance(entry, BlobPrefix):
+                    self._consider(entry)
+                    continue
+                try:
+                    async for item in container.list_blobs(name_starts_with=entry.name, retry_total=0):
+                        self._consider(item)
+                except HttpResponseError:
+                    stuck.append(entry.name)
+            log.warning("Blob trigger %s: storage cannot list %s (%s: a blob name it cannot answer with, such "
+                        "as one holding a control character); the rest of the container is processed",
+                        self.entry.name, ", ".join(f"{self.container}/{p}" for p in stuck) or self.container,
+                        exc.reason)
+
+    def _consider(self, item: BlobProperties) -> None:
+        if self._stopping.is_set() or not self._regex.fullmatch(item.name):
+            return
+        key = (item.name, quoted(item.etag))
+        if key in self._finished or key in self._active:
+            return
+        task = asyncio.create_task(self._process(item, key[1]))
+        self._active[key] = task
+        task.add_done_callback(lambda t, k=key: self._active.pop(k, None))
 
     def _receipt(self, blob_name: str, etag: str) -> BlobClient:
         hosts = self._clients.blob_service(self._host_connection_string).get_container_client(HOSTS_CONTAINER)

@@ -104,6 +104,19 @@ def test_a_name_storage_keeps_otherwise_than_it_addresses_it_ends_on_the_poison_
     assert len(poison_messages(azurite, stored)) == 1  # poisoned once, not retried every scan
 
 
+def test_a_name_storage_cannot_list_holds_up_only_its_own_folder(
+        uploads: ContainerClient, devhost: DevHost, records: Records, tag: str) -> None:
+    """Azurite answers List Blobs with 500 once the container holds a name with a control
+    character; the other folders' blobs are still found and processed."""
+    bad = uploads.get_blob_client(f"{tag}-bad/ctl\x01.txt")
+    bad.upload_blob(b"unlistable")
+    try:
+        uploads.get_blob_client(f"{tag}/after.txt").upload_blob(b"after")
+        assert [r["name"] for r in records.wait(tag, 1, "blob_uploads")] == [f"uploads/{tag}/after.txt"]
+    finally:
+        bad.delete_blob()  # the other tests list this container too
+
+
 @pytest.fixture
 def restartable(azurite: Azurite, servicebus: ServiceBusEmulator, eventgrid: EventGridEmulator) -> Iterator[dict]:
     """Settings for devhosts that share a host id and a record table, apart from the session's."""
