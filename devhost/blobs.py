@@ -41,6 +41,8 @@ names the app setting, default ``Storage`` → ``AzureWebJobsStorage``):
   ``webjobs-blobtrigger-poison`` and the receipt is completed. Tries that fail before the
   function runs (the blob or its receipt cannot be addressed) count too, in memory, so no blob
   is retried for ever; after a restart such a blob gets its tries again.
+* A container that storage cannot list whole (Azurite answers 500 when a name holds a control
+  character) is listed folder by folder, so such a blob holds up only its own folder's blobs.
 * At most ``maxDegreeOfParallelism`` blob invocations run at once across all blob functions.
 """
 
