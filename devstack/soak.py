@@ -304,15 +304,17 @@ def drone_overlaps(rows: list[dict[str, Any]]) -> list[str]:
     """A drone assigned to a delivery while its earlier holder had not yet decided to release it.
 
     Sound, not complete: the assignment happens before ``DroneScheduled`` is stamped and the
-    release after ``ReleaseDrone`` is logged, so an overlap of these two instants is certain."""
+    release after the delivery's *first* ``ReleaseDrone`` is logged, so an overlap of these two
+    instants is certain. (A delivery cancelled before its drone was known logs a ``ReleaseDrone``
+    for any drone first: its span is empty and not checked.)"""
     held: dict[str, list[tuple[dt.datetime, dt.datetime, str]]] = defaultdict(list)
     for row in rows:
         history = _history(row)
         scheduled = [h for h in history if h["status"] == "DroneScheduled" and h.get("detail")
                      and "(extra)" not in h["detail"]]
         released = [h for h in history if h["status"] == "ReleaseDrone"]
-        if scheduled and released and _at(released[-1]) >= _at(scheduled[0]):
-            held[scheduled[0]["detail"].split()[0]].append((_at(scheduled[0]), _at(released[-1]), row["PartitionKey"]))
+        if scheduled and released and _at(released[0]) >= _at(scheduled[0]):
+            held[scheduled[0]["detail"].split()[0]].append((_at(scheduled[0]), _at(released[0]), row["PartitionKey"]))
     problems = []
     for drone, spans in held.items():
         spans.sort()

@@ -265,28 +265,40 @@ class AzureBlobStore:
         finally:
             upload.close()
 
-    def move(self, container: str, name: str, to_container: str, to_name: str, *, etag: str | None = None,
+    def copy(self, container: str, name: str, to_container: str, to_name: str, *, etag: str | None = None,
              metadata: Mapping[str, str] | None = None) -> bool:
+        return self._copy(container, name, to_container, to_name, etag, metadata) is not None
+
+    def _copy(self, container: str, name: str, to_container: str, to_name: str, etag: str | None,
+              metadata: Mapping[str, str] | None) -> Any:
+        """The source's properties once copied, or None when there was nothing (of ``etag``) to copy."""
         source = self._blob(container, name)
         try:
             props = source.get_blob_properties()
         except ResourceNotFoundError:
-            return False
+            return None
         if etag and quoted(props.etag) != quoted(etag):
-            return False  # overwritten since: that newer version is not ours to move
+            return None  # overwritten since: that newer version is not ours to copy
         target = self._blob(to_container, to_name)
         try:
             target.start_copy_from_url(source.url, metadata=dict(metadata or {}), source_etag=props.etag,
                                        source_match_condition=MatchConditions.IfNotModified)
         except (ResourceNotFoundError, ResourceModifiedError):
-            return False
+            return None
         except HttpResponseError as exc:
             if exc.status_code == 412:
-                return False
+                return None
             raise
         self._wait_for_copy(target)
+        return props
+
+    def move(self, container: str, name: str, to_container: str, to_name: str, *, etag: str | None = None,
+             metadata: Mapping[str, str] | None = None) -> bool:
+        props = self._copy(container, name, to_container, to_name, etag, metadata)
+        if props is None:
+            return False
         try:
-            source.delete_blob(etag=props.etag, match_condition=MatchConditions.IfNotModified)
+            self._blob(container, name).delete_blob(etag=props.etag, match_condition=MatchConditions.IfNotModified)
         except (ResourceNotFoundError, ResourceModifiedError):
             pass  # gone already, or overwritten meanwhile (the new version stays)
         return True

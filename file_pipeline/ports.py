@@ -100,6 +100,13 @@ class BlobStore(Protocol):
         :meth:`write`. Leaving the context without a commit leaves the blob as it was."""
         ...
 
+    def copy(self, container: str, name: str, to_container: str, to_name: str, *, etag: str | None = None,
+             metadata: Mapping[str, str] | None = None) -> bool:
+        """Copy the blob (only version ``etag`` if given) to the destination, server-side; the
+        source stays. True if the destination now holds it; False if there was nothing to copy
+        (deleted or overwritten). Safe to repeat."""
+        ...
+
     def move(self, container: str, name: str, to_container: str, to_name: str, *, etag: str | None = None,
              metadata: Mapping[str, str] | None = None) -> bool:
         """Copy the blob (only version ``etag`` if given) to the destination, then delete the

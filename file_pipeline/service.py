@@ -511,8 +511,11 @@ class PaymentFilePipeline:
         if result.rejected:
             locations["errorReport"] = self._write_error_report(record, result.rejections or ())
         if move_input and record.input_name:
-            # Named before the move: the move comes last (see _finish_rejection).
-            locations["rejected"] = f"{REJECTED_CONTAINER}/{quarantine_name(record)}"
+            # A copy now, so the evidence is there before anyone is told of the rejection; the
+            # upload leaves payment-files-in last (see _finish_rejection).
+            kept = self._quarantine(record, reasons[0].code.value if reasons else "NARR", keep_upload=True)
+            if kept:
+                locations["rejected"] = kept
         details: dict[str, Any] = {
             "transactions": result.total, "accepted": result.accepted, "rejected": result.rejected,
             "accepted_sum": format(result.accepted_sum, "f"), "rejected_sum": format(result.rejected_sum, "f"),
@@ -537,11 +540,8 @@ class PaymentFilePipeline:
         if not record.notified:
             self._announce(record, cause)
         self.blobs.delete_prefix(WORK_CONTAINER, f"{record.file_id}/")  # an interrupted earlier try's
-        planned = record.locations.get("rejected")
-        if record.input_name and planned == f"{REJECTED_CONTAINER}/{quarantine_name(record)}":
-            if self._quarantine(record, record.reasons[0][0] if record.reasons else "NARR") is None:
-                record.locations.pop("rejected")
-                self._save_quietly(record)
+        if record.input_name and record.locations.get("rejected") == f"{REJECTED_CONTAINER}/{quarantine_name(record)}":
+            self._quarantine(record, record.reasons[0][0] if record.reasons else "NARR")
 
     # ================================================================== FileAdaptor
     def adapt(self, message: PaymentFileValidated, cause: Cause) -> None:
@@ -783,8 +783,8 @@ class PaymentFilePipeline:
         with self.blobs.open_write(WORK_CONTAINER, blob_name, content_type="application/x-ndjson") as out:
             yield WorkWriter(out, file_id, blob_name)
 
-    def _quarantine(self, record: PaymentFile, reason_code: str) -> str | None:
-        """Move the upload (only the version processed) to
+    def _quarantine(self, record: PaymentFile, reason_code: str, keep_upload: bool = False) -> str | None:
+        """Move (or, with ``keep_upload``, copy) the upload, only the version processed, to
         ``payment-files-rejected/{clientId}/{fileId}/{fileName}``.
 
         The file id names one blob version, so a later upload under the same name that is
@@ -792,9 +792,10 @@ class PaymentFilePipeline:
         this quarantine (a retried step) lands on the same name with the same content.
         """
         quarantine = quarantine_name(record)
-        moved = self.blobs.move(INPUT_CONTAINER, record.input_name, REJECTED_CONTAINER, quarantine,
-                                etag=record.source_etag or None,
-                                metadata={"fileId": record.file_id, "reasonCode": reason_code})
+        transfer = self.blobs.copy if keep_upload else self.blobs.move
+        moved = transfer(INPUT_CONTAINER, record.input_name, REJECTED_CONTAINER, quarantine,
+                         etag=record.source_etag or None,
+                         metadata={"fileId": record.file_id, "reasonCode": reason_code})
         there = self.blobs.info(REJECTED_CONTAINER, quarantine)
         if moved or (there is not None and there.metadata.get("fileId") == record.file_id):
             return f"{REJECTED_CONTAINER}/{quarantine}"

@@ -24,8 +24,8 @@ def _rows(app: App, table: str, query: str, **params: Any) -> list[dict[str, Any
 
 def _drone_of(result: dict[str, Any]) -> str | None:
     for hop in result["history"]:
-        if hop["status"] == "DroneScheduled":
-            return hop.get("detail")
+        if hop["status"] == "DroneScheduled":  # "drone-05", or "drone-05 after 1.2 s in line"
+            return (hop.get("detail") or "").split()[0] or None
     return None
 
 

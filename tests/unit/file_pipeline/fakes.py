@@ -75,7 +75,7 @@ class FakeBlobStore:
     def __init__(self) -> None:
         self.blobs: dict[tuple[str, str], _Blob] = {}
         self._counter = 0
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # move() copies under the same lock
         self.fail_write: Callable[[str, str], Exception | None] = lambda c, n: None
         self.fail_move: Callable[[str, str], Exception | None] = lambda c, n: None
         self.writes: list[tuple[str, str]] = []
@@ -129,18 +129,25 @@ class FakeBlobStore:
                    content_type: str = "application/octet-stream") -> Iterator[_Writer]:
         yield _Writer(self, container, name, content_type)
 
-    def move(self, container: str, name: str, to_container: str, to_name: str, *, etag: str | None = None,
+    def copy(self, container: str, name: str, to_container: str, to_name: str, *, etag: str | None = None,
              metadata: Mapping[str, str] | None = None) -> bool:
         self.touched.extend([name, to_name])
-        failure = self.fail_move(container, name)
-        if failure is not None:
-            raise failure
         with self._lock:
             blob = self.blobs.get((container, name))
             if blob is None or (etag and blob.etag.strip('"') != etag.strip('"')):
                 return False
             self.blobs[(to_container, to_name)] = _Blob(blob.data, self._etag(), dict(metadata or {}),
                                                         blob.content_type)
+            return True
+
+    def move(self, container: str, name: str, to_container: str, to_name: str, *, etag: str | None = None,
+             metadata: Mapping[str, str] | None = None) -> bool:
+        failure = self.fail_move(container, name)
+        if failure is not None:
+            raise failure
+        with self._lock:
+            if not self.copy(container, name, to_container, to_name, etag=etag, metadata=metadata):
+                return False
             del self.blobs[(container, name)]
             return True
 

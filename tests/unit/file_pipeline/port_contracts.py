@@ -225,6 +225,18 @@ class BlobStoreContract:
             assert stream.read() == b"a,b\n"
         assert blob_store.move(INPUT_CONTAINER, name, REJECTED_CONTAINER, name, etag=etag) is False
 
+    def test_copy_copies_only_the_given_version_and_keeps_the_source(self, blob_store):
+        name = f"{unique()}/payroll.csv"
+        old = self._put(blob_store, INPUT_CONTAINER, name, b"a,b\n")
+        for _ in range(2):  # safe to repeat
+            assert blob_store.copy(INPUT_CONTAINER, name, REJECTED_CONTAINER, name, etag=old,
+                                   metadata={"fileId": "PF1"}) is True
+        assert blob_store.info(INPUT_CONTAINER, name) is not None
+        assert blob_store.info(REJECTED_CONTAINER, name).metadata == {"fileId": "PF1"}
+        self._put(blob_store, INPUT_CONTAINER, name, b"corrected")
+        assert blob_store.copy(INPUT_CONTAINER, name, REJECTED_CONTAINER, f"{name}.2", etag=old) is False
+        assert blob_store.copy(INPUT_CONTAINER, f"{name}.gone", REJECTED_CONTAINER, f"{name}.3") is False
+
     def test_move_leaves_a_newer_version_alone(self, blob_store):
         name = f"{unique()}/payroll.csv"
         old = self._put(blob_store, INPUT_CONTAINER, name, b"old")

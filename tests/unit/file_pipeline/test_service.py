@@ -376,6 +376,10 @@ def test_a_rejection_interrupted_at_any_step_is_finished_by_the_upload_s_next_tr
         h.pipeline.validate(upload)
     # The upload is what re-triggers FileValidator: it must outlive the crash.
     assert h.blobs.names(INPUT_CONTAINER) == [upload_name]
+    crashed, _ = h.records.latest("ACME001", "payroll.csv")
+    if crashed.state is FileState.REJECTED:  # whoever reads the record finds the evidence already kept
+        container, _, kept = crashed.locations["rejected"].partition("/")
+        assert h.blobs.data(container, kept) == bad_acme_csv(1)
     _recover(h)
     upload.content.seek(0)
     h.pipeline.validate(upload)
