@@ -19,6 +19,7 @@ a version nobody can read is a permanent ``UnknownSchemaVersion`` failure, never
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, ClassVar
 
@@ -91,7 +92,11 @@ class UnreadableJson(ValueError):
     """A body no JSON reader here can hold; the message is ours, never the parser's text."""
 
 
-def load_json(body: bytes | str) -> Any:
+# Valid UTF-8 holds no surrogate: only a \\uD800-\\uDFFF escape can make one.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def load_json(body: bytes) -> Any:
     """``json.loads`` for bodies from outside: every way it can fail (bad UTF-8, bad syntax,
     nesting deeper than the interpreter's recursion limit, integers over Python's 4,300-digit
     limit, lone surrogates that no store can encode) is one :class:`UnreadableJson`."""
@@ -105,12 +110,13 @@ def load_json(body: bytes | str) -> Any:
         raise UnreadableJson("the JSON is nested too deeply") from None
     except ValueError:  # int(): "Exceeds the limit (4300 digits) for integer string conversion"
         raise UnreadableJson("the JSON holds a number too long to read") from None
-    try:
-        json.dumps(document, ensure_ascii=False).encode()
-    except UnicodeEncodeError:
-        raise UnreadableJson("the JSON holds a lone surrogate (\\ud800-\\udfff), which is not text") from None
-    except RecursionError:  # nested within the parser's limit but not the encoder's
-        raise UnreadableJson("the JSON is nested too deeply") from None
+    if _SURROGATE_ESCAPE.search(body):  # a pair is fine; a lone one fails to encode
+        try:
+            json.dumps(document, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise UnreadableJson("the JSON holds a lone surrogate (\\ud800-\\udfff), which is not text") from None
+        except RecursionError:  # nested within the parser's limit but not the encoder's
+            raise UnreadableJson("the JSON is nested too deeply") from None
     return document
 
 

@@ -36,6 +36,7 @@ from azure.functions.eventgrid import EventGridEventInConverter
 from .http import read_body
 from .invoke import InvocationFailed, Invoker
 from .loader import EVENT_GRID_TRIGGER, FunctionEntry
+from .settings import HTTP_BODY_TIMEOUT_SECONDS
 
 _KNOWN_ORIGINS = {
     "eventgrid.azure.net", "eventgrid.azure.us", "eventgrid.azure.eaglex.ic.gov",
@@ -59,7 +60,9 @@ def decode_event(entry: FunctionEntry, event: Any) -> Any:
 
 
 class EventGridWebhook:
-    def __init__(self, entries: list[FunctionEntry], invoker: Invoker) -> None:
+    def __init__(self, entries: list[FunctionEntry], invoker: Invoker,
+                 body_timeout: float = HTTP_BODY_TIMEOUT_SECONDS) -> None:
+        self._body_timeout = body_timeout
         self._functions = {e.name.lower(): e for e in entries if e.trigger.type == EVENT_GRID_TRIGGER}
         self._invoker = invoker
 
@@ -77,7 +80,7 @@ class EventGridWebhook:
             return web.Response(status=202)
         if kind not in ("subscriptionvalidation", "notification"):
             return web.Response(status=400, text="missing or unknown aeg-event-type header")
-        raw = await read_body(request)
+        raw = await read_body(request, self._body_timeout)
         if isinstance(raw, web.Response):
             return raw
         try:

@@ -205,10 +205,10 @@ async def _serve(options: Options, app_dir: Path, port: int, host_options: HostO
         # A disabled function gets no listener (so its trigger's connection is not needed),
         # no route and no webhook: the runtime ignores the events meant for it.
         listeners = build_listeners(enabled, host_options, clients, invoker, hostid)
-        webhook = EventGridWebhook(enabled, invoker)
+        webhook = EventGridWebhook(enabled, invoker, host_options.http_body_timeout)
         front = HttpFront(entries, host_options.route_prefix, invoker, hostid,
                           webhook.handle if any(e.trigger.type == EVENT_GRID_TRIGGER for e in entries) else None,
-                          disabled)
+                          disabled, host_options.http_body_timeout)
     except LoadError as exc:
         await clients.close()
         invoker.close()

@@ -38,11 +38,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -52,15 +51,12 @@ from aiohttp import web
 
 from .invoke import InvocationFailed, Invoker
 from .loader import HTTP_OUTPUT, FunctionEntry, LoadError
+from .settings import HTTP_BODY_TIMEOUT_SECONDS
 
 log = logging.getLogger("devhost.http")
 
 # The Functions host's default request body limit (100 MB).
 MAX_BODY_BYTES = 104_857_600
-# How long a request's body may take to arrive; a client that stalls mid-body (or declares a body
-# it never sends) is answered 408 and closed, as Kestrel does under the Functions host.
-BODY_TIMEOUT_SETTING = "DEVHOST_HTTP_BODY_TIMEOUT_SECONDS"
-BODY_TIMEOUT_SECONDS = 30.0
 STARTUP_HOLD_SECONDS = 60.0  # how long a request waits for the host to finish starting
 
 _PARAM = re.compile(r"\{([^{}]+)\}")
@@ -255,8 +251,9 @@ class HttpFront:
 
     def __init__(self, entries: list[FunctionEntry], route_prefix: str, invoker: Invoker, host_id: str,
                  eventgrid_handler: Callable[[web.Request], Any] | None,
-                 disabled: frozenset[str] = frozenset()) -> None:
+                 disabled: frozenset[str] = frozenset(), body_timeout: float = HTTP_BODY_TIMEOUT_SECONDS) -> None:
         self.route_prefix = route_prefix
+        self.body_timeout = body_timeout
         # Every route is compiled (a bad template is a startup error even on a disabled
         # function); only the enabled ones are served.
         self.routes = sorted(
@@ -341,7 +338,7 @@ class HttpFront:
         return True
 
     async def _invoke(self, route: Route, request: web.Request, route_params: dict[str, str]) -> web.StreamResponse:
-        body = await read_body(request)
+        body = await read_body(request, self.body_timeout)
         if isinstance(body, web.Response):
             return body
         headers: dict[str, str] = {}
@@ -397,36 +394,24 @@ def to_aiohttp(value: Any) -> web.Response:
     return response
 
 
-def body_timeout(environ: Mapping[str, str] = os.environ) -> float:
-    raw = environ.get(BODY_TIMEOUT_SETTING, "")
-    try:
-        value = float(raw) if raw else BODY_TIMEOUT_SECONDS
-    except ValueError:
-        value = BODY_TIMEOUT_SECONDS
-    return value if value > 0 else BODY_TIMEOUT_SECONDS
-
-
-async def read_body(request: web.Request, timeout: float | None = None) -> bytes | web.Response:
-    """The whole body, or the response that refuses it: 413 at once for a declared length over
-    the limit (nothing is read), 408 (connection closed) when it does not arrive in time."""
+async def read_body(request: web.Request, timeout: float) -> bytes | web.Response:
+    """The whole body, or the response that refuses it and closes the connection: 413 at once
+    for a declared length over the limit (nothing is read), 408 when it does not arrive in time."""
     declared = request.content_length
     if declared is not None and declared > MAX_BODY_BYTES:
-        refused = _problem(413, "Payload Too Large", f"the body is {declared} bytes; at most {MAX_BODY_BYTES}",
+        refusal = _problem(413, "Payload Too Large", f"the body is {declared} bytes; at most {MAX_BODY_BYTES}",
                            request.path, None)
-        refused.force_close()
-        return refused
-    limit = body_timeout() if timeout is None else timeout
-    try:
-        return await asyncio.wait_for(request.read(), limit)
-    except TimeoutError:
-        late = _problem(408, "Request Timeout", f"the request body did not arrive within {limit:g} s",
-                        request.path, None)
-        late.force_close()
-        return late
-    except web.HTTPRequestEntityTooLarge:
-        refused = _problem(413, "Payload Too Large", f"the body is over {MAX_BODY_BYTES} bytes", request.path, None)
-        refused.force_close()
-        return refused
+    else:
+        try:
+            return await asyncio.wait_for(request.read(), timeout)
+        except TimeoutError:
+            refusal = _problem(408, "Request Timeout", f"the request body did not arrive within {timeout:g} s",
+                               request.path, None)
+        except web.HTTPRequestEntityTooLarge:
+            refusal = _problem(413, "Payload Too Large", f"the body is over {MAX_BODY_BYTES} bytes", request.path,
+                               None)
+    refusal.force_close()
+    return refusal
 
 
 def _problem(status: int, title: str, detail: str, instance: str, invocation_id: str | None) -> web.Response:

@@ -221,9 +221,16 @@ class BlobsOptions:
     poll_interval: float = 0.25
 
 
+# How long an HTTP request's body may take to arrive; a client that stalls mid-body (or declares a
+# body it never sends) is answered 408 and closed, as Kestrel does under the Functions host.
+# ``DEVHOST_HTTP_BODY_TIMEOUT_SECONDS`` overrides it.
+HTTP_BODY_TIMEOUT_SECONDS = 30.0
+
+
 @dataclass(frozen=True)
 class HostOptions:
     route_prefix: str = "api"
+    http_body_timeout: float = HTTP_BODY_TIMEOUT_SECONDS
     service_bus: ServiceBusOptions = field(default_factory=ServiceBusOptions)
     blobs: BlobsOptions = field(default_factory=BlobsOptions)
     raw: dict[str, Any] = field(default_factory=dict)
@@ -318,11 +325,10 @@ def load_host_json(app_dir: Path, environ: Mapping[str, str] = os.environ) -> Ho
 
     blobs_doc = _section(doc, "extensions", "blobs")
     blob_defaults = BlobsOptions()
-    poll = environ.get("DEVHOST_BLOB_POLL_SECONDS")
-    try:
-        poll_interval = float(poll) if poll else blob_defaults.poll_interval
-    except ValueError:
-        raise SettingsError(f"DEVHOST_BLOB_POLL_SECONDS must be a number of seconds, got {poll!r}") from None
+    poll_interval = _env_seconds(environ, "DEVHOST_BLOB_POLL_SECONDS", blob_defaults.poll_interval)
+    body_timeout = _env_seconds(environ, "DEVHOST_HTTP_BODY_TIMEOUT_SECONDS", HTTP_BODY_TIMEOUT_SECONDS)
+    if not body_timeout > 0:
+        raise SettingsError(f"DEVHOST_HTTP_BODY_TIMEOUT_SECONDS must be more than 0 seconds, got {body_timeout:g}")
     blobs = BlobsOptions(
         max_degree_of_parallelism=max(1, number(
             blobs_doc, "maxDegreeOfParallelism", blob_defaults.max_degree_of_parallelism, "extensions.blobs")),
@@ -330,4 +336,14 @@ def load_host_json(app_dir: Path, environ: Mapping[str, str] = os.environ) -> Ho
             blobs_doc, "poisonBlobThreshold", blob_defaults.poison_blob_threshold, "extensions.blobs")),
         poll_interval=max(0.05, poll_interval),
     )
-    return HostOptions(route_prefix=route_prefix, service_bus=service_bus, blobs=blobs, raw=doc)
+    return HostOptions(route_prefix=route_prefix, http_body_timeout=body_timeout, service_bus=service_bus,
+                       blobs=blobs, raw=doc)
+
+
+def _env_seconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name)
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+    return value

@@ -111,9 +111,10 @@ class DroneSchedulerService:
             if not options and remembered is None:
                 break  # a fresh read with no free drone able to carry it: wait
         since = waiting_since or self.clock.now()
-        next_attempt_at(self.clock.now(), attempt, self.retry_base, self.retry_max, deadline)  # past it: give up
-        self._wait(Waiter(delivery_id, weight_kg, since, deadline), fleet)
+        # The retry first: past the deadline it raises (NoDroneAvailableBeforeDeadline) before
+        # the delivery joins a waiting list it could never leave by a retry.
         self._retry_later(delivery_id, weight_kg, deadline, attempt, cause, since)
+        self._wait(Waiter(delivery_id, weight_kg, since, deadline), fleet)
 
     def _claim_own_place(self, delivery_id: str) -> bool:
         """A waiter's own retry claims its place before it takes a free drone, as a release does

@@ -107,6 +107,11 @@ class TestHostJson:
         assert options.service_bus.auto_complete_messages is False
         assert options.blobs.poison_blob_threshold == 2
         assert options.blobs.poll_interval == 0.25
+        assert options.http_body_timeout == 30.0
+        assert load_host_json(tmp_path, {"DEVHOST_HTTP_BODY_TIMEOUT_SECONDS": "1.5"}).http_body_timeout == 1.5
+        for bad in ("soon", "0"):
+            with pytest.raises(SettingsError, match="DEVHOST_HTTP_BODY_TIMEOUT_SECONDS"):
+                load_host_json(tmp_path, {"DEVHOST_HTTP_BODY_TIMEOUT_SECONDS": bad})
 
     def test_bad_values_are_errors(self, tmp_path: Path) -> None:
         write(tmp_path / "host.json", {"version": "2.0", "extensions": {"serviceBus": {"maxConcurrentCalls": "x"}}})
