@@ -574,7 +574,7 @@ def local_pipeline(work: Path) -> tuple[Any, LocalBlobStore, DiskFileRecords, Qu
     moment = datetime.fromisoformat(_payment_clock().replace("Z", "+00:00"))
     pipeline = PaymentFilePipeline(blobs=blobs, records=records, reference=SeedReference(), publisher=publisher,
                                    events=NoEvents(), clock=clock, rules_clock=FixedClock(moment),
-                                   options=Options(DEFAULT_MAX_BYTES, 5, str(work / "spool")))
+                                   options=Options(DEFAULT_MAX_BYTES, str(work / "spool")))
     (work / "spool").mkdir(exist_ok=True)
     return pipeline, blobs, records, publisher
 

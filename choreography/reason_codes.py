@@ -30,3 +30,6 @@ class ReasonCode(StrEnum):
 
     # Set by Service Bus itself when a transient failure outlives MaxDeliveryCount.
     MAX_DELIVERY_COUNT_EXCEEDED = "MaxDeliveryCountExceeded"
+
+    # A transient failure outlived a service's own retries, spaced out over minutes.
+    RETRIES_EXHAUSTED = "RetriesExhausted"

@@ -36,6 +36,7 @@ from datetime import datetime, timedelta
 
 from choreography.errors import BusinessRuleViolation
 from choreography.reason_codes import ReasonCode
+from choreography.retry import retry_delay
 
 CAPACITY_PATTERN_KG: tuple[float, ...] = (5.0, 10.0, 20.0, 40.0, 60.0)
 
@@ -112,11 +113,6 @@ def candidates(fleet: Iterable[Drone], weight_kg: float, spread_by: str = "") ->
 
 def _spread(key: str, drone_id: str) -> bytes:
     return hashlib.blake2b(f"{key}/{drone_id}".encode(), digest_size=8).digest() if key else b""
-
-
-def retry_delay(attempt: int, base: timedelta, cap: timedelta) -> timedelta:
-    """Exponential backoff: base, 2·base, 4·base, ... never more than ``cap``."""
-    return min(base * (2 ** min(attempt, 32)), cap)
 
 
 def next_attempt_at(now: datetime, attempt: int, base: timedelta, cap: timedelta, deadline: datetime) -> datetime:

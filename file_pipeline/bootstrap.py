@@ -48,7 +48,8 @@ def build(rt: Runtime) -> PaymentFilePipeline:
         events=events,
         clock=rt.clock,
         rules_clock=FrozenClock(settings.fixed_now) if settings.fixed_now else None,
-        options=Options(settings.max_bytes, settings.max_delivery_count, settings.spool_dir),
+        options=Options(settings.max_bytes, settings.spool_dir, max_attempts=settings.max_attempts,
+                        retry_base=settings.retry_base),
     )
 
 

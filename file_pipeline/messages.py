@@ -3,7 +3,8 @@ references to work blobs, never the payload), the compensation command, and the 
 events announced to the outside.
 
 Service Bus (all queues, no sessions, duplicate detection on; the envelope's correlation id is
-the file id; message ids are ``{Type}:{fileId}`` so a re-send is dropped by the queue):
+the file id; message ids are ``{Type}:{fileId}`` so a re-send is dropped by the queue, and
+``{Type}:{fileId}:attempt-{n}`` for a step's later attempt after a transient failure):
 
 ==============================  ===============================  =================================
 queue                           message                          consumer
@@ -26,7 +27,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, StringConstraints
+from pydantic import AwareDatetime, Field, StringConstraints
 
 from choreography.contracts import Contract, Data
 from choreography.entities import Destination
@@ -45,6 +46,9 @@ FileId = Annotated[str, StringConstraints(pattern=r"^PF[0-9A-F]{24}$")]
 ClientId = Annotated[
     str, StringConstraints(pattern=rf"^(?:[A-Za-z0-9][A-Za-z0-9_-]{{0,63}}|{UNSAFE_NAMES_PARTITION})$")]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+# Which try of the receiving step this message is: a transient failure schedules the next one
+# (``{Type}:{fileId}:attempt-{n}``) instead of leaving it to the broker's immediate redelivery.
+Attempt = Annotated[int, Field(ge=1, le=100)]
 
 
 class WorkBlob(Data):
@@ -83,6 +87,7 @@ class PaymentFileValidated(Contract):
     file: FileSummary
     transactions: WorkBlob
     rejections: WorkBlob | None = None
+    attempt: Attempt = 1
 
 
 class PaymentFileAdapted(Contract):
@@ -97,6 +102,7 @@ class PaymentFileAdapted(Contract):
     nb_of_txs: int
     ctrl_sum: Decimal
     blocks: int
+    attempt: Attempt = 1
 
 
 class CompensatePaymentFile(Contract):

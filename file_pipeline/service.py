@@ -32,12 +32,19 @@ Failures, classified once (see :class:`StepConsumer`):
   the record ``Rejected``, a copy of the rejection on the app's dead-letter queue (reason = ISO
   code) and ``PaymentFileRejected``.
 * A later step that fails for good (:class:`~choreography.errors.PermanentFailure`, a corrupt
-  work file, an output failing the XSD, or any error still there on the last delivery) asks
-  for compensation (``CompensatePaymentFile``) and its message is dead-lettered with the
+  work file, an output failing the XSD, or an error still there on the last of its attempts)
+  asks for compensation (``CompensatePaymentFile``) and its message is dead-lettered with the
   reason. :meth:`PaymentFilePipeline.compensate` then undoes: duplicate claims released, any
   output deleted, work files deleted, the upload quarantined, pain.002 ``RJCT``, record
   ``Rejected``, ``PaymentFileRejected``.
-* Anything else is transient: raised, so the broker (or the blob trigger) retries.
+* Anything else in FileAdaptor or FileCreator is transient, and is retried *later*: a copy of
+  the message, its ``attempt`` counted, is scheduled after a growing delay and the message is
+  completed (:class:`StepConsumer`). The broker's own redelivery is immediate, so five failures
+  in a row could otherwise use up ``MaxDeliveryCount`` within a second of an outage; and the
+  broker also counts the deliveries a crash or a lock that ran out used, so a step that was
+  merely slow could be judged failed for good. An error in a run that another run of the same
+  message finished meanwhile (a lock that ran out, then a redelivery) is no failure at all.
+  FileValidator's transient errors are raised: the blob trigger retries, then poisons.
 """
 
 from __future__ import annotations
@@ -74,6 +81,7 @@ from choreography.messaging import (
     Received,
 )
 from choreography.reason_codes import ReasonCode as AppReason
+from choreography.retry import retry_delay
 from file_pipeline.domain.daily import DailyUsage, DayKey, DayTotal, amounts_by_key, amounts_for_record
 from file_pipeline.domain.files import (
     CLIENT_ID_RE,
@@ -159,7 +167,7 @@ class FailureReason(StrEnum):
     FILE_RECORD_MISSING = "FileRecordMissing"
     UNKNOWN_CLIENT = "UnknownClient"
     MALFORMED_MESSAGE = AppReason.MALFORMED_MESSAGE.value
-    RETRIES_EXHAUSTED = AppReason.MAX_DELIVERY_COUNT_EXCEEDED.value
+    RETRIES_EXHAUSTED = AppReason.RETRIES_EXHAUSTED.value
 
 
 class StepFailed(PermanentFailure):
@@ -199,8 +207,10 @@ class CachedReference:
 @dataclass(frozen=True)
 class Options:
     max_bytes: int
-    max_delivery_count: int = 5
     spool_dir: str | None = None
+    max_attempts: int = 6  # tries of FileAdaptor / FileCreator before the file fails for good
+    retry_base: timedelta = timedelta(seconds=10)  # the first retry's delay; doubled each time
+    retry_cap: timedelta = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -829,6 +839,37 @@ class PaymentFilePipeline:
     def _send(self, destination: Any, payload: Contract, file_id: str, cause: Cause) -> None:
         self.publisher.send([Outgoing(destination, payload, message_id(payload.TYPE, file_id), file_id)], cause)
 
+    def retry_later(self, message: PaymentFileValidated | PaymentFileAdapted, cause: Cause) -> datetime:
+        """Schedule the next attempt of a step's message; when it is due. Two runs of the same
+        attempt schedule the same message id, so the queue keeps one."""
+        attempt = message.attempt + 1
+        at = self.clock.now() + retry_delay(message.attempt - 1, self.options.retry_base, self.options.retry_cap)
+        _, queue = HANDOFFS[message.TYPE]
+        retry = message.model_copy(update={"attempt": attempt})
+        file_id = message.file.file_id
+        self.publisher.send([Outgoing(queue, retry, message_id(message.TYPE, file_id, f"attempt-{attempt}"), file_id,
+                                      scheduled_at=at)], cause)
+        return at
+
+    def settled(self, step: Step, summary: FileSummary) -> bool:
+        """True if nothing is left for a message of ``step`` to do: another run completed and
+        announced the file (its work files are removed here, as that run would have), or
+        compensation took it (its own command finishes it). A file merely further along, its
+        hand-off or announcement perhaps not sent, is not settled; nor is one whose record
+        cannot be read now (the retry looks again)."""
+        try:
+            record = self.records.get(summary.client_id, summary.file_id)
+            if record is None:
+                return False
+            if record.state in (FileState.COMPENSATING, FileState.REJECTED):
+                return True
+            if record.state is FileState.COMPLETED and record.notified:
+                self.blobs.delete_prefix(WORK_CONTAINER, f"{summary.file_id}/")
+                return True
+        except Exception as exc:  # noqa: BLE001 - unknown is "not settled"
+            log.warning("%s: whether file %s is settled cannot be told now: %r", step.value, summary.file_id, exc)
+        return False
+
     def _resend(self, record: PaymentFile, cause: Cause) -> None:
         if not record.handoff:
             return
@@ -914,10 +955,16 @@ class StepConsumer:
     """FileAdaptor's or FileCreator's side of its queue, for :func:`choreography.handling.consume`.
 
     Failures are classified here, once: a corrupt work file, an unusable message or a business
-    refusal is permanent; any other error is transient, *except* on the queue's last delivery
-    (``PAYMENT_FILES_MAX_DELIVERY_COUNT``), where it becomes permanent too, so the file is
-    compensated instead of silently landing in the broker's dead-letter queue. A permanent
-    failure asks for compensation; ``consume`` then dead-letters the message with the reason.
+    refusal is permanent. Any other error is transient and is tried again *later*: unless the
+    file is settled (another run of this message finished it while this one failed, or
+    compensation took it: nothing to do), a copy of the message with the next ``attempt`` is scheduled after
+    :func:`~choreography.retry.retry_delay` and this message completes. On the last attempt
+    (``PAYMENT_FILES_MAX_ATTEMPTS``) the error is permanent too, so the file is compensated
+    instead of silently landing in the broker's dead-letter queue. A permanent failure asks for
+    compensation; ``consume`` then dead-letters the message with the reason.
+
+    The broker's delivery count is not the budget: it also counts deliveries that a crash or a
+    lock running out used, which say nothing about whether the step can succeed.
     """
 
     def __init__(self, pipeline: PaymentFilePipeline, step: Step, contract: type[Contract],
@@ -933,18 +980,25 @@ class StepConsumer:
         return {self._contract: self._handle}
 
     def _handle(self, received: Received) -> None:
+        payload: Any = received.payload
         try:
-            self._action(received.payload, received.cause)
+            self._action(payload, received.cause)
         except PermanentFailure:
             raise
         except WorkFileCorrupt as exc:
             raise StepFailed(str(exc), FailureReason.WORK_FILE_CORRUPT) from exc
         except Exception as exc:
-            attempt, limit = received.incoming.delivery_count, self.pipeline.options.max_delivery_count
+            if self.pipeline.settled(self.step, payload.file):
+                log.info("%s: file %s was finished by another run of message %s; this run's error is moot: %r",
+                         self.step.value, payload.file.file_id, received.incoming.message_id, exc)
+                return
+            attempt, limit = payload.attempt, self.pipeline.options.max_attempts
             if attempt >= limit:
-                raise StepFailed(f"{self.step.value} still failed on delivery {attempt} of {limit}: {exc!r}",
+                raise StepFailed(f"{self.step.value} still failed on attempt {attempt} of {limit}: {exc!r}",
                                  FailureReason.RETRIES_EXHAUSTED) from exc
-            raise
+            at = self.pipeline.retry_later(payload, received.cause)
+            log.warning("%s: file %s failed on attempt %d of %d (%r); attempt %d at %s", self.step.value,
+                        payload.file.file_id, attempt, limit, exc, attempt + 1, at.isoformat())
 
     def on_permanent_failure(self, incoming: Incoming, received: Received | None, failure: PermanentFailure) -> None:
         payload: Any = received.payload if received is not None else None

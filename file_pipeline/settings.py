@@ -14,9 +14,11 @@ app setting                             meaning (default)
 ``PAYMENT_FILES_CLOCK``                 ``system`` (default), or an ISO-8601 instant with offset
                                         that freezes the validation clock (demos and tests:
                                         execution dates and cut-offs are judged at that instant)
-``PAYMENT_FILES_MAX_DELIVERY_COUNT``    the queues' MaxDeliveryCount (5): a step that still fails
-                                        on that delivery is treated as failed for good and
-                                        compensated, instead of being dead-lettered silently
+``PAYMENT_FILES_MAX_ATTEMPTS``          tries of FileAdaptor and FileCreator (6): a transient
+                                        failure schedules the next try; one still failing on
+                                        the last is treated as failed for good and compensated
+``PAYMENT_FILES_RETRY_BASE_SECONDS``    delay before the second try (10); doubled for each
+                                        later one, at most 5 minutes (10+20+40+80+160 s)
 ``PAYMENT_FILES_SPOOL_DIR``             where work files spill to disk (the system temp dir)
 ======================================  ==========================================================
 """
@@ -26,7 +28,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from choreography.settings import SERVICE_BUS_CONNECTION, STORAGE_CONNECTION, SettingsError
 
@@ -34,11 +36,13 @@ EVENT_GRID_ENDPOINT = "PaymentsEventGridTopicEndpoint"
 EVENT_GRID_KEY = "PaymentsEventGridTopicKey"
 MAX_BYTES = "PAYMENT_FILES_MAX_BYTES"
 CLOCK = "PAYMENT_FILES_CLOCK"
-MAX_DELIVERY_COUNT = "PAYMENT_FILES_MAX_DELIVERY_COUNT"
+MAX_ATTEMPTS = "PAYMENT_FILES_MAX_ATTEMPTS"
+RETRY_BASE_SECONDS = "PAYMENT_FILES_RETRY_BASE_SECONDS"
 SPOOL_DIR = "PAYMENT_FILES_SPOOL_DIR"
 
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
-DEFAULT_MAX_DELIVERY_COUNT = 5
+DEFAULT_MAX_ATTEMPTS = 6
+DEFAULT_RETRY_BASE = timedelta(seconds=10)
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -52,6 +56,19 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     if value < 1:
         raise SettingsError(f"{name}={raw!r} must be at least 1")
     return value
+
+
+def _positive_seconds(env: Mapping[str, str], name: str, default: timedelta) -> timedelta:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise SettingsError(f"{name}={raw!r} must be a positive number of seconds")
+    return timedelta(seconds=value)
 
 
 def _clock(env: Mapping[str, str]) -> datetime | None:
@@ -75,7 +92,8 @@ class PipelineSettings:
     event_grid_key: str = ""
     max_bytes: int = DEFAULT_MAX_BYTES
     fixed_now: datetime | None = None
-    max_delivery_count: int = DEFAULT_MAX_DELIVERY_COUNT
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    retry_base: timedelta = DEFAULT_RETRY_BASE
     spool_dir: str | None = None
 
     @classmethod
@@ -88,7 +106,8 @@ class PipelineSettings:
             event_grid_key=env.get(EVENT_GRID_KEY, ""),
             max_bytes=_positive_int(env, MAX_BYTES, DEFAULT_MAX_BYTES),
             fixed_now=_clock(env),
-            max_delivery_count=_positive_int(env, MAX_DELIVERY_COUNT, DEFAULT_MAX_DELIVERY_COUNT),
+            max_attempts=_positive_int(env, MAX_ATTEMPTS, DEFAULT_MAX_ATTEMPTS),
+            retry_base=_positive_seconds(env, RETRY_BASE_SECONDS, DEFAULT_RETRY_BASE),
             spool_dir=env.get(SPOOL_DIR, "").strip() or None,
         )
 

@@ -8,7 +8,8 @@ import pytest
 
 from choreography.errors import BusinessRuleViolation
 from choreography.reason_codes import ReasonCode
-from drone_scheduler.domain import Drone, candidates, default_fleet, held_by, next_attempt_at, retry_delay
+from choreography.retry import retry_delay
+from drone_scheduler.domain import Drone, candidates, default_fleet, held_by, next_attempt_at
 from package.domain import WEIGHT_LIMITS_KG, check_package
 
 from .fakes import T0

@@ -406,14 +406,14 @@ class Harness:
     reference: FakeReferenceSource = field(default_factory=FakeReferenceSource)
     clock: FixedClock = field(default_factory=FixedClock)
     max_bytes: int = 1 << 20
-    max_delivery_count: int = 5
+    max_attempts: int = 6
 
     def __post_init__(self) -> None:
         self.publisher = RecordingPublisher(self.clock)
         self.events = RecordingEvents()
         self.pipeline = PaymentFilePipeline(
             blobs=self.blobs, records=self.records, reference=self.reference, publisher=self.publisher,
-            events=self.events, clock=self.clock, options=Options(self.max_bytes, self.max_delivery_count))
+            events=self.events, clock=self.clock, options=Options(self.max_bytes, max_attempts=self.max_attempts))
 
     def upload(self, client: str, name: str, data: bytes) -> Upload:
         full = f"{client}/{name}"

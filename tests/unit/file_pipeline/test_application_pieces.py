@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -304,13 +304,17 @@ def test_metered_reader_hashes_counts_and_stops_at_the_limit():
 # ------------------------------------------------------------------------------------------ settings
 def test_settings_defaults_and_parsing():
     s = PipelineSettings.from_env({})
-    assert (s.max_bytes, s.fixed_now, s.max_delivery_count, s.spool_dir) == (512 << 20, None, 5, None)
+    assert (s.max_bytes, s.fixed_now, s.max_attempts, s.retry_base, s.spool_dir) == (
+        512 << 20, None, 6, timedelta(seconds=10), None)
     s = PipelineSettings.from_env({"PAYMENT_FILES_MAX_BYTES": "1024", "PAYMENT_FILES_CLOCK": "2026-11-20T09:00:00Z",
-                                   "PAYMENT_FILES_MAX_DELIVERY_COUNT": "3", "PaymentsEventGridTopicKey": "k"})
-    assert (s.max_bytes, s.fixed_now, s.max_delivery_count, s.event_grid_key) == (
-        1024, datetime(2026, 11, 20, 9, tzinfo=UTC), 3, "k")
+                                   "PAYMENT_FILES_MAX_ATTEMPTS": "3", "PAYMENT_FILES_RETRY_BASE_SECONDS": "0.5",
+                                   "PaymentsEventGridTopicKey": "k"})
+    assert (s.max_bytes, s.fixed_now, s.max_attempts, s.retry_base, s.event_grid_key) == (
+        1024, datetime(2026, 11, 20, 9, tzinfo=UTC), 3, timedelta(seconds=0.5), "k")
     assert PipelineSettings.from_env({"PAYMENT_FILES_CLOCK": "system"}).fixed_now is None
     for bad in ({"PAYMENT_FILES_MAX_BYTES": "lots"}, {"PAYMENT_FILES_MAX_BYTES": "0"},
+                {"PAYMENT_FILES_MAX_ATTEMPTS": "0"}, {"PAYMENT_FILES_RETRY_BASE_SECONDS": "0"},
+                {"PAYMENT_FILES_RETRY_BASE_SECONDS": "nan"}, {"PAYMENT_FILES_RETRY_BASE_SECONDS": "soon"},
                 {"PAYMENT_FILES_CLOCK": "2026-11-20T09:00:00"}, {"PAYMENT_FILES_CLOCK": "tomorrow"}):
         with pytest.raises(SettingsError):
             PipelineSettings.from_env(bad)
