@@ -42,7 +42,13 @@ names the app setting, default ``Storage`` → ``AzureWebJobsStorage``):
   function runs (the blob or its receipt cannot be addressed) count too, in memory, so no blob
   is retried for ever; after a restart such a blob gets its tries again.
 * A container that storage cannot list whole (Azurite answers 500 when a name holds a control
-  character) is listed folder by folder, so such a blob holds up only its own folder's blobs.
+  character, which it cannot write in XML; Azure encodes such names instead) is walked one
+  blob at a time, and at such a name the walk steps past every name that shares its printable
+  beginning (found by asking where listings start to fail: control characters sort below a
+  space), so every other blob is still processed. The unlistable blob itself cannot be named,
+  so it is only reported (by its printable beginning) in the log; while the container holds
+  one it is walked every ``UNLISTABLE_WALK_SECONDS`` instead of every poll. With one such name
+  the walk is exact; with several, a blob that sorts between two of them may be missed.
 * At most ``maxDegreeOfParallelism`` blob invocations run at once across all blob functions.
 """
 
@@ -59,7 +65,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.functions.blob import InputStream
 from azure.storage.blob import BlobProperties
-from azure.storage.blob.aio import BlobClient, BlobLeaseClient, BlobPrefix, ContainerClient
+from azure.storage.blob.aio import BlobClient, BlobLeaseClient, ContainerClient
 
 from .clients import Clients
 from .invoke import InvocationFailed, Invoker
@@ -71,6 +77,9 @@ log = logging.getLogger("devhost.blobs")
 
 HOSTS_CONTAINER = "azure-webjobs-hosts"
 POISON_QUEUE = "webjobs-blobtrigger-poison"
+MAX_BLOB_NAME = 1024
+UNLISTABLE_WALK_SECONDS = 5.0  # a container storage cannot list whole is walked this often, not every poll
+_LAST_CHAR = "\U0010ffff"
 INCOMPLETE = "Incomplete"
 ATTEMPTS = "DevhostAttempts"  # devhost's own receipt metadata: tries made so far
 LEASE_SECONDS = 60
@@ -155,6 +164,8 @@ class BlobListener:
         self.running = asyncio.Event()
         self.last_error: str | None = None
         self._hosts_ready = False
+        self._unlistable_until = 0.0  # loop time before which a container holding such a name is not walked again
+        self._unlistable_reported: list[str] = []
 
     @property
     def description(self) -> str:
@@ -208,6 +219,8 @@ class BlobListener:
             await asyncio.wait(set(self._active.values()))
 
     async def _scan(self, container: ContainerClient) -> None:
+        if self._unlistable_until > asyncio.get_running_loop().time():
+            return
         try:
             # No retries inside the SDK (its backoff for a 500 is minutes): the poll loop is the retry.
             async for item in container.list_blobs(name_starts_with=self._prefix or None, retry_total=0):
@@ -215,23 +228,86 @@ class BlobListener:
         except HttpResponseError as exc:
             if exc.status_code != 500:
                 raise
-            # Azurite answers 500 to a listing that holds a name it cannot write in XML (a
-            # control character): list folder by folder instead, each tried once, so such a
-            # blob holds up only the blobs of its own folder.
-            stuck = []
-            async for entry in container.walk_blobs(name_starts_with=self._prefix or None, retry_total=0):
-                if not isinstance(entry, BlobPrefix):
-                    self._consider(entry)
-                    continue
-                try:
-                    async for item in container.list_blobs(name_starts_with=entry.name, retry_total=0):
-                        self._consider(item)
-                except HttpResponseError:
-                    stuck.append(entry.name)
-            log.warning("Blob trigger %s: storage cannot list %s (%s: a blob name it cannot answer with, such "
-                        "as one holding a control character); the rest of the container is processed",
-                        self.entry.name, ", ".join(f"{self.container}/{p}" for p in stuck) or self.container,
-                        exc.reason)
+            await self._walk_past_unlistable(container)
+
+    async def _walk_past_unlistable(self, container: ContainerClient) -> None:
+        """Every listable blob, one at a time; past each name storage cannot list."""
+        marker: str | None = None
+        unlistable = []
+        while not self._stopping.is_set():
+            try:
+                items, marker_after = await self._first_after(container, marker)
+            except HttpResponseError as exc:
+                if exc.status_code != 500:
+                    raise
+                head = await self._printable_head(container, marker)
+                unlistable.append(head)
+                if marker is not None and head + " " <= marker:
+                    break  # cannot step past it (another unlistable name confused the search)
+                marker = head + " "  # above every name that goes on with a control character
+                continue
+            for item in items:
+                self._consider(item)
+            if not items or marker_after is None:
+                break
+            marker = marker_after
+        self._unlistable_until = asyncio.get_running_loop().time() + UNLISTABLE_WALK_SECONDS
+        if unlistable != self._unlistable_reported:
+            self._unlistable_reported = unlistable
+            log.warning("Blob trigger %s: storage cannot list %s (a name with a control character); the other blobs "
+                        "are processed, that one is not: rename or delete it", self.entry.name,
+                        ", ".join(f"{self.container}/{head!r}+<control character>..." for head in unlistable))
+
+    async def _first_after(self, container: ContainerClient, marker: str | None) -> tuple[list[Any], str | None]:
+        """The first blob after ``marker`` (the listing's own order) and the marker after it."""
+        pages = container.list_blobs(name_starts_with=self._prefix or None, results_per_page=1,
+                                     retry_total=0).by_page(continuation_token=marker)
+        page = await pages.__anext__()
+        items = [item async for item in page]
+        return items, pages.continuation_token
+
+    async def _fails_after(self, container: ContainerClient, marker: str) -> bool:
+        try:
+            await self._first_after(container, marker)
+            return False
+        except HttpResponseError as exc:
+            if exc.status_code != 500:
+                raise
+            return True
+
+    async def _printable_head(self, container: ContainerClient, marker: str | None) -> str:
+        """The beginning, up to its first control character, of the unlistable name N that
+        comes first after ``marker`` (the last name listed before it). A listing that starts
+        at X with ``marker <= X`` fails exactly while ``X < N`` (one more name that cannot be
+        listed right after N aside), so N is read one character at a time: first how much of
+        ``marker`` it shares, then each next character, the largest for which a listing from
+        the head so far plus it still fails. Markers never hold control characters (storage
+        echoes them in its XML)."""
+        base = marker or self._prefix
+        shared = 0  # N > base: it shares base[:shared], then has a larger character or base ends
+        while shared < len(base) and not await self._fails_after(container, base[: shared + 1] + _LAST_CHAR):
+            shared += 1
+        head = base[:shared]
+        lowest = ord(base[shared]) + 1 if shared < len(base) else 0x20
+        while len(head) < MAX_BLOB_NAME:
+            if lowest == 0x20 and not await self._fails_after(container, head + " "):
+                return head  # the next character is a control character
+            low, high = lowest, 0x10FFFF  # the largest code point whose marker still fails
+            if low < 0x7F:  # most names are ASCII: look there first
+                if await self._fails_after(container, head + "\x7f"):
+                    low = 0x7F
+                else:
+                    high = 0x7E
+            while low < high:
+                middle = (low + high + 1) // 2
+                probe = 0xE000 if 0xD800 <= middle <= 0xDFFF else middle  # no surrogates in a name
+                if await self._fails_after(container, head + chr(probe)):
+                    low = probe
+                else:
+                    high = middle - 1 if probe == middle else 0xD7FF
+            head += chr(low)
+            lowest = 0x20
+        return head
 
     def _consider(self, item: BlobProperties) -> None:
         if self._stopping.is_set() or not self._regex.fullmatch(item.name):

@@ -104,15 +104,20 @@ def test_a_name_storage_keeps_otherwise_than_it_addresses_it_ends_on_the_poison_
     assert len(poison_messages(azurite, stored)) == 1  # poisoned once, not retried every scan
 
 
-def test_a_name_storage_cannot_list_holds_up_only_its_own_folder(
+def test_a_name_storage_cannot_list_holds_up_no_other_blob(
         uploads: ContainerClient, devhost: DevHost, records: Records, tag: str) -> None:
     """Azurite answers List Blobs with 500 once the container holds a name with a control
-    character; the other folders' blobs are still found and processed."""
-    bad = uploads.get_blob_client(f"{tag}-bad/ctl\x01.txt")
+    character; every other blob, in other folders and in its own folder before and after it,
+    is still found and processed."""
+    bad = uploads.get_blob_client(f"{tag}/m-ctl\x01.txt")
     bad.upload_blob(b"unlistable")
     try:
-        uploads.get_blob_client(f"{tag}/after.txt").upload_blob(b"after")
-        assert [r["name"] for r in records.wait(tag, 1, "blob_uploads")] == [f"uploads/{tag}/after.txt"]
+        names = [f"{tag}/a-before.txt", f"{tag}/m-ctl.txt", f"{tag}/m-ctl~after.txt", f"{tag}/z-after.txt"]
+        for name in [*names, f"{tag}-other/x.txt"]:
+            uploads.get_blob_client(name).upload_blob(b"listable")
+        processed = {r["name"] for r in records.wait(tag, len(names), "blob_uploads")}
+        assert processed == {f"uploads/{name}" for name in names}
+        assert [r["name"] for r in records.wait(f"{tag}-other", 1, "blob_uploads")] == [f"uploads/{tag}-other/x.txt"]
     finally:
         bad.delete_blob()  # the other tests list this container too
 
