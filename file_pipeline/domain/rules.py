@@ -336,6 +336,10 @@ def check_execution_date(
 
 
 # --------------------------------------------------------------------------- DU04 memory
+# The EPC's placeholder for "the debtor gave no EndToEndId" (SEPA rulebooks, ISO 20022 usage
+# guides): many transactions of one file may carry it, and a bank accepts them, so it is never a
+# duplicate.
+NOT_PROVIDED = "NOTPROVIDED"
 _LITTLE_ENDIAN = byteorder == "little"  # array("Q").frombytes reads native byte order
 
 
@@ -688,7 +692,7 @@ class TransactionRules:
                     out.append(f)
         if not e2e:
             out.append(Finding(R.FF08, "EndToEndId is missing"))
-        elif not self._seen_e2e.add(e2e):
+        elif e2e != NOT_PROVIDED and not self._seen_e2e.add(e2e):
             out.append(Finding(R.DU04, f"EndToEndId {e2e!r} occurs more than once in the file"))
         # currency and amount
         ccy = tx.currency

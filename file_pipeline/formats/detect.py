@@ -131,8 +131,8 @@ def detect_format(head: bytes, complete: bool = False) -> Detection:
     if text.startswith(b"101"):
         end = text.find(b"\n")
         first = text[: end if end >= 0 else len(text)].rstrip(b"\r")
-        if end < 0 and len(text) > 94:
-            first = text[:94]  # NACHA without line breaks: fixed 94-byte records
+        if len(first) > 94 and (end < 0 or len(first) % 94 == 0):
+            first = text[:94]  # NACHA without line breaks (perhaps one at the end): fixed 94-byte records
         if len(first) == 94:
             return Detection(FileFormat.NACHA)
         if len(first) < 94 and end < 0 and complete:

@@ -142,22 +142,26 @@ class NachaReader:
             yield [self._decode(raw, line) if raw else ""], None
 
     def _fixed_records(self) -> Iterator[str]:
+        """Records of a file written without a line break after each: line breaks between
+        records (one at the end, or one per block of ten, as some banks write) are skipped."""
         read = self._stream.read
         line = 0
         while True:
             raw = read(RECORD_LEN)
+            while raw[:1] in (b"\r", b"\n"):
+                raw = raw.lstrip(b"\r\n")
+                raw += read(RECORD_LEN - len(raw))
+                if not raw:
+                    return
             if not raw:
                 return
             line += 1
-            if len(raw) < RECORD_LEN and raw.strip(b"\r\n"):
+            if len(raw) < RECORD_LEN:
                 raise _reject(
                     "missing-record",
                     f"file is truncated: last record has {len(raw)} of {RECORD_LEN} characters",
                     line,
                 )
-            if raw in (b"\n", b"\r\n"):
-                yield ""
-                continue
             yield self._decode(raw, line)
 
     @staticmethod

@@ -4,10 +4,11 @@ from decimal import Decimal
 
 import pytest
 
-from file_pipeline.domain.model import FileRejected
+from file_pipeline.domain.model import FileFormat, FileRejected
 from file_pipeline.domain.reason_codes import NACHA_ERROR_CODES, ReasonCode
 from file_pipeline.domain.rules import check_nacha_controls
 from file_pipeline.domain.validator import FileValidation, codes
+from file_pipeline.formats.detect import detect_format
 from file_pipeline.formats.nacha import NachaReader
 from file_pipeline.formats.samples import generate_nacha
 
@@ -70,15 +71,33 @@ def test_valid_sample_is_accepted(ref):
     assert (result.group_status, result.accepted, result.rejected) == ("ACCP", 4, 0)
 
 
-@pytest.mark.parametrize("transform", ["crlf", "no-newlines", "no-final-newline"])
+def _blocked_by_ten(content: bytes) -> bytes:
+    records = content.replace(b"\n", b"")
+    return b"\r\n".join(records[i : i + 940] for i in range(0, len(records), 940)) + b"\r\n"
+
+
+@pytest.mark.parametrize("transform", ["crlf", "no-newlines", "no-final-newline", "no-newlines-but-a-final-one",
+                                       "a-line-break-per-block-of-ten"])
 def test_line_ending_variants(ref, transform):
     content = data_bytes("nacha_valid.ach")
     content = {
         "crlf": content.replace(b"\n", b"\r\n"),
         "no-newlines": content.replace(b"\n", b""),
         "no-final-newline": content.rstrip(b"\n"),
+        "no-newlines-but-a-final-one": content.replace(b"\n", b"") + b"\n",
+        "a-line-break-per-block-of-ten": _blocked_by_ten(content),
     }[transform]
+    assert detect_format(content, complete=True).format is FileFormat.NACHA
     assert run(content, ref).group_status == "ACCP"
+
+
+def test_a_short_blocked_stream_is_detected_whatever_its_last_byte():
+    """Five records (470 characters) and a line break: found as "a file header record of 470
+    characters" before, by a run of files written by others (moov-io/ach)."""
+    records = "".join(lines()[:5])
+    assert detect_format((records + "\n").encode(), complete=True).format is FileFormat.NACHA
+    with pytest.raises(FileRejected, match="471 characters"):
+        detect_format((records + "X\n").encode(), complete=True)  # not a whole number of records
 
 
 # ---------------------------------------------------------------- structural errors: fatal FF01

@@ -216,6 +216,14 @@ def test_duplicate_end_to_end_id_du04(ref):
     assert codes(r.check(dataclasses.replace(BASE, index=2))) == ["DU04"]
 
 
+def test_the_epc_placeholder_notprovided_is_never_a_duplicate_end_to_end_id(ref):
+    r = TransactionRules(ref, ref.clients["ACME001"], NOW)
+    for index in (1, 2, 3):
+        assert codes(r.check(dataclasses.replace(BASE, index=index, end_to_end_id="NOTPROVIDED"))) == []
+    assert codes(r.check(dataclasses.replace(BASE, index=4))) == []
+    assert codes(r.check(dataclasses.replace(BASE, index=5))) == ["DU04"]
+
+
 def test_several_findings_are_all_reported(ref):
     assert check(ref, creditor_iban="DE00370400440532013000", amount=Decimal("0"), creditor_name="") == [
         "AM01",
