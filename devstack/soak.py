@@ -333,6 +333,11 @@ def settled(stack: Stack, deliveries: list[Delivery], files: list[PaymentFile]) 
         return False
     if any(r.get("deliveryId") for r in _rows(tables, "drones") if r["PartitionKey"] == "fleet"):
         return False
+    # Event Grid retries a delivery to a host that was down after a backoff (10 s first), so an
+    # ended delivery's notification may still be on its way: wait for it too.
+    noted = {r["PartitionKey"] for r in _rows(tables, "notifications")}
+    if any(d.delivery_id not in noted for d in deliveries if d.accepted):
+        return False
     base = f"{stack.functions_url}/api"
     for file in files:
         if file.view is None or file.view.get("state") not in PAYMENT_FINAL:
