@@ -32,26 +32,24 @@ the local stack, because both are plain Service Bus behaviour.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from typing import Protocol
+from typing import NoReturn, Protocol
 
-from .contracts import Contract, ContractRegistry, parse_envelope
-from .errors import MalformedMessage, PermanentFailure, classify
+from .contracts import ContractRegistry, parse_envelope
+from .errors import MalformedMessage, PermanentFailure, UnknownMessageType, classify
 from .messaging import DeadLetter, Incoming, Publisher, Received
 
 log = logging.getLogger(__name__)
 
-Route = Callable[[Received], None]
-
-
 class Consumer(Protocol):
-    """A service's side of a trigger: what it accepts and what to do with it."""
+    """A service's side of a trigger: what it accepts and what to do with it. ``handle`` matches
+    on the payload's type (``match received.payload: case DeliveryRequested() as request: ...``),
+    so the way from a trigger to its use case reads in one place; :func:`unexpected` ends the
+    match for a contract the registry decodes but the consumer does not handle."""
 
     @property
     def contracts(self) -> ContractRegistry: ...
 
-    @property
-    def routes(self) -> Mapping[type[Contract], Route]: ...
+    def handle(self, received: Received) -> None: ...
 
     def on_permanent_failure(self, incoming: Incoming, received: Received | None,
                              failure: PermanentFailure) -> None:
@@ -73,7 +71,7 @@ def consume(incoming: Incoming, consumer: Consumer, publisher: Publisher) -> Non
     received: Received | None = None
     try:
         received = decode(incoming, consumer.contracts)
-        consumer.routes[type(received.payload)](received)
+        consumer.handle(received)
     except Exception as exc:
         failure = classify(exc)
         if failure is None:
@@ -86,6 +84,11 @@ def consume(incoming: Incoming, consumer: Consumer, publisher: Publisher) -> Non
                   failure.description)
         consumer.on_permanent_failure(incoming, received, failure)
         publisher.dead_letter(DeadLetter(incoming, failure.reason.value, failure.description))
+
+
+def unexpected(received: Received) -> NoReturn:
+    """A payload its consumer's ``handle`` has no case for: a wiring mistake, never retried."""
+    raise UnknownMessageType(f"{received.envelope.type} is not handled by this consumer")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,4 +1,5 @@
-"""Delivery's own contracts: timers it schedules on its session, and the Event Grid events."""
+"""Delivery's own message: the flight timer it schedules on the delivery's session. What it
+says to and hears from other services is in :mod:`contracts.deliveries`."""
 
 from __future__ import annotations
 
@@ -12,18 +13,3 @@ class DeliveryInTransitTimer(Contract):
 
     delivery_id: DeliveryId
     drone_id: str | None = None
-
-
-class JoinTimeout(Contract):
-    """Scheduled on the delivery's session by Ingestion before it records the delivery: if both
-    outcomes have not arrived by then (or none, because the request never went out), the delivery
-    is cancelled and whatever succeeded is compensated."""
-
-    TYPE = "JoinTimeout"
-
-    delivery_id: DeliveryId
-
-
-# CloudEvent types announced on the Event Grid topic.
-DELIVERY_SHIPPED = "DeliveryShipped"
-DELIVERY_FAILED = "DeliveryFailed"

@@ -21,27 +21,35 @@ from __future__ import annotations
 import copy
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from choreography.clock import Clock, isoformat
-from choreography.contracts import Contract, ContractRegistry
+from choreography.contracts import ContractRegistry
 from choreography.entities import DELIVERIES_TOPIC, DELIVERY_EVENTS_QUEUE
 from choreography.errors import PermanentFailure, TransientFailure
-from choreography.handling import Route
+from choreography.handling import unexpected
 from choreography.idempotency import message_id, short_hash
 from choreography.messaging import Cause, EventPublisher, Incoming, Outgoing, OutgoingEvent, Publisher, Received
 from choreography.reason_codes import ReasonCode
-from drone_scheduler.messages import DroneReleased, DroneScheduled, DroneUnavailable
-from drone_scheduler.messages import ReleaseDrone as ReleaseDroneCommand
-from package.messages import CancelPackage as CancelPackageCommand
-from package.messages import PackageCancelled, PackageReady, PackageRejected
+from contracts.deliveries import CancelPackage as CancelPackageCommand
+from contracts.deliveries import (
+    DroneReleased,
+    DroneScheduled,
+    DroneUnavailable,
+    JoinTimeout,
+    Opening,
+    PackageCancelled,
+    PackageReady,
+    PackageRejected,
+)
+from contracts.deliveries import ReleaseDrone as ReleaseDroneCommand
 
 from . import domain
-from .domain import Delivery, Effect, Timing
-from .messages import DeliveryInTransitTimer, JoinTimeout
-from .ports import ConcurrencyConflict, DeliveryRepository
+from .domain import Delivery, Effect, Status, Timing
+from .messages import DeliveryInTransitTimer
+from .ports import ConcurrencyConflict, DeliveryExists, DeliveryRepository
 
 Change = Callable[[Delivery, datetime], list[Effect]]
 SAVE_ATTEMPTS = 3
@@ -96,56 +104,30 @@ class DeliveryService:
         self.timing = timing
         self.recent = recent if recent is not None else RecentDeliveries()
 
-    @property
-    def routes(self) -> Mapping[type[Contract], Route]:
-        return {
-            PackageReady: self.package_ready,
-            PackageRejected: self.package_rejected,
-            DroneScheduled: self.drone_scheduled,
-            DroneUnavailable: self.drone_unavailable,
-            JoinTimeout: self.join_timeout,
-            DeliveryInTransitTimer: self.flight_completed,
-            PackageCancelled: self.package_cancelled,
-            DroneReleased: self.drone_released,
-        }
-
-    # -- routes -----------------------------------------------------------------------------
-    def package_ready(self, received: Received) -> None:
-        event: Any = received.payload
+    def handle(self, received: Received) -> None:
         at = received.envelope.occurred_at
-        self.apply(received, lambda d, now: d.package_ready(event.package_id, at, now, self.timing))
-
-    def package_rejected(self, received: Received) -> None:
-        event: Any = received.payload
-        at = received.envelope.occurred_at
-        self.apply(received, lambda d, now: d.package_rejected(event.package_id, event.reason.value, at, now,
-                                                               self.timing))
-
-    def drone_scheduled(self, received: Received) -> None:
-        event: Any = received.payload
-        at = received.envelope.occurred_at
-        self.apply(received, lambda d, now: d.drone_scheduled(event.drone_id, at, now, self.timing,
-                                                              event.queued_seconds))
-
-    def drone_unavailable(self, received: Received) -> None:
-        event: Any = received.payload
-        at = received.envelope.occurred_at
-        self.apply(received, lambda d, now: d.drone_unavailable(event.reason.value, at, now, self.timing))
-
-    def join_timeout(self, received: Received) -> None:
-        self.apply(received, lambda d, now: d.join_timed_out(now))
-
-    def flight_completed(self, received: Received) -> None:
-        self.apply(received, lambda d, now: d.flight_completed(now))
-
-    def package_cancelled(self, received: Received) -> None:
-        at = received.envelope.occurred_at
-        self.apply(received, lambda d, now: d.package_cancelled(at))
-
-    def drone_released(self, received: Received) -> None:
-        event: Any = received.payload
-        at = received.envelope.occurred_at
-        self.apply(received, lambda d, now: d.drone_released(list(event.drone_ids), at))
+        timing = self.timing
+        match received.payload:
+            case PackageReady() as ready:
+                self.apply(received, lambda d, now: d.package_ready(ready.package_id, at, now, timing))
+            case PackageRejected() as rejected:
+                self.apply(received, lambda d, now: d.package_rejected(rejected.package_id, rejected.reason.value, at,
+                                                                       now, timing))
+            case DroneScheduled() as scheduled:
+                self.apply(received, lambda d, now: d.drone_scheduled(scheduled.drone_id, at, now, timing,
+                                                                      scheduled.queued_seconds))
+            case DroneUnavailable() as unavailable:
+                self.apply(received, lambda d, now: d.drone_unavailable(unavailable.reason.value, at, now, timing))
+            case JoinTimeout():
+                self.apply(received, lambda d, now: d.join_timed_out(now))
+            case DeliveryInTransitTimer():
+                self.apply(received, lambda d, now: d.flight_completed(now))
+            case PackageCancelled():
+                self.apply(received, lambda d, now: d.package_cancelled(at))
+            case DroneReleased() as released:
+                self.apply(received, lambda d, now: d.drone_released(list(released.drone_ids), at))
+            case _:
+                unexpected(received)
 
     def on_permanent_failure(self, incoming: Incoming, received: Received | None,
                              failure: PermanentFailure) -> None:
@@ -222,17 +204,20 @@ class DeliveryService:
                 # copy is stale: its next save fails the ETag check and the record is read afresh.
                 pass
 
-    # -- queries ----------------------------------------------------------------------------
+    # -- the records, for Ingestion (contracts.deliveries.DeliveryRecords) ---------------------
+    def open(self, delivery_id: str, request_fingerprint: str, at: datetime) -> Opening:
+        try:
+            self.deliveries.add(Delivery.requested(delivery_id, request_fingerprint, at))
+            return Opening.OPENED
+        except DeliveryExists:
+            existing = self.deliveries.get(delivery_id)
+        if existing is None or existing.request_fingerprint != request_fingerprint:
+            return Opening.CONFLICT
+        return Opening.REQUESTED if existing.status is Status.REQUESTED else Opening.UNDER_WAY
+
     def status(self, delivery_id: str) -> dict[str, Any] | None:
         delivery = self.deliveries.get(delivery_id)
         return status_view(delivery) if delivery else None
-
-
-def join_timeout(delivery_id: str, at: datetime) -> Outgoing:
-    """The delivery's watchdog on its own session: Ingestion schedules it before recording the
-    delivery, so a delivery ends even if its request never went out."""
-    return Outgoing(DELIVERY_EVENTS_QUEUE, JoinTimeout(delivery_id=delivery_id), message_id("JoinTimeout", delivery_id),
-                    delivery_id, session_id=delivery_id, scheduled_at=at)
 
 
 def command_for(delivery_id: str, effect: Effect, cause: Cause) -> Outgoing:

@@ -10,22 +10,20 @@ check; and the fleet is read afresh before a request is told to wait for a drone
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
 
 from choreography.clock import Clock
 from choreography.contracts import Contract, ContractRegistry
 from choreography.entities import DELIVERIES_TOPIC, DELIVERY_EVENTS_QUEUE
 from choreography.errors import BusinessRuleViolation, PermanentFailure
-from choreography.handling import Route
+from choreography.handling import unexpected
 from choreography.idempotency import message_id, short_hash
 from choreography.messaging import Cause, Incoming, Outgoing, Publisher, Received
 from choreography.reason_codes import ReasonCode
-from ingestion.messages import DeliveryRequested
+from contracts.deliveries import DeliveryRequested, DroneReleased, DroneScheduled, DroneUnavailable, ReleaseDrone
 
 from .domain import Drone, Waiter, candidates, first_in_line, next_attempt_at
-from .messages import DroneReleased, DroneScheduled, DroneUnavailable, ReleaseDrone, RetryDroneScheduling
+from .messages import RetryDroneScheduling
 from .ports import DroneFleet
 
 ASSIGN_ROUNDS = 3  # re-read the fleet this many times when racing schedulers take our candidates
@@ -208,18 +206,16 @@ class SchedulingRequests:
     def __init__(self, service: DroneSchedulerService) -> None:
         self.service = service
 
-    @property
-    def routes(self) -> Mapping[type[Contract], Route]:
-        return {DeliveryRequested: self.delivery_requested, RetryDroneScheduling: self.retry}
-
-    def delivery_requested(self, received: Received) -> None:
-        request: Any = received.payload
-        self.service.schedule(request.delivery_id, request.package_info.weight, request.deadline, 0, received.cause)
-
-    def retry(self, received: Received) -> None:
-        retry: Any = received.payload
-        self.service.schedule(retry.delivery_id, retry.weight, retry.deadline, retry.attempt, received.cause,
-                              retry.waiting_since)
+    def handle(self, received: Received) -> None:
+        match received.payload:
+            case DeliveryRequested() as request:
+                self.service.schedule(request.delivery_id, request.package_info.weight, request.deadline, 0,
+                                      received.cause)
+            case RetryDroneScheduling() as retry:
+                self.service.schedule(retry.delivery_id, retry.weight, retry.deadline, retry.attempt, received.cause,
+                                      retry.waiting_since)
+            case _:
+                unexpected(received)
 
     def on_permanent_failure(self, incoming: Incoming, received: Received | None,
                              failure: PermanentFailure) -> None:
@@ -239,13 +235,12 @@ class ReleaseRequests:
     def __init__(self, service: DroneSchedulerService) -> None:
         self.service = service
 
-    @property
-    def routes(self) -> Mapping[type[Contract], Route]:
-        return {ReleaseDrone: self.release_drone}
-
-    def release_drone(self, received: Received) -> None:
-        command: Any = received.payload
-        self.service.release(command, received.cause)
+    def handle(self, received: Received) -> None:
+        match received.payload:
+            case ReleaseDrone() as command:
+                self.service.release(command, received.cause)
+            case _:
+                unexpected(received)
 
     def on_permanent_failure(self, incoming: Incoming, received: Received | None,
                              failure: PermanentFailure) -> None:

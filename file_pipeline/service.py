@@ -68,7 +68,7 @@ from urllib.parse import quote
 from choreography.clock import Clock
 from choreography.contracts import Contract, ContractRegistry
 from choreography.errors import PermanentFailure
-from choreography.handling import Route
+from choreography.handling import unexpected
 from choreography.idempotency import message_id
 from choreography.messaging import (
     Cause,
@@ -975,12 +975,10 @@ class StepConsumer:
         self._contract = contract
         self._action = action
 
-    @property
-    def routes(self) -> Mapping[type[Contract], Route]:
-        return {self._contract: self._handle}
-
-    def _handle(self, received: Received) -> None:
-        payload: Any = received.payload
+    def handle(self, received: Received) -> None:
+        payload = received.payload
+        if not isinstance(payload, PaymentFileValidated | PaymentFileAdapted):
+            unexpected(received)
         try:
             self._action(payload, received.cause)
         except PermanentFailure:
@@ -1023,13 +1021,12 @@ class CompensationConsumer:
     def __init__(self, pipeline: PaymentFilePipeline) -> None:
         self.pipeline = pipeline
 
-    @property
-    def routes(self) -> Mapping[type[Contract], Route]:
-        return {CompensatePaymentFile: self._handle}
-
-    def _handle(self, received: Received) -> None:
-        payload: Any = received.payload
-        self.pipeline.compensate(payload, received.cause)
+    def handle(self, received: Received) -> None:
+        match received.payload:
+            case CompensatePaymentFile() as command:
+                self.pipeline.compensate(command, received.cause)
+            case _:
+                unexpected(received)
 
     def on_permanent_failure(self, incoming: Incoming, received: Received | None, failure: PermanentFailure) -> None:
         log.error("compensation command %s cannot be used (%s); dead-lettered for an operator", incoming.message_id,

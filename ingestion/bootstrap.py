@@ -1,14 +1,12 @@
-"""Wiring: Ingestion on the process's shared adapters."""
+"""Wiring: Ingestion on the process's shared adapters and Delivery's records."""
 
 from __future__ import annotations
 
-from choreography.entities import DELIVERIES_TABLE
 from choreography.runtime import Runtime
-from delivery.adapters import TableDeliveryRepository
+from contracts.deliveries import DeliveryRecords
 
 from .service import IngestionService
 
 
-def build(rt: Runtime) -> IngestionService:
-    return IngestionService(TableDeliveryRepository(rt.table(DELIVERIES_TABLE)), rt.publisher, rt.clock,
-                            rt.settings.join_timeout)
+def build(rt: Runtime, records: DeliveryRecords) -> IngestionService:
+    return IngestionService(records, rt.publisher, rt.clock, rt.settings.join_timeout)

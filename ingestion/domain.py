@@ -6,7 +6,9 @@ import hashlib
 import json
 from datetime import datetime
 
-from .messages import DeliveryRequest, DeliveryRequested, PackageInfo
+from contracts.deliveries import DeliveryRequested, PackageInfo
+
+from .messages import DeliveryRequest
 
 MAX_BODY_BYTES = 64 * 1024
 

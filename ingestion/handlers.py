@@ -8,9 +8,9 @@ import azure.functions as func
 
 from choreography.messaging import Cause
 from choreography.runtime import runtime
+from wiring import ingestion_service
 
 from . import api
-from .bootstrap import build
 from .service import Accepted, Unavailable
 
 bp = func.Blueprint()
@@ -31,7 +31,7 @@ def ingestion_submit_delivery(req: func.HttpRequest) -> func.HttpResponse:
         return _http(parsed)
     cause = Cause(f"http:{uuid.uuid4()}", req.headers.get("traceparent"))
     try:
-        outcome = rt.service(build).submit(parsed, cause)
+        outcome = rt.service(ingestion_service).submit(parsed, cause)
     except Unavailable:
         return _http(api.unavailable())
     if isinstance(outcome, Accepted):
@@ -46,7 +46,7 @@ def ingestion_get_delivery(req: func.HttpRequest) -> func.HttpResponse:
     delivery_id = req.route_params.get("deliveryId", "")
     if not api.valid_delivery_id(delivery_id):
         return _http(api.not_found(delivery_id))
-    return _http(api.status(runtime().service(build).status(delivery_id), delivery_id))
+    return _http(api.status(runtime().service(ingestion_service).status(delivery_id), delivery_id))
 
 
 @bp.function_name("ingestion_health")

@@ -1,9 +1,5 @@
-"""Ingestion's contracts: the HTTP request body it accepts and the event it publishes.
-
-Events are owned by the service that publishes them (``DeliveryRequested`` here); commands by
-the service that executes them (``CancelPackage`` in package/, ``ReleaseDrone`` in
-drone_scheduler/).
-"""
+"""The HTTP request body Ingestion accepts. What it publishes (``DeliveryRequested``, the
+``JoinTimeout`` it schedules) is in :mod:`contracts.deliveries`."""
 
 from __future__ import annotations
 
@@ -12,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
-from choreography.contracts import Contract, Data, DeliveryId
+from choreography.contracts import DeliveryId
 
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 Location = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
@@ -41,26 +37,3 @@ class DeliveryRequest(_Body):
     expedited: bool = False
     confirmation_required: bool = False
     package_info: PackageInfoRequest
-
-
-class PackageInfo(Data):
-    package_id: str
-    size: str
-    weight: float
-    tag: str | None = None
-
-
-class DeliveryRequested(Contract):
-    """Published to topic ``deliveries``; read by Package and Drone Scheduler."""
-
-    TYPE = "DeliveryRequested"
-    SCHEMA_VERSION = 1
-
-    delivery_id: DeliveryId
-    owner_id: str
-    pickup_location: str
-    dropoff_location: str
-    deadline: AwareDatetime
-    expedited: bool = False
-    confirmation_required: bool = False
-    package_info: PackageInfo

@@ -5,16 +5,14 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from choreography.clock import Clock
-from choreography.entities import DELIVERIES_TOPIC
+from choreography.entities import DELIVERIES_TOPIC, DELIVERY_EVENTS_QUEUE
 from choreography.idempotency import message_id
 from choreography.messaging import Cause, Outgoing, Publisher
-from delivery.domain import Delivery, Status
-from delivery.ports import DeliveryExists, DeliveryRepository
-from delivery.service import join_timeout, status_view
+from contracts.deliveries import DeliveryRecords, JoinTimeout, Opening
 
 from .domain import delivery_requested, fingerprint
 from .messages import DeliveryRequest
@@ -38,7 +36,7 @@ class Unavailable(Exception):
 
 
 class IngestionService:
-    def __init__(self, deliveries: DeliveryRepository, publisher: Publisher, clock: Clock,
+    def __init__(self, deliveries: DeliveryRecords, publisher: Publisher, clock: Clock,
                  join_timeout: timedelta) -> None:
         self.deliveries = deliveries
         self.publisher = publisher
@@ -66,14 +64,11 @@ class IngestionService:
         now = self.clock.now()
         try:
             self.publisher.send([join_timeout(delivery_id, now + self.join_timeout)], cause)
-            try:
-                self.deliveries.add(Delivery.requested(delivery_id, request_print, now))
-            except DeliveryExists:
-                existing = self.deliveries.get(delivery_id)
-                if existing is None or existing.request_fingerprint != request_print:
-                    return Conflict(delivery_id)
-                if existing.status is not Status.REQUESTED:
-                    return Accepted(delivery_id)
+            opening = self.deliveries.open(delivery_id, request_print, now)
+            if opening is Opening.CONFLICT:
+                return Conflict(delivery_id)
+            if opening is Opening.UNDER_WAY:
+                return Accepted(delivery_id)
             event = delivery_requested(request, delivery_id)
             self.publisher.send([Outgoing(DELIVERIES_TOPIC, event, message_id("DeliveryRequested", delivery_id),
                                           delivery_id)], cause)
@@ -83,5 +78,11 @@ class IngestionService:
         return Accepted(delivery_id)
 
     def status(self, delivery_id: str) -> dict[str, Any] | None:
-        delivery = self.deliveries.get(delivery_id)
-        return status_view(delivery) if delivery else None
+        return self.deliveries.status(delivery_id)
+
+
+def join_timeout(delivery_id: str, at: datetime) -> Outgoing:
+    """The delivery's watchdog on its own session, scheduled before the delivery is recorded, so
+    a delivery ends even if its request never went out."""
+    return Outgoing(DELIVERY_EVENTS_QUEUE, JoinTimeout(delivery_id=delivery_id), message_id("JoinTimeout", delivery_id),
+                    delivery_id, session_id=delivery_id, scheduled_at=at)

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from choreography.clock import Clock
 from choreography.contracts import Contract, ContractRegistry
 from choreography.entities import DELIVERY_EVENTS_QUEUE
 from choreography.errors import PermanentFailure
-from choreography.handling import Route
+from choreography.handling import unexpected
 from choreography.idempotency import message_id, short_hash
 from choreography.messaging import Cause, Incoming, Outgoing, Publisher, Received
 from choreography.reason_codes import ReasonCode
-from ingestion.messages import DeliveryRequested
+from contracts.deliveries import CancelPackage, DeliveryRequested, PackageCancelled, PackageReady, PackageRejected
 
 from .domain import Package, PackageStatus, check_package
-from .messages import CancelPackage, PackageCancelled, PackageReady, PackageRejected
 from .ports import PackageRepository
 
 
@@ -78,13 +74,12 @@ class PackageRequests:
     def __init__(self, service: PackageService) -> None:
         self.service = service
 
-    @property
-    def routes(self) -> Mapping[type[Contract], Route]:
-        return {DeliveryRequested: self.delivery_requested}
-
-    def delivery_requested(self, received: Received) -> None:
-        payload: Any = received.payload
-        self.service.accept(payload, received.cause)
+    def handle(self, received: Received) -> None:
+        match received.payload:
+            case DeliveryRequested() as request:
+                self.service.accept(request, received.cause)
+            case _:
+                unexpected(received)
 
     def on_permanent_failure(self, incoming: Incoming, received: Received | None,
                              failure: PermanentFailure) -> None:
@@ -92,8 +87,8 @@ class PackageRequests:
         delivery_id = received.envelope.correlation_id if received else incoming.delivery_id
         if not delivery_id:
             return
-        payload: Any = received.payload if received else None
-        package_id = payload.package_info.package_id if payload is not None else None
+        payload = received.payload if received else None
+        package_id = payload.package_info.package_id if isinstance(payload, DeliveryRequested) else None
         cause = received.cause if received else incoming.cause
         self.service.reject(delivery_id, package_id, failure.reason, failure.description, cause)
 
@@ -106,13 +101,12 @@ class PackageCompensations:
     def __init__(self, service: PackageService) -> None:
         self.service = service
 
-    @property
-    def routes(self) -> Mapping[type[Contract], Route]:
-        return {CancelPackage: self.cancel_package}
-
-    def cancel_package(self, received: Received) -> None:
-        payload: Any = received.payload
-        self.service.cancel(payload, received.cause)
+    def handle(self, received: Received) -> None:
+        match received.payload:
+            case CancelPackage() as command:
+                self.service.cancel(command, received.cause)
+            case _:
+                unexpected(received)
 
     def on_permanent_failure(self, incoming: Incoming, received: Received | None,
                              failure: PermanentFailure) -> None:

@@ -13,7 +13,7 @@ from choreography.entities import DEADLETTER_QUEUE, DELIVERIES_TOPIC, DELIVERY_E
 from choreography.messaging import Cause, DeadLetter, Incoming, Outgoing, OutgoingEvent
 from choreography.publishing import EventGridPublisher, ServiceBusPublisher
 from choreography.tracing import new_traceparent, trace_id
-from package.messages import PackageReady
+from contracts.deliveries import PackageReady
 from tests.support.eventgrid import KEY as EVENTGRID_KEY
 from tests.support.waiting import wait_until
 from tests.unit.delivery_app.samples import new_id, requested_outgoing

@@ -80,14 +80,15 @@ def make_world(fleet_size: int = 5, flight_seconds: float = 0, join_timeout_seco
     fleet = InMemoryDroneFleet(default_fleet(fleet_size))
     notifications = InMemoryNotificationStore()
     timing = Timing(timedelta(seconds=flight_seconds))
+    delivery = DeliveryService(deliveries, publisher, events, clock, timing)
     world = World(
         clock=clock, publisher=publisher, events=events, deliveries=deliveries, packages=packages, fleet=fleet,
         notifications=notifications,
-        ingestion=IngestionService(deliveries, publisher, clock, timedelta(seconds=join_timeout_seconds)),
+        ingestion=IngestionService(delivery, publisher, clock, timedelta(seconds=join_timeout_seconds)),
         package=PackageService(packages, publisher, clock),
         drones=DroneSchedulerService(fleet, publisher, clock, timedelta(seconds=retry_base),
                                      timedelta(seconds=retry_max)),
-        delivery=DeliveryService(deliveries, publisher, events, clock, timing),
+        delivery=delivery,
         notifier=NotificationService(notifications, publisher),
         bus=InMemoryBus(publisher, clock),
     )

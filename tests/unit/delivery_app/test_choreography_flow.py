@@ -9,10 +9,9 @@ import pytest
 from choreography.contracts import ContractRegistry
 from choreography.entities import DELIVERY_EVENTS_QUEUE, PACKAGE_SUBSCRIPTION
 from choreography.messaging import Cause, Incoming
+from contracts.deliveries import DeliveryRequested, PackageReady
 from delivery.domain import Delivery
 from delivery.service import DeliveryService
-from ingestion.messages import DeliveryRequested
-from package.messages import PackageReady
 
 from .conftest import World, make_world
 from .fakes import T0
@@ -124,7 +123,7 @@ def test_a_late_drone_after_the_timeout_is_released_at_once():
     world.bus.run_until_quiet()
     assert world.status(delivery_id) == "Cancelled"
     # The scheduler finally processes the request: it must not keep the drone.
-    world.drones.requests.delivery_requested(parked[0])
+    world.drones.requests.handle(parked[0])
     world.bus.run_until_quiet()
     assert all(d.is_free for d in world.fleet.drones())
 
@@ -179,9 +178,8 @@ class _Silent:
 
     contracts = ContractRegistry(DeliveryRequested)
 
-    @property
-    def routes(self):
-        return {DeliveryRequested: lambda received: None}
+    def handle(self, received) -> None:
+        pass
 
     def on_permanent_failure(self, incoming, received, failure) -> None:
         pass
@@ -193,9 +191,8 @@ class _Parking(_Silent):
     def __init__(self, parked: list) -> None:
         self.parked = parked
 
-    @property
-    def routes(self):
-        return {DeliveryRequested: self.parked.append}
+    def handle(self, received) -> None:
+        self.parked.append(received)
 
 
 def test_every_delivery_ends_with_an_empty_outbox_and_a_cold_reader_announces_nothing_again():

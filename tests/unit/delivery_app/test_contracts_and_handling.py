@@ -22,8 +22,7 @@ from choreography.idempotency import MAX_MESSAGE_ID, ProcessedMessages, message_
 from choreography.messaging import Cause, Incoming, Outgoing, dead_letter_properties, stamp
 from choreography.reason_codes import ReasonCode
 from choreography.tracing import child_traceparent, new_traceparent, trace_id
-from drone_scheduler.messages import DroneScheduled
-from package.messages import PackageReady
+from contracts.deliveries import DroneScheduled, PackageReady
 
 from .fakes import T0, FakeClock, RecordingPublisher
 from .samples import envelope_json
@@ -142,11 +141,7 @@ class _Consumer:
         self.handled: list = []
         self.compensated: list = []
 
-    @property
-    def routes(self):
-        return {PackageReady: self.route}
-
-    def route(self, received) -> None:
+    def handle(self, received) -> None:
         self.handled.append(received)
         self.behaviour()
 

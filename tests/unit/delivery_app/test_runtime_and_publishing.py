@@ -15,7 +15,7 @@ from choreography.messaging import Cause, Outgoing, stamp
 from choreography.publishing import EventGridPublisher, ServiceBusPublisher, to_service_bus_message
 from choreography.runtime import Runtime
 from choreography.settings import Settings, SettingsError
-from package.messages import PackageReady
+from contracts.deliveries import PackageReady
 
 from .fakes import T0
 

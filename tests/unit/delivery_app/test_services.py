@@ -12,15 +12,14 @@ from choreography.errors import BusinessRuleViolation, TransientFailure
 from choreography.messaging import Cause
 from choreography.reason_codes import ReasonCode
 from choreography.settings import Settings, SettingsError
+from contracts.deliveries import CancelPackage, ReleaseDrone
 from delivery.domain import Delivery
 from delivery.ports import ConcurrencyConflict
 from delivery.service import DeliveryService, RecentDeliveries
 from drone_scheduler.domain import Drone
-from drone_scheduler.messages import ReleaseDrone
 from drone_scheduler.service import DroneSchedulerService
 from ingestion.domain import delivery_requested
 from package.domain import PackageStatus
-from package.messages import CancelPackage
 
 from .conftest import World, make_world
 from .fakes import T0
