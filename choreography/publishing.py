@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -41,6 +42,17 @@ CONTENT_TYPE = "application/json"
 EVENT_SOURCE = "/drone-delivery"
 
 
+# What azure-servicebus accepts as an application property value.
+PropertyValue = int | float | bytes | bool | str | uuid.UUID
+
+
+def sdk_properties(values: Mapping[str, Any]) -> dict[str | bytes, PropertyValue]:
+    """``values`` typed as the SDK's ``application_properties`` (its keys may be bytes too)."""
+    properties: dict[str | bytes, PropertyValue] = {}
+    properties.update(values)
+    return properties
+
+
 def to_service_bus_message(message: Outgoing, envelope: Envelope) -> ServiceBusMessage:
     return ServiceBusMessage(
         envelope.to_json(),
@@ -50,7 +62,7 @@ def to_service_bus_message(message: Outgoing, envelope: Envelope) -> ServiceBusM
         correlation_id=envelope.correlation_id,
         session_id=message.session_id,
         scheduled_enqueue_time_utc=message.scheduled_at,
-        application_properties=envelope.properties(),
+        application_properties=sdk_properties(envelope.properties()),
     )
 
 
@@ -89,7 +101,7 @@ class ServiceBusPublisher:
             subject=incoming.subject,
             message_id=make_message_id("deadletter", incoming.source, incoming.message_id),
             correlation_id=incoming.correlation_id or incoming.delivery_id,
-            application_properties=dead_letter_properties(letter),
+            application_properties=sdk_properties(dead_letter_properties(letter)),
         )
         with self._sender(DEADLETTER_QUEUE) as sender:
             sender.send_messages(copy)

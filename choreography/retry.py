@@ -8,4 +8,4 @@ from datetime import timedelta
 
 def retry_delay(attempt: int, base: timedelta, cap: timedelta) -> timedelta:
     """Exponential backoff: base, 2·base, 4·base, ... never more than ``cap``."""
-    return min(base * (2 ** min(attempt, 32)), cap)
+    return min(base * (1 << min(attempt, 32)), cap)

@@ -55,13 +55,15 @@ names the app setting, default ``Storage`` → ``AzureWebJobsStorage``):
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from azure.core import MatchConditions
+from azure.core.async_paging import AsyncPageIterator
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.functions.blob import InputStream
 from azure.storage.blob import BlobProperties
@@ -260,8 +262,8 @@ class BlobListener:
 
     async def _first_after(self, container: ContainerClient, marker: str | None) -> tuple[list[Any], str | None]:
         """The first blob after ``marker`` (the listing's own order) and the marker after it."""
-        pages = container.list_blobs(name_starts_with=self._prefix or None, results_per_page=1,
-                                     retry_total=0).by_page(continuation_token=marker)
+        listing = container.list_blobs(name_starts_with=self._prefix or None, results_per_page=1, retry_total=0)
+        pages = cast(AsyncPageIterator[Any], listing.by_page(continuation_token=marker))
         page = await pages.__anext__()
         items = [item async for item in page]
         return items, pages.continuation_token
@@ -317,7 +319,10 @@ class BlobListener:
             return
         task = asyncio.create_task(self._process(item, key[1]))
         self._active[key] = task
-        task.add_done_callback(lambda t, k=key: self._active.pop(k, None))
+        task.add_done_callback(functools.partial(self._forget, key))
+
+    def _forget(self, key: tuple[str, str], _task: asyncio.Task[None]) -> None:
+        self._active.pop(key, None)
 
     def _receipt(self, blob_name: str, etag: str) -> BlobClient:
         hosts = self._clients.blob_service(self._host_connection_string).get_container_client(HOSTS_CONTAINER)

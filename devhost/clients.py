@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import ssl
+from typing import Any
 
 from azure.core.credentials import AzureKeyCredential
 from azure.eventgrid.aio import EventGridPublisherClient
@@ -69,7 +70,7 @@ class Clients:
         return client
 
     async def close(self) -> None:
-        everything = [*self._service_bus.values(), *self._blob.values(), *self._queues.values(),
+        everything: list[Any] = [*self._service_bus.values(), *self._blob.values(), *self._queues.values(),
                       *self._event_grid.values()]
         self._service_bus.clear()
         self._blob.clear()

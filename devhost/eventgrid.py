@@ -122,7 +122,7 @@ def _validation_code(body: Any) -> str | None:
         if isinstance(body, list):
             return str(body[0]["data"]["validationCode"])
         if isinstance(body, dict):
-            data = body.get("data")
+            data: Any = body.get("data")
             if isinstance(data, str):  # CloudEvent validation events carry data double-encoded
                 data = json.loads(data)
             return str(data["validationCode"])

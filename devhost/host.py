@@ -30,7 +30,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -131,14 +131,12 @@ def build_listeners(entries: list[FunctionEntry], options: HostOptions, clients:
     return listeners
 
 
-def _configure_logging(verbose: bool, raw_host_json: dict) -> None:
+def _configure_logging(verbose: bool, raw_host_json: dict[str, Any]) -> None:
     handler = logging.StreamHandler(sys.stdout)
 
     class Utc(logging.Formatter):
-        converter = time.gmtime
-
         def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(record.created))
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             return f"{stamp}.{int(record.msecs):03d}Z"
 
     handler.setFormatter(Utc("[%(asctime)s] %(message)s"))

@@ -66,7 +66,7 @@ _CONSTRAINT = re.compile(r"^(\w+)(?:\((.*)\))?$")
 def _check_int(value: str, bits: int) -> bool:
     if not re.fullmatch(r"[+-]?\d+", value):
         return False
-    return -(2 ** (bits - 1)) <= int(value) < 2 ** (bits - 1)
+    return -(1 << (bits - 1)) <= int(value) < 1 << (bits - 1)
 
 
 def _is_float(value: str) -> bool:
@@ -363,9 +363,9 @@ class HttpFront:
                             f"the function failed; the host log has the details of invocation {failed.invocation_id}",
                             request.path, failed.invocation_id)
         named = next((b.name for b in entry.outputs if b.type == HTTP_OUTPUT and b.name != "$return"), None)
-        value = result.outputs.get(named) if named else result.value
+        returned = result.outputs.get(named) if named else result.value
         try:
-            return to_aiohttp(value)
+            return to_aiohttp(returned)
         except TypeError as exc:
             log.error("function %s returned what is not an HTTP response: %s", entry.name, exc)
             return _problem(500, "Internal Server Error",

@@ -135,6 +135,8 @@ def build_table(app: FunctionRegister) -> list[FunctionEntry]:
     seen: set[str] = set()
     for function in functions:
         name = function.get_function_name()
+        if not name:
+            raise LoadError("a function has no name")
         if name.lower() in seen:
             raise LoadError(f"function name {name!r} is used twice; names must be unique across blueprints")
         seen.add(name.lower())

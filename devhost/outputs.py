@@ -132,7 +132,7 @@ def _bodies(value: Any, kind: str) -> list[str | bytes]:
     return out
 
 
-def event_grid_payload(value: Any) -> list[EventGridEvent] | list[CloudEvent]:
+def event_grid_payload(value: Any) -> list[EventGridEvent] | list[CloudEvent[Any]]:
     """Turn what a function set on an eventGrid output into SDK event objects."""
     datum = EventGridEventOutConverter.encode(value, expected_type=None)
     assert isinstance(datum, meta.Datum)

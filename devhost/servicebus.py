@@ -148,7 +148,7 @@ def to_function_message(message: ServiceBusReceivedMessage) -> FunctionMessage:
         label=message.subject,
         locked_until=message.locked_until_utc,
         lock_token=str(message.lock_token) if message.lock_token else None,
-        message_id=message.message_id,
+        message_id=message.message_id or "",
         partition_key=message.partition_key,
         reply_to=message.reply_to,
         reply_to_session_id=message.reply_to_session_id,

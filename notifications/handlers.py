@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 def notifications_on_delivery_event(event: func.EventGridEvent) -> None:
     """DeliveryShipped / DeliveryFailed → one row in Table ``notifications``. Accepts the event in
     either schema: the worker hands CloudEvents over as ``func.CloudEvent``."""
-    event_type = getattr(event, "event_type", None) or getattr(event, "type", "")
+    event_type = str(getattr(event, "event_type", None) or getattr(event, "type", None) or "")
     occurred_at = getattr(event, "event_time", None) or getattr(event, "time", None)
     recorded = runtime().service(build).on_event(event.id, event_type, event.get_json(), occurred_at)
     if recorded is None:
