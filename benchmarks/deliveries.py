@@ -203,10 +203,9 @@ def markdown(meta: dict[str, Any], results: list[dict[str, Any]]) -> str:
         "| p50 ms (202 → Shipped) | p99 ms | CPU ms per delivery (all processes) |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for r in results:
-        lines.append(f"| {r['scenario']} | {r['deliveries']} | {r['shipped']} | {r['submit_per_s']} | "
-                     f"{r['deliveries_per_s']} | {r['latency_p50_ms']} | {r['latency_p99_ms']} | "
-                     f"{r['cpu_ms_per_delivery']} |")
+    lines.extend(f"| {r['scenario']} | {r['deliveries']} | {r['shipped']} | {r['submit_per_s']} | "
+                 f"{r['deliveries_per_s']} | {r['latency_p50_ms']} | {r['latency_p99_ms']} | "
+                 f"{r['cpu_ms_per_delivery']} |" for r in results)
     lines += ["", "CPU seconds per process and scenario:", ""]
     names = sorted({name for r in results for name in r["cpu_s"]})
     lines += ["| scenario | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]

@@ -1270,8 +1270,7 @@ def markdown(meta: dict[str, Any], rows: list[Row]) -> str:
                          f"on top of the stack: {', '.join(leaves)}")
         if not r.get("ok"):
             notes.append(f"- **{row.measurement} {row.fmt.upper()} {row.n:,} failed**: {r.get('error')}")
-            for line in (r.get("log_excerpt") or [])[-12:]:
-                notes.append(f"    - `{line[:300]}`")
+            notes.extend(f"    - `{line[:300]}`" for line in (r.get("log_excerpt") or [])[-12:])
     if notes:
         lines += ["Notes:", "", *notes, ""]
     return "\n".join(lines)

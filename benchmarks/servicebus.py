@@ -158,10 +158,9 @@ def main() -> int:
              f"{len(BODY)} B per run, batches of {BATCH}.", "",
              "| storage | clients | batched send msg/s | receive+complete msg/s | p50 ms | p99 ms |",
              "|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['storage']} | {r['clients']} | {r['batched_send_msg_per_s']} | "
-                     f"{r['receive_complete_msg_per_s']} | {r.get('latency_p50_ms', '')} | "
-                     f"{r.get('latency_p99_ms', '')} |")
+    lines.extend(f"| {r['storage']} | {r['clients']} | {r['batched_send_msg_per_s']} | "
+                 f"{r['receive_complete_msg_per_s']} | {r.get('latency_p50_ms', '')} | "
+                 f"{r.get('latency_p99_ms', '')} |" for r in rows)
     text = "\n".join(lines) + "\n"
     (RESULTS / "servicebus.md").write_text(text)
     print(text)

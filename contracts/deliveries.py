@@ -26,7 +26,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, Field
 
 from choreography.contracts import Contract, Data, DeliveryId
 from choreography.keys import TableKey
@@ -125,7 +125,7 @@ class DroneReleased(Contract):
     TYPE = "DroneReleased"
 
     delivery_id: DeliveryId
-    drone_ids: list[str] = []
+    drone_ids: list[str] = Field(default_factory=list)
 
 
 class JoinTimeout(Contract):

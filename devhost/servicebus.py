@@ -210,7 +210,7 @@ class ServiceBusListener:
             for index, task in enumerate(self._tasks):
                 if index not in self._busy_workers:
                     task.cancel()
-        done, pending = await asyncio.wait(self._tasks, timeout=timeout) if self._tasks else (set(), set())
+        _, pending = await asyncio.wait(self._tasks, timeout=timeout) if self._tasks else (set(), set())
         for task in pending:
             task.cancel()
         if pending:

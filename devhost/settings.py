@@ -52,20 +52,21 @@ class LocalSettings:
     is_example: bool
 
 
-def load_local_settings(app_dir: Path, explicit: Path | None = None) -> LocalSettings:
+def _settings_file(app_dir: Path, explicit: Path | None) -> tuple[Path, bool]:
+    """The settings file to read, and whether it is the committed example."""
     if explicit is not None:
-        path, is_example = explicit, False
-        if not path.is_file():
-            raise SettingsError(f"settings file not found: {path}")
-    else:
-        path, is_example = app_dir / LOCAL_SETTINGS, False
-        if not path.is_file():
-            path, is_example = app_dir / LOCAL_SETTINGS_EXAMPLE, True
-            if not path.is_file():
-                raise SettingsError(
-                    f"no {LOCAL_SETTINGS} (nor {LOCAL_SETTINGS_EXAMPLE}) in {app_dir}: copy the example "
-                    f"or pass --settings"
-                )
+        if not explicit.is_file():
+            raise SettingsError(f"settings file not found: {explicit}")
+        return explicit, False
+    for name, is_example in ((LOCAL_SETTINGS, False), (LOCAL_SETTINGS_EXAMPLE, True)):
+        if (app_dir / name).is_file():
+            return app_dir / name, is_example
+    raise SettingsError(f"no {LOCAL_SETTINGS} (nor {LOCAL_SETTINGS_EXAMPLE}) in {app_dir}: copy the example "
+                        f"or pass --settings")
+
+
+def load_local_settings(app_dir: Path, explicit: Path | None = None) -> LocalSettings:
+    path, is_example = _settings_file(app_dir, explicit)
     try:
         doc = json.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError) as exc:
@@ -166,10 +167,7 @@ def function_disabled(function_name: str, environ: Mapping[str, str] = os.enviro
     restarts a Functions host, so here it takes a restart too.
     """
     wanted = disabled_setting(function_name).lower()
-    for key, value in environ.items():
-        if key.lower() == wanted and value.strip().lower() in ("true", "1"):
-            return True
-    return False
+    return any(key.lower() == wanted and value.strip().lower() in ("true", "1") for key, value in environ.items())
 
 
 def host_id(app_dir: Path, environ: Mapping[str, str] = os.environ) -> str:

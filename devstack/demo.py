@@ -169,7 +169,7 @@ def run_demo(count: int = 20, timeout: float = 180.0) -> int:
         started = time.monotonic()
         for case in all_cases:
             case.body = delivery_body(case)
-            status, body, headers = request("POST", f"{base}/deliveries", case.body)
+            status, body, _ = request("POST", f"{base}/deliveries", case.body)
             if status != 202:
                 case.problems.append(f"submission answered {status}: {body}")
         repeat = all_cases[0]

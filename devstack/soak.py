@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import itertools
 import json
 import random
 import re
@@ -318,7 +319,7 @@ def drone_overlaps(rows: list[dict[str, Any]]) -> list[str]:
     problems = []
     for drone, spans in held.items():
         spans.sort()
-        for (_, end, first), (start, _, second) in zip(spans, spans[1:], strict=False):
+        for (_, end, first), (start, _, second) in itertools.pairwise(spans):
             if start < end:
                 problems.append(f"{drone} held by {first} and {second} at {start.isoformat()}")
     return problems

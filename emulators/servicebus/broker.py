@@ -369,7 +369,7 @@ class Holder:
     # -- settlement -----------------------------------------------------------------------
     def locked(self, token: uuid.UUID, now: int) -> Msg:
         msg = self.locks.get(token)
-        if msg is None or msg.locked_until_ms is None or msg.locked_until_ms <= now and not self.requires_session:
+        if msg is None or msg.locked_until_ms is None or (msg.locked_until_ms <= now and not self.requires_session):
             raise BrokerError(
                 LOCK_LOST,
                 "The lock supplied is invalid. Either the lock expired, or the message has already been removed "
@@ -598,11 +598,7 @@ class Holder:
 
     def _serve_waiting(self) -> None:
         # Pending next-available receivers get a session as soon as one has messages.
-        still: list[Callable[[], bool]] = []
-        for try_lock in self.waiting:
-            if not try_lock():
-                still.append(try_lock)
-        self.waiting = still
+        self.waiting = [try_lock for try_lock in self.waiting if not try_lock()]
 
     def set_session_state(self, consumer: Consumer, state: bytes | None) -> None:
         session = self.session_of(consumer)

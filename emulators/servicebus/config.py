@@ -53,12 +53,12 @@ def parse_duration_ms(text: Any, where: str) -> int:
             + parts.get("minutes", 0) * 60
             + parts.get("seconds", 0)
         )
-        return int(round(seconds * 1000))
+        return round(seconds * 1000)
     timespan = re.match(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2}(?:\.\d+)?)$", text.strip())
     if timespan:
         days, hours, minutes, seconds = timespan.groups()
         total = int(days or 0) * 86400 + int(hours) * 3600 + int(minutes) * 60 + float(seconds)
-        return int(round(total * 1000))
+        return round(total * 1000)
     raise ConfigError(f"{where}: {text!r} is not an ISO 8601 duration such as 'PT1M' or 'P14D'")
 
 

@@ -105,17 +105,17 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 __all__ = [
+    "FALSE_FILTER",
+    "SYSTEM_PROPERTIES",
+    "TRUE_FILTER",
+    "Action",
     "FilterError",
     "MessageView",
     "Predicate",
-    "Action",
-    "compile_sql_filter",
     "compile_correlation_filter",
-    "compile_sql_action",
     "compile_rule",
-    "TRUE_FILTER",
-    "FALSE_FILTER",
-    "SYSTEM_PROPERTIES",
+    "compile_sql_action",
+    "compile_sql_filter",
 ]
 
 
@@ -663,7 +663,7 @@ class _Lexer:
 class _Node:
     """A compiled sub-expression: ``kind`` is "val" (a value) or "pred" (true/false/unknown)."""
 
-    __slots__ = ("kind", "fn", "pos", "prop", "const")
+    __slots__ = ("const", "fn", "kind", "pos", "prop")
 
     def __init__(self, kind: str, fn: Callable, pos: int, prop: tuple[str, str] | None = None,
                  const: Any = _NOCONST):

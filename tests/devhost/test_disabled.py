@@ -30,7 +30,7 @@ def own_servicebus() -> Iterator[ServiceBusEmulator]:
         yield running
 
 
-@pytest.mark.parametrize("environ, disabled", [
+@pytest.mark.parametrize(("environ", "disabled"), [
     ({"AzureWebJobs.sb_orders.Disabled": "true"}, True),
     ({"AzureWebJobs.sb_orders.Disabled": "1"}, True),
     ({"azurewebjobs.SB_ORDERS.disabled": " True "}, True),  # the host's configuration ignores case

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from typing import ClassVar
 
 import azure.functions as func
 import pytest
@@ -80,7 +81,7 @@ class _Answering:
     """Stands in for the invoker: every function answers 200 "hi"."""
 
     class Result:
-        outputs: dict[str, object] = {}
+        outputs: ClassVar[dict[str, object]] = {}
         value = func.HttpResponse("hi")
         invocation_id = "inv"
 

@@ -89,7 +89,7 @@ class TestSettings:
         assert result.stderr.strip().count("\n") == 0
         assert "no local.settings.json" in result.stderr
 
-    @pytest.mark.parametrize("content, problem", [
+    @pytest.mark.parametrize(("content", "problem"), [
         ("{not json", "is not valid JSON"),
         ('{"Values": {"A": {"nested": 1}}}', "Values.A must be a string"),
         ('{"Values": [] }', "\"Values\" must be an object"),
@@ -105,7 +105,7 @@ class TestSettings:
 
 
 class TestStartupErrors:
-    @pytest.mark.parametrize("source, expected", [
+    @pytest.mark.parametrize(("source", "expected"), [
         ('@app.timer_trigger(arg_name="t", schedule="0 */5 * * * *")\ndef tick(t) -> None: pass\n',
          "function 'tick': trigger type 'timerTrigger' is not supported"),
         ('@app.route(route="x")\ndef extra(req: func.HttpRequest, name: str) -> func.HttpResponse: pass\n',

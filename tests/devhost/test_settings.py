@@ -40,7 +40,7 @@ class TestLocalSettings:
         write(tmp_path / "local.settings.json", {"Values": {"N": 5, "B": True, "Z": None}})
         assert load_local_settings(tmp_path).values == {"N": "5", "B": "True", "Z": None}
 
-    @pytest.mark.parametrize("doc, message", [
+    @pytest.mark.parametrize(("doc", "message"), [
         ("[]", "must hold a JSON object"),
         ('{"Host": {"LocalHttpPort": "x"}}', "LocalHttpPort must be a port number"),
         ('{"ConnectionStrings": {"Db": 1.5}}', None),
@@ -121,7 +121,7 @@ class TestHostJson:
     def test_timespans(self) -> None:
         assert parse_timespan("00:05:00") == timedelta(minutes=5)
         assert parse_timespan("1.02:03:04.5") == timedelta(days=1, hours=2, minutes=3, seconds=4, milliseconds=500)
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="5 minutes"):
             parse_timespan("5 minutes")
 
 
@@ -151,7 +151,7 @@ class TestBindingTable:
             return func.HttpResponse()
 
         build_table(app)
-        with pytest.raises(ValueError):  # azure-functions refuses a second indexing
+        with pytest.raises(ValueError, match=r"(?i)function"):  # azure-functions refuses a second indexing
             app.get_functions()
 
     def test_out_binding_needs_an_out_annotation(self) -> None:
@@ -162,5 +162,5 @@ class TestBindingTable:
         def a(req: func.HttpRequest, out: str) -> func.HttpResponse:
             return func.HttpResponse()
 
-        with pytest.raises(LoadError, match="not a subclass of azure.functions.Out"):
+        with pytest.raises(LoadError, match=r"not a subclass of azure\.functions\.Out"):
             build_table(app)

@@ -8,6 +8,7 @@ deadlines; no assertion is about how long anything took.
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 import json
 import time
 from typing import Any
@@ -83,7 +84,7 @@ def test_same_request_twice_is_one_delivery_and_a_changed_one_conflicts(app: App
     assert first[0] == again[0] == 202
     assert first[1]["deliveryId"] == again[1]["deliveryId"]
     changed = dict(body, dropoffLocation="Tacoma")
-    code, problem, headers = app.submit(changed)
+    code, _, headers = app.submit(changed)
     assert code == 409
     assert headers["Content-Type"].startswith("application/problem+json")
     result = app.wait_final(body["deliveryId"])
@@ -135,5 +136,5 @@ def test_concurrent_deliveries_compete_for_the_one_drone_that_can_carry_them(app
         at = {h["status"]: h["at"] for h in r["history"]}
         windows.append((at["DroneScheduled"], at["ReleaseDrone"]))
     windows.sort()
-    for (_, end), (start, _) in zip(windows, windows[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(windows):
         assert end <= start, f"drone assigned twice at once: {windows}"

@@ -66,15 +66,15 @@ CASES: dict[str, tuple[str, str, bytes]] = {
     "plain text": ("ACME001", "csv", b"Dear bank, please pay everyone. Thanks!\n"),
     # INITECH03: NACHA
     "nacha truncated": ("INITECH03", "ach", _nacha(lambda L: L[:5])),
-    "nacha record of 93": ("INITECH03", "ach", _nacha(lambda L: L[:2] + [L[2][:93]] + L[3:])),
-    "nacha addenda type 99": ("INITECH03", "ach", _nacha(lambda L: L[:3] + [set_field(L[3], 1, "99")] + L[4:])),
-    "nacha addenda type 98": ("INITECH03", "ach", _nacha(lambda L: L[:3] + [set_field(L[3], 1, "98")] + L[4:])),
-    "nacha batch total off": ("INITECH03", "ach", _nacha(lambda L: L[:6] + [set_field(L[6], 32, "000000858826")]
-                                                         + L[7:])),
-    "nacha entry hash off": ("INITECH03", "ach", _nacha(lambda L: L[:11] + [set_field(L[11], 21, "0023900987")]
-                                                        + L[12:])),
-    "nacha non-numeric amount": ("INITECH03", "ach", _nacha(lambda L: L[:2] + [set_field(L[2], 29, "00002500AB")]
-                                                            + L[3:])),
+    "nacha record of 93": ("INITECH03", "ach", _nacha(lambda L: [*L[:2], L[2][:93], *L[3:]])),
+    "nacha addenda type 99": ("INITECH03", "ach", _nacha(lambda L: [*L[:3], set_field(L[3], 1, "99"), *L[4:]])),
+    "nacha addenda type 98": ("INITECH03", "ach", _nacha(lambda L: [*L[:3], set_field(L[3], 1, "98"), *L[4:]])),
+    "nacha batch total off": (
+        "INITECH03", "ach", _nacha(lambda L: [*L[:6], set_field(L[6], 32, "000000858826"), *L[7:]])),
+    "nacha entry hash off": (
+        "INITECH03", "ach", _nacha(lambda L: [*L[:11], set_field(L[11], 21, "0023900987"), *L[12:]])),
+    "nacha non-numeric amount": (
+        "INITECH03", "ach", _nacha(lambda L: [*L[:2], set_field(L[2], 29, "00002500AB"), *L[3:]])),
     "nacha no file header": ("INITECH03", "ach", _nacha(lambda L: L[1:])),
     "nacha non-ascii": ("INITECH03", "ach", data_bytes("nacha_valid.ach").replace(b"PETER GIBBONS",
                                                                                   "PETER GIBBÖNS".encode())),

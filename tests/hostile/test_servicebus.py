@@ -74,7 +74,7 @@ def sent(app: App) -> Iterator[dict[tuple[str, str], str]]:
             with sender:
                 sender.send_messages(message)
             ids[(subject, body_name)] = message_id
-    yield ids
+    return ids
 
 
 @pytest.fixture(scope="module")

@@ -250,7 +250,7 @@ def test_a_crash_mid_handler_is_redelivered_and_completes_exactly_once(hops: Hop
     timer = hops.take(EVENTS, "DeliveryInTransitTimer", delivery_id)
     monkeypatch.setenv("EventGridTopicKey", "a-wrong-key")  # Event Grid refuses: the handler raises
     reset_runtime()
-    with pytest.raises(Exception, match="(?i)unauthori|401|auth"):
+    with pytest.raises(Exception, match=r"(?i)unauthori|401|auth"):
         hops.deliver(timer)
     # The change was saved with its effects (the outbox) before they were sent; the announcement
     # that failed is still owed, and the redelivery makes it.

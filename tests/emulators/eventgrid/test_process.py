@@ -129,7 +129,7 @@ def test_events_and_pending_deliveries_survive_sigkill(tmp_path, subscriber):
 
 
 @pytest.mark.parametrize(
-    "content, expected",
+    ("content", "expected"),
     [
         ("{ not json", "not valid JSON"),
         (json.dumps({"topics": []}), "'topics' must be a non-empty array"),

@@ -184,7 +184,7 @@ CE_EVENT = {"specversion": "1.0", "id": "1", "source": "/s", "type": "T"}
 
 
 @pytest.mark.parametrize(
-    "topic, key, content_type, body, expected",
+    ("topic", "key", "content_type", "body", "expected"),
     [
         (EG_TOPIC, EG_KEY, "application/json", "{not json", "not valid JSON"),
         (EG_TOPIC, EG_KEY, "application/json", json.dumps(EG_EVENT), "expects a JSON array"),

@@ -20,7 +20,7 @@ def test_shipped_config_declares_the_app_entities() -> None:
     assert config.queues["delivery-events"].requires_session
 
 
-@pytest.mark.parametrize("text,ms", [("PT1M", 60_000), ("PT0.5S", 500), ("P14D", 14 * 86_400_000),
+@pytest.mark.parametrize(("text", "ms"), [("PT1M", 60_000), ("PT0.5S", 500), ("P14D", 14 * 86_400_000),
                                      ("PT1H30M", 5_400_000), ("00:01:00", 60_000), ("1.00:00:00", 86_400_000)])
 def test_durations(text: str, ms: int) -> None:
     assert parse_duration_ms(text, "x") == ms
@@ -30,7 +30,7 @@ def _doc(queue_props: dict[str, object]) -> dict[str, object]:
     return {"UserConfig": {"Namespaces": [{"Name": "ns", "Queues": [{"Name": "q", "Properties": queue_props}]}]}}
 
 
-@pytest.mark.parametrize("props,fragment", [
+@pytest.mark.parametrize(("props", "fragment"), [
     ({"LockDuration": "one minute"}, "LockDuration"),
     ({"MaxDeliveryCount": 0}, "MaxDeliveryCount"),
     ({"RequiresSession": "yes"}, "RequiresSession"),

@@ -60,7 +60,7 @@ class RecordingPublisher:
     def send(self, messages: Sequence[Outgoing], cause: Cause) -> list[Envelope]:
         if self.fail_with is not None:
             raise self.fail_with
-        if self.fail_on is not None and any(m.payload.TYPE == self.fail_on for m in messages):
+        if self.fail_on is not None and any(self.fail_on == m.payload.TYPE for m in messages):
             raise ConnectionError(f"the bus went away while sending {self.fail_on}")
         envelopes = [stamp(m, cause, self.clock.now()) for m in messages]
         with self._lock:
