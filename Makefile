@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test bench lint clean servicebus demo up seed soak
+.PHONY: venv test unit integration e2e bench lint clean servicebus demo up seed soak
 
 AZURITE := tools/azurite/node_modules/.package-lock.json
 
@@ -24,6 +24,19 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 test: venv lint
 	$(PY) -m pytest
+
+# The same tests in three parts. unit: pure rules and use cases on fakes, the app's bindings and
+# its architecture (no infrastructure, seconds). integration: real Azurite and our emulators through
+# the real SDKs, devhost, the local stack. e2e: the whole app on devhost, the bad-input corpus and
+# the short chaos soak.
+unit: venv
+	$(PY) -m pytest tests/unit tests/contract
+
+integration: venv
+	$(PY) -m pytest tests/integration tests/emulators tests/devhost tests/devstack
+
+e2e: venv
+	$(PY) -m pytest tests/e2e tests/hostile tests/soak
 
 lint: venv
 	$(PY) -m ruff check .
