@@ -40,6 +40,7 @@ e2e: venv
 
 lint: venv
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 bench: venv
 	$(PY) -m benchmarks.servicebus

@@ -127,10 +127,10 @@ def _payment_clock() -> str:
 def write_csv(path: Path, n: int, seed: int = 1, prefix: str = "BENCH") -> Decimal:
     """A CSV-v1 file of ``n`` valid rows for ACME001 (EUR, its EUR account); the sum of amounts.
 
-    The creditors are those of :mod:`file_pipeline.formats.samples` (IBANs with valid check
+    The creditors are those of :mod:`devstack.samples` (IBANs with valid check
     digits at banks in the seeded BIC directory); only the amounts differ (see module doc).
     """
-    from file_pipeline.formats.samples import _NAMES, CSV_V1_HEADER, _creditor_ibans
+    from devstack.samples import _NAMES, CSV_V1_HEADER, _creditor_ibans
 
     rng = random.Random(seed)
     pool = _creditor_ibans(rng, 500)
@@ -168,9 +168,9 @@ def _alpha(value: str, width: int) -> str:
 def write_nacha(path: Path, n: int, seed: int = 1) -> Decimal:
     """A PPD credit NACHA file of ``n`` valid entries for INITECH03 (batches of 5000, controls,
     entry hashes and 9-padding right); the total credit. The record layout is that of
-    :func:`file_pipeline.formats.samples.generate_nacha`; the creation time differs per ``n``,
+    :func:`devstack.samples.generate_nacha`; the creation time differs per ``n``,
     so files of different sizes never share a MsgId (DU01)."""
-    from file_pipeline.formats.samples import _NAMES, _ROUTINGS
+    from devstack.samples import _NAMES, _ROUTINGS
 
     rng = random.Random(seed)
     origin = "026009593"  # INITECH03's account's ABA
@@ -451,7 +451,7 @@ class DiskFileRecords:
         return (None, []) if pointer is None else (self.get(client_id, pointer[0]), list(pointer[1]))
 
     def add(self, record: Any) -> None:
-        from file_pipeline.ports import ConcurrencyConflict
+        from choreography.errors import ConcurrencyConflict
 
         if (record.client_id, record.file_id) in self.files:
             raise ConcurrencyConflict(record.file_id)
@@ -464,7 +464,8 @@ class DiskFileRecords:
              totals: Sequence[Any] = ()) -> None:
         from dataclasses import replace
 
-        from file_pipeline.ports import ConcurrencyConflict, DailyTotalsMoved, DuplicateClaimed
+        from choreography.errors import ConcurrencyConflict
+        from file_pipeline.ports import DailyTotalsMoved, DuplicateClaimed
 
         stored = self.files.get((record.client_id, record.file_id))
         if stored is None or stored.version != record.version:
@@ -551,20 +552,12 @@ class NoEvents:
         self.published.extend(events)
 
 
-class FixedClock:
-    def __init__(self, moment: datetime) -> None:
-        self.moment = moment
-
-    def now(self) -> datetime:
-        return self.moment
-
-
 def local_pipeline(work: Path) -> tuple[Any, LocalBlobStore, DiskFileRecords, QueueFiles]:
     """The pipeline on local-disk ports, wired as :func:`file_pipeline.bootstrap.build` wires it
     on Azure: system clock for records, ``PAYMENT_CLOCK`` for the rules."""
-    from choreography.clock import SystemClock
+    from choreography.clock import FixedClock, SystemClock
+    from choreography.settings import DEFAULT_MAX_BYTES
     from file_pipeline.service import Options, PaymentFilePipeline
-    from file_pipeline.settings import DEFAULT_MAX_BYTES
 
     (work / "queues").mkdir(parents=True, exist_ok=True)
     blobs = LocalBlobStore(work / "store")
@@ -621,7 +614,7 @@ def measure_achkit(args: argparse.Namespace) -> dict[str, Any]:
 def measure_validate_only(args: argparse.Namespace) -> dict[str, Any]:
     """FileValidator's validation as achkit does its own: read and check every rule, write
     nothing (no work file, no record). The like-for-like figure against the peer."""
-    from file_pipeline.domain.pipeline import validate_source
+    from file_pipeline.validation import validate_source
 
     pipeline, _, _, _ = local_pipeline(Path(args.workdir))
     ref = pipeline.reference.get()
@@ -645,10 +638,9 @@ def _file_record(records: DiskFileRecords, client: str, name: str) -> Any:
 
 def measure_stage(args: argparse.Namespace) -> dict[str, Any]:
     """One use case of the pipeline on local-disk ports: validate, adapt or create."""
+    from choreography.entities import ADAPTED_QUEUE, INPUT_CONTAINER, OUTPUT_CONTAINER, VALIDATED_QUEUE, WORK_CONTAINER
     from choreography.handling import consume
-    from file_pipeline.messages import ADAPTED_QUEUE, VALIDATED_QUEUE
-    from file_pipeline.ports import INPUT_CONTAINER, OUTPUT_CONTAINER, WORK_CONTAINER
-    from file_pipeline.service import Upload
+    from file_pipeline.steps.validate import Upload
 
     work = Path(args.workdir)
     pipeline, blobs, records, queues = local_pipeline(work)

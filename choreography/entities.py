@@ -1,4 +1,5 @@
-"""Names of the Service Bus entities and storage tables the workload uses.
+"""Names of the Service Bus entities, tables and blob containers both workloads use: the one place
+they are written.
 
 Routing is by message type: every message's ``subject`` (Service Bus ``Label``) is its type name,
 and the subscriptions of topic ``deliveries`` filter on it (emulators/servicebus/config.json):
@@ -56,3 +57,17 @@ DELIVERIES_TABLE = "deliveries"
 PACKAGES_TABLE = "packages"
 DRONES_TABLE = "drones"
 NOTIFICATIONS_TABLE = "notifications"
+
+# The payment-file pipeline: its hand-offs (queues, no sessions, duplicate detection on), its
+# blob containers and its tables, all in the AzureWebJobsStorage account.
+VALIDATED_QUEUE = Destination("payment-files-validated", "queue")
+ADAPTED_QUEUE = Destination("payment-files-adapted", "queue")
+COMPENSATION_QUEUE = Destination("payment-files-compensation", "queue")
+INPUT_CONTAINER = "payment-files-in"
+WORK_CONTAINER = "payment-files-work"
+OUTPUT_CONTAINER = "payment-files-out"
+REPORTS_CONTAINER = "payment-status-reports"
+REJECTED_CONTAINER = "payment-files-rejected"
+CONTAINERS = (INPUT_CONTAINER, WORK_CONTAINER, OUTPUT_CONTAINER, REPORTS_CONTAINER, REJECTED_CONTAINER)
+FILES_TABLE = "paymentfiles"
+REFERENCE_TABLE = "paymentreference"

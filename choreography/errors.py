@@ -48,6 +48,11 @@ class TransientFailure(Exception):
     """Worth retrying later (an optimistic-concurrency race lost too many times, ...)."""
 
 
+class ConcurrencyConflict(TransientFailure):
+    """A write guarded by an ETag lost the race: the record changed since it was read (or
+    already exists when it was to be created). Read again and decide again."""
+
+
 def classify(exc: BaseException) -> PermanentFailure | None:
     """The permanent failure ``exc`` stands for, or None when it is transient."""
     if isinstance(exc, PermanentFailure):

@@ -120,9 +120,6 @@ def stamp(message: Outgoing, cause: Cause, now: datetime) -> Envelope:
     )
 
 
-DEAD_LETTER_PROPERTIES = ("DeadLetterReason", "DeadLetterErrorDescription", "DeadLetterSource")
-
-
 def dead_letter_properties(letter: DeadLetter) -> dict[str, Any]:
     """The original application properties plus why, and from where, the message was dead-lettered."""
     props = {str(k): v for k, v in letter.incoming.application_properties.items()}

@@ -33,3 +33,11 @@ class ReasonCode(StrEnum):
 
     # A transient failure outlived a service's own retries, spaced out over minutes.
     RETRIES_EXHAUSTED = "RetriesExhausted"
+
+    # A payment file's later step that can never succeed (file *content* problems are ISO
+    # codes instead: file_pipeline.domain.reason_codes.IsoReason).
+    WORK_FILE_MISSING = "WorkFileMissing"
+    WORK_FILE_CORRUPT = "WorkFileCorrupt"
+    OUTPUT_FAILED_SCHEMA = "OutputFailedSchemaValidation"
+    FILE_RECORD_MISSING = "FileRecordMissing"
+    UNKNOWN_CLIENT = "UnknownClient"

@@ -10,6 +10,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
+from choreography.errors import ConcurrencyConflict
 from choreography.idempotency import ProcessedMessages
 from choreography.messaging import Cause
 
@@ -24,7 +25,7 @@ from .domain import (
     StartFlight,
     Status,
 )
-from .ports import ConcurrencyConflict, DeliveryExists
+from .ports import DeliveryExists
 
 ROW_KEY = "delivery"
 

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from choreography.errors import TransientFailure
-
 from .domain import Delivery
 
 
 class DeliveryExists(Exception):
     """``add`` found a delivery with that id already stored."""
-
-
-class ConcurrencyConflict(TransientFailure):
-    """``save`` lost an optimistic-concurrency race: the record changed since it was read."""
 
 
 class DeliveryRepository(Protocol):

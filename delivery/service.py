@@ -28,7 +28,7 @@ from typing import Any
 from choreography.clock import Clock, isoformat
 from choreography.contracts import ContractRegistry
 from choreography.entities import DELIVERIES_TOPIC, DELIVERY_EVENTS_QUEUE
-from choreography.errors import PermanentFailure, TransientFailure
+from choreography.errors import ConcurrencyConflict, PermanentFailure, TransientFailure
 from choreography.handling import unexpected
 from choreography.idempotency import message_id, short_hash
 from choreography.messaging import Cause, EventPublisher, Incoming, Outgoing, OutgoingEvent, Publisher, Received
@@ -49,7 +49,7 @@ from contracts.deliveries import ReleaseDrone as ReleaseDroneCommand
 from . import domain
 from .domain import Delivery, Effect, Status, Timing
 from .messages import DeliveryInTransitTimer
-from .ports import ConcurrencyConflict, DeliveryExists, DeliveryRepository
+from .ports import DeliveryExists, DeliveryRepository
 
 Change = Callable[[Delivery, datetime], list[Effect]]
 SAVE_ATTEMPTS = 3

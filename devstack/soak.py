@@ -48,7 +48,7 @@ from azure.data.tables import TableServiceClient
 from azure.servicebus import ServiceBusClient, ServiceBusSubQueue
 from azure.storage.blob import BlobServiceClient
 
-from file_pipeline.formats.samples import generate_csv, generate_nacha
+from devstack.samples import generate_csv, generate_nacha
 
 from .clock import PAYMENT_CLOCK
 from .demo import PAYMENT_CASES, SAMPLES, request

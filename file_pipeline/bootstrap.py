@@ -3,42 +3,31 @@
 Handlers call :func:`pipeline`; the shared :class:`choreography.runtime.Runtime` supplies the
 Service Bus publisher (stamped envelopes, deterministic message ids, the app-level dead-letter
 route) and the table clients; this module adds the blob client and the ``payments`` Event Grid
-publisher from :class:`~file_pipeline.settings.PipelineSettings`. Tests wire fakes by building
+publisher from the ``payments`` section of :class:`choreography.settings.Settings`. Tests wire fakes by building
 :class:`~file_pipeline.service.PaymentFilePipeline` themselves.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-
+from choreography.clock import FixedClock
+from choreography.entities import CONTAINERS, FILES_TABLE, REFERENCE_TABLE
 from choreography.publishing import EventGridPublisher
 from choreography.runtime import Runtime, runtime
-from choreography.settings import STORAGE_CONNECTION
+from choreography.settings import PAYMENTS_EVENT_GRID_ENDPOINT, PAYMENTS_EVENT_GRID_KEY, STORAGE_CONNECTION
 
-from .adapters import AzureBlobStore, TableFileRecords, TableReferenceSource, blob_service
+from .blob_adapters import AzureBlobStore, blob_service
 from .messages import EVENT_SOURCE
-from .ports import CONTAINERS, FILES_TABLE, REFERENCE_TABLE
 from .service import Options, PaymentFilePipeline
-from .settings import EVENT_GRID_ENDPOINT, EVENT_GRID_KEY, PipelineSettings
-
-
-class FrozenClock:
-    """``PAYMENT_FILES_CLOCK``: the validation clock stopped at one instant (demos, tests)."""
-
-    def __init__(self, moment: datetime) -> None:
-        self._moment = moment
-
-    def now(self) -> datetime:
-        return self._moment
+from .table_adapters import TableFileRecords, TableReferenceSource
 
 
 def build(rt: Runtime) -> PaymentFilePipeline:
-    settings = PipelineSettings.from_env()
-    storage = settings.require(settings.storage_connection, STORAGE_CONNECTION)
+    settings = rt.settings.payments
+    storage = rt.settings.require(rt.settings.storage_connection, STORAGE_CONNECTION)
     blobs = AzureBlobStore(blob_service(storage))
     blobs.ensure_containers(CONTAINERS)
-    events = EventGridPublisher(settings.require(settings.event_grid_endpoint, EVENT_GRID_ENDPOINT),
-                                settings.require(settings.event_grid_key, EVENT_GRID_KEY), rt.clock,
+    events = EventGridPublisher(rt.settings.require(settings.event_grid_endpoint, PAYMENTS_EVENT_GRID_ENDPOINT),
+                                rt.settings.require(settings.event_grid_key, PAYMENTS_EVENT_GRID_KEY), rt.clock,
                                 source=EVENT_SOURCE)
     return PaymentFilePipeline(
         blobs=blobs,
@@ -47,7 +36,7 @@ def build(rt: Runtime) -> PaymentFilePipeline:
         publisher=rt.publisher,
         events=events,
         clock=rt.clock,
-        rules_clock=FrozenClock(settings.fixed_now) if settings.fixed_now else None,
+        rules_clock=FixedClock(settings.fixed_now) if settings.fixed_now else None,
         options=Options(settings.max_bytes, settings.spool_dir, max_attempts=settings.max_attempts,
                         retry_base=settings.retry_base),
     )

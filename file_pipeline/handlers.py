@@ -1,14 +1,14 @@
-"""The payment-file pipeline's functions: triggers only; the use cases are in ``service.py``.
+"""The payment-file pipeline's functions: triggers only; the use cases are in ``steps/``, one module each.
 
-==============================  =========================================================  ===============
-function                        trigger                                                    use case
-==============================  =========================================================  ===============
-``file_pipeline_validate``      blob ``payment-files-in/{clientId}/{fileName}``             FileValidator
-``file_pipeline_adapt``         Service Bus queue ``payment-files-validated``              FileAdaptor
-``file_pipeline_create``        Service Bus queue ``payment-files-adapted``                FileCreator
-``file_pipeline_compensate``    Service Bus queue ``payment-files-compensation``           compensation
-``file_pipeline_status``        HTTP ``GET /api/payment-files/{clientId}/{*fileName}``      status
-==============================  =========================================================  ===============
+==============================  =========================================================  ====================
+function                        trigger                                                    use case (steps/)
+==============================  =========================================================  ====================
+``file_pipeline_validate``      blob ``payment-files-in/{clientId}/{fileName}``             ``validate.py``
+``file_pipeline_adapt``         Service Bus queue ``payment-files-validated``              ``adapt.py``
+``file_pipeline_create``        Service Bus queue ``payment-files-adapted``                ``create.py``
+``file_pipeline_compensate``    Service Bus queue ``payment-files-compensation``           ``compensate.py``
+``file_pipeline_status``        HTTP ``GET /api/payment-files/{clientId}/{*fileName}``      ``status.py``
+==============================  =========================================================  ====================
 
 Service Bus handlers settle by exception through :func:`choreography.handling.consume`: return
 to complete, raise to have the broker redeliver; permanent failures are compensated and
@@ -27,15 +27,15 @@ import json
 import azure.functions as func
 import azurefunctions.extensions.bindings.blob as blob
 
+from choreography.entities import ADAPTED_QUEUE, COMPENSATION_QUEUE, INPUT_CONTAINER, VALIDATED_QUEUE
 from choreography.handling import consume
 from choreography.settings import SERVICE_BUS_CONNECTION, STORAGE_CONNECTION
 from choreography.triggers import incoming
 
-from .adapters import TriggerBlobClient
+from .blob_adapters import TriggerBlobClient
 from .bootstrap import pipeline
-from .messages import ADAPTED_QUEUE, COMPENSATION_QUEUE, VALIDATED_QUEUE
-from .ports import INPUT_CONTAINER
-from .service import Upload
+from .steps.status import FileStatus
+from .steps.validate import Upload
 
 bp = func.Blueprint()
 
@@ -78,6 +78,10 @@ def file_pipeline_compensate(message: func.ServiceBusMessage) -> None:
 @bp.route(route="payment-files/{clientId}/{*fileName}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def file_pipeline_status(req: func.HttpRequest) -> func.HttpResponse:
     """GET /api/payment-files/{clientId}/{fileName} -> state, counts, reasons, output locations."""
-    status, body = pipeline().status(req.route_params.get("clientId", ""), req.route_params.get("fileName", ""))
-    mimetype = "application/problem+json" if status >= 400 else "application/json"
-    return func.HttpResponse(json.dumps(body), status_code=status, mimetype=mimetype, charset="utf-8")
+    found = pipeline().status(req.route_params.get("clientId", ""), req.route_params.get("fileName", ""))
+    if isinstance(found, FileStatus):
+        return func.HttpResponse(json.dumps(found.view), status_code=200, mimetype="application/json",
+                                 charset="utf-8")
+    problem = {"type": "about:blank", "title": found.title, "status": found.status, "detail": found.detail}
+    return func.HttpResponse(json.dumps(problem), status_code=found.status, mimetype="application/problem+json",
+                             charset="utf-8")

@@ -30,12 +30,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, Field, StringConstraints
 
 from choreography.contracts import Contract, Data
-from choreography.entities import Destination
 from file_pipeline.domain.files import UNSAFE_NAMES_PARTITION
-
-VALIDATED_QUEUE = Destination("payment-files-validated", "queue")
-ADAPTED_QUEUE = Destination("payment-files-adapted", "queue")
-COMPENSATION_QUEUE = Destination("payment-files-compensation", "queue")
 
 EVENT_SOURCE = "/payment-files"
 PAYMENT_FILE_CREATED = "PaymentFileCreated"

@@ -1,6 +1,6 @@
 """The pipeline's ports: what the use cases need from storage. One adapter per backend
-(:mod:`file_pipeline.adapters` for Azure Storage, in-memory fakes in the tests), each held to the
-same contract tests (``tests/unit/file_pipeline/port_contracts.py``).
+(:mod:`file_pipeline.blob_adapters` and :mod:`file_pipeline.table_adapters` for Azure Storage,
+in-memory fakes in the tests), each held to the same contract tests (``tests/unit/file_pipeline/port_contracts.py``).
 
 Messaging and events use the shared ports :class:`choreography.messaging.Publisher` and
 :class:`choreography.messaging.EventPublisher`; time is :class:`choreography.clock.Clock`.
@@ -14,21 +14,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import BinaryIO, Protocol
 
+from choreography.errors import ConcurrencyConflict
 from file_pipeline.domain.daily import DayTotal
 from file_pipeline.domain.files import DuplicateKey, PaymentFile
 from file_pipeline.domain.reference import ReferenceData
-
-# Containers (the AzureWebJobsStorage account).
-INPUT_CONTAINER = "payment-files-in"
-WORK_CONTAINER = "payment-files-work"
-OUTPUT_CONTAINER = "payment-files-out"
-REPORTS_CONTAINER = "payment-status-reports"
-REJECTED_CONTAINER = "payment-files-rejected"
-CONTAINERS = (INPUT_CONTAINER, WORK_CONTAINER, OUTPUT_CONTAINER, REPORTS_CONTAINER, REJECTED_CONTAINER)
-
-# Tables.
-FILES_TABLE = "paymentfiles"
-REFERENCE_TABLE = "paymentreference"
 
 
 class BlobNotFound(Exception):
@@ -37,10 +26,6 @@ class BlobNotFound(Exception):
 
 class BlobVersionGone(Exception):
     """The blob exists but is not the version asked for (it was overwritten)."""
-
-
-class ConcurrencyConflict(Exception):
-    """The record changed since it was read (or already exists when added)."""
 
 
 class DailyTotalsMoved(ConcurrencyConflict):

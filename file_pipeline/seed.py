@@ -19,9 +19,9 @@ from typing import Any
 
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
+from choreography.entities import REFERENCE_TABLE
 from choreography.settings import STORAGE_CONNECTION
 from file_pipeline.domain.reference import ReferenceData, check_table_key, load_seed_entities
-from file_pipeline.ports import REFERENCE_TABLE
 
 MAX_BATCH = 100  # Azure Table Storage: at most 100 operations per batch, one partition
 

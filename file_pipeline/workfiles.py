@@ -30,29 +30,15 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import shutil
 import tempfile
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal, InvalidOperation
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, cast
 
 from file_pipeline.domain.model import FileRejected, Transaction
-from file_pipeline.domain.reason_codes import ReasonCode
-from file_pipeline.domain.reference import Client, DebtorAccount, ReferenceData
+from file_pipeline.domain.reason_codes import IsoReason
 from file_pipeline.domain.validator import Rejection
-from file_pipeline.formats.pain001_writer import (
-    DOCUMENT_TAIL,
-    PAYMENT_INFO_TAIL,
-    charge_bearer,
-    document_head,
-    payment_info_head,
-    payment_info_id,
-    render_credit_transfer,
-)
 
 VALIDATED = "ValidatedTransactions"
 REJECTIONS = "Rejections"
@@ -62,7 +48,7 @@ VALIDATED_VERSION = 3  # 3: repeated values as DITTO; 2: tab-separated rows; 1: 
 DITTO = "\x1e"  # validated.jsonl: "the same as the previous row" (see ValidatedWriter)
 INSTRUCTIONS_VERSION = 2  # tab-separated transaction rows since version 2 (version 1: JSON objects)
 SPOOL_IN_MEMORY = 8 << 20  # a work file below this stays in memory; above, it spills to disk
-_QUANTUM = {n: Decimal(1).scaleb(-n) for n in range(0, 6)}
+QUANTUM = {n: Decimal(1).scaleb(-n) for n in range(0, 6)}
 
 
 class WorkFileCorrupt(Exception):
@@ -73,9 +59,9 @@ class SourceReadError(Exception):
     """Reading the uploaded blob failed (storage, network): transient, retry the whole step."""
 
 
-def spool(spool_dir: str | None = None) -> IO[bytes]:
+def spool(spool_dir: str | None = None) -> BinaryIO:
     """A temporary binary file: memory first, disk beyond :data:`SPOOL_IN_MEMORY`."""
-    return tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, mode="w+b", dir=spool_dir)
+    return cast(BinaryIO, tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, mode="w+b", dir=spool_dir))
 
 
 class Tee:
@@ -133,7 +119,7 @@ class MeteredReader(io.RawIOBase):
         return n
 
     def _too_large(self) -> FileRejected:
-        return FileRejected(ReasonCode.NARR, f"the file is larger than the limit of {self.limit} bytes; not read")
+        return FileRejected(IsoReason.NARR, f"the file is larger than the limit of {self.limit} bytes; not read")
 
     def drain(self) -> None:
         """Read to the end (so :meth:`hexdigest` covers the whole file)."""
@@ -178,7 +164,7 @@ class VerifiedReader(io.RawIOBase):
             )
 
 
-def _head(source: BinaryIO, expected_type: str, file_id: str, version: int) -> dict[str, Any]:
+def read_head(source: BinaryIO, expected_type: str, file_id: str, version: int) -> dict[str, Any]:
     """The checked header line of a work file."""
     head_line = source.readline()
     try:
@@ -198,7 +184,7 @@ def _head(source: BinaryIO, expected_type: str, file_id: str, version: int) -> d
 def lines(source: BinaryIO, expected_type: str, file_id: str,
           version: int = SCHEMA_VERSION) -> Iterator[dict[str, Any] | list[Any]]:
     """The JSON lines of a work file after its checked header line."""
-    yield _head(source, expected_type, file_id, version)
+    yield read_head(source, expected_type, file_id, version)
     for number, line in enumerate(source, start=2):
         try:
             yield json.loads(line)  # bytes: UTF-8 (or -16/-32, which we never write) is detected
@@ -229,7 +215,7 @@ def decode_row(line: bytes, what: str) -> list[str]:
     return row
 
 
-def _header(kind: str, file_id: str, version: int = SCHEMA_VERSION, **extra: Any) -> bytes:
+def header_line(kind: str, file_id: str, version: int = SCHEMA_VERSION, **extra: Any) -> bytes:
     return (json.dumps({"k": kind, "v": version, "fileId": file_id, **extra}) + "\n").encode()
 
 
@@ -262,10 +248,10 @@ class ValidatedWriter:
         self._index = 0
         self._currency: str | None = None
         self._debtor: str | None = None
-        self._day: date | None | bool = False  # False: no previous row
+        self._day: date | bool | None = False  # False: no previous row
         self._day_text = ""
         self._block: str | None = None
-        out.write(_header(VALIDATED, file_id, VALIDATED_VERSION))
+        out.write(header_line(VALIDATED, file_id, VALIDATED_VERSION))
 
     def add(self, tx: Transaction) -> None:
         self.add_run((tx,))
@@ -345,7 +331,7 @@ class ValidatedWriter:
 
 def read_validated(source: BinaryIO, file_id: str) -> Iterator[Transaction]:
     """The transactions of ``validated.jsonl`` (see :class:`ValidatedWriter`)."""
-    _head(source, VALIDATED, file_id, VALIDATED_VERSION)
+    read_head(source, VALIDATED, file_id, VALIDATED_VERSION)
     index = 0
     ccy = debtor = block = ""  # a DITTO before any value: no currency, no account -> corrupt downstream
     day: date | None = None
@@ -392,7 +378,7 @@ def read_validated(source: BinaryIO, file_id: str) -> Iterator[Transaction]:
 
 # --------------------------------------------------------------------------- rejections
 def write_rejections(out: BinaryIO, file_id: str, rejections: Iterable[Rejection]) -> int:
-    out.write(_header(REJECTIONS, file_id))
+    out.write(header_line(REJECTIONS, file_id))
     n = 0
     for rejection in rejections:
         out.write(rejection.to_json().encode("utf-8") + b"\n")
@@ -408,232 +394,3 @@ def read_rejections(source: BinaryIO, file_id: str) -> Iterator[Rejection]:
             yield Rejection.from_json(json.dumps(row))
         except (TypeError, ValueError):
             raise WorkFileCorrupt("a rejection line does not have the expected fields") from None
-
-
-# --------------------------------------------------------------------------- canonical instructions
-@dataclass
-class _Block:
-    key: tuple[str, str, date]
-    path: str
-    count: int = 0
-    total: Decimal = Decimal(0)
-
-
-@dataclass(frozen=True)
-class InstructionsSummary:
-    nb_of_txs: int
-    ctrl_sum: Decimal
-    blocks: int
-
-
-class InstructionsBuilder:
-    """FileAdaptor's transformation: validated transactions -> canonical payment instructions,
-    grouped by (debtor account, currency, requested execution date).
-
-    Transactions arrive in file order; each is appended to its group's spool file as soon as
-    it is added, so memory holds only per-group counters (at most ``max_open_files`` spool
-    handles are open at once). :meth:`write_to` then emits the header with the totals, and the
-    groups one after the other in a stable order.
-    """
-
-    def __init__(self, ref: ReferenceData, client: Client, *, file_id: str, created: datetime,
-                 spool_dir: str | None = None, max_open_files: int = 64) -> None:
-        self.ref = ref
-        self.client = client
-        self.file_id = file_id
-        self.created = created
-        self._tmp = tempfile.TemporaryDirectory(prefix="instructions-", dir=spool_dir)
-        self._blocks: dict[tuple[str, str, date], _Block] = {}
-        self._open: OrderedDict[tuple[str, str, date], BinaryIO] = OrderedDict()
-        self._max_open = max_open_files
-        # the group of the previous transaction (most files: one), checked when it changes
-        self._key: tuple[Any, Any, Any] = (None, None, None)
-        self._block: _Block | None = None
-        self._write: Any = None
-        self._quantum = Decimal(1)
-
-    @property
-    def count(self) -> int:
-        return sum(block.count for block in self._blocks.values())
-
-    @property
-    def total(self) -> Decimal:
-        return sum((block.total for block in self._blocks.values()), Decimal(0))
-
-    def _switch(self, index: int, debtor: str, ccy: str, day: date | None) -> None:
-        """Make (debtor, ccy, day) the current group, checking it first."""
-        currency = self.ref.currencies.get(ccy)
-        if currency is None or not isinstance(day, date):
-            raise WorkFileCorrupt(f"validated transaction {index} has an unknown currency or no amount/date")
-        if self.client.account(debtor) is None:
-            raise WorkFileCorrupt(f"validated transaction {index}: {debtor!r} is not an account "
-                                  f"of client {self.client.client_id}")
-        key = (debtor, ccy, day)
-        block = self._blocks.get(key)
-        if block is None:
-            block = _Block(key, os.path.join(self._tmp.name, f"b{len(self._blocks):06d}.jsonl"))
-            self._blocks[key] = block
-        fh = self._open.get(key)
-        if fh is not None:
-            self._open.move_to_end(key)
-        else:
-            if len(self._open) >= self._max_open:
-                _, old = self._open.popitem(last=False)
-                old.close()
-            fh = open(block.path, "ab")  # noqa: SIM115 - kept open across calls, closed in _close_all
-            self._open[key] = fh
-        self._key, self._block, self._write = key, block, fh.write
-        self._quantum = _QUANTUM[currency.minor_units]
-
-    def add(self, tx: Transaction) -> None:
-        """Add one validated transaction (resolved debtor account and execution date)."""
-        debtor, ccy, day = tx.debtor_account, tx.currency, tx.requested_execution_date
-        key = self._key
-        if debtor != key[0] or ccy != key[1] or day != key[2]:
-            self._switch(tx.index, debtor, ccy, day)
-        try:
-            amount = tx.amount.quantize(self._quantum)  # type: ignore[union-attr]
-            if not amount.is_finite():
-                raise InvalidOperation
-        except (AttributeError, InvalidOperation):
-            raise WorkFileCorrupt(f"validated transaction {tx.index} has no usable amount") from None
-        self._write(encode_row(["t", tx.end_to_end_id, tx.instruction_id, format(amount, "f"), ccy, tx.creditor_name,
-                                tx.creditor_iban, tx.creditor_account, tx.creditor_routing, tx.creditor_bic,
-                                tx.remittance_info, str(tx.index)]))
-        block = self._block
-        block.count += 1  # type: ignore[union-attr]
-        block.total += amount  # type: ignore[union-attr]
-
-    def write_to(self, out: BinaryIO) -> InstructionsSummary:
-        count, total = self.count, self.total
-        if count == 0:
-            raise WorkFileCorrupt("there is no validated transaction to turn into instructions")
-        self._close_all()
-        out.write(_header(INSTRUCTIONS, self.file_id, INSTRUCTIONS_VERSION, msgId=self.file_id,
-                          createdAt=self.created.isoformat(), initiatingParty=self.client.name,
-                          nbOfTxs=count, ctrlSum=format(total, "f"), blocks=len(self._blocks)))
-        for ordinal, key in enumerate(sorted(self._blocks), start=1):
-            block = self._blocks[key]
-            account_id, currency, day = key
-            account = self.client.account(account_id)
-            assert account is not None  # checked in add()
-            head = {
-                "k": "block", "pmtInfId": payment_info_id(self.file_id, ordinal), "debtorAccount": account.id,
-                "debtorAccountCurrency": account.currency, "debtorBic": account.bic, "debtorAba": account.aba,
-                "debtorName": self.client.name, "currency": currency,
-                "minorUnits": self.ref.currencies[currency].minor_units, "executionDate": day.isoformat(),
-                "chargeBearer": charge_bearer(currency, account), "nbOfTxs": block.count,
-                "ctrlSum": format(block.total, "f"),
-            }
-            out.write(json.dumps(head, ensure_ascii=False).encode("utf-8") + b"\n")
-            with open(block.path, "rb") as fh:
-                shutil.copyfileobj(fh, out, 1 << 20)
-        return InstructionsSummary(count, total, len(self._blocks))
-
-    def _close_all(self) -> None:
-        for fh in self._open.values():
-            fh.close()
-        self._open.clear()
-        self._key, self._block, self._write = (None, None, None), None, None
-
-    def close(self) -> None:
-        self._close_all()
-        self._tmp.cleanup()
-
-    def __enter__(self) -> InstructionsBuilder:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-@dataclass(frozen=True)
-class Pain001Written:
-    msg_id: str
-    nb_of_txs: int
-    ctrl_sum: Decimal
-    blocks: int
-
-
-def render_pain001(instructions: BinaryIO, out: BinaryIO, file_id: str) -> Pain001Written:
-    """FileCreator's rendering: canonical instructions -> pain.001.001.09, in one streaming pass.
-
-    Every declared total (per block and for the file) is recomputed while rendering; a
-    mismatch is :class:`WorkFileCorrupt`. The caller validates the result against the XSD.
-    """
-    head = _head(instructions, INSTRUCTIONS, file_id, INSTRUCTIONS_VERSION)
-    try:
-        msg_id, declared_count = str(head["msgId"]), int(head["nbOfTxs"])
-        declared_sum, declared_blocks = Decimal(head["ctrlSum"]), int(head["blocks"])
-        created = datetime.fromisoformat(head["createdAt"])
-        out.write(document_head(msg_id, created, declared_count, declared_sum, str(head["initiatingParty"])))
-    except (KeyError, TypeError, ValueError, InvalidOperation):
-        raise WorkFileCorrupt("instructions header lacks msgId, createdAt, totals or initiating party") from None
-    count, total, blocks = 0, Decimal(0), 0
-    block: dict[str, Any] | None = None
-    block_count, block_total, minor_units, block_currency = 0, Decimal(0), 2, ""
-    pending: list[str] = []  # rendered transactions, written in batches (fewer, larger writes)
-    add = pending.append
-
-    def write(data: bytes) -> None:
-        if pending:
-            out.write("".join(pending).encode())
-            pending.clear()
-        out.write(data)
-
-    def close_block() -> None:
-        if block is None:
-            return
-        if block_count != int(block["nbOfTxs"]) or block_total != Decimal(block["ctrlSum"]):
-            raise WorkFileCorrupt(f"block {block['pmtInfId']} declares {block['nbOfTxs']} / {block['ctrlSum']}, "
-                                  f"its transactions make {block_count} / {block_total}")
-        write(PAYMENT_INFO_TAIL)
-
-    try:
-        for line in instructions:
-            if line[:1] == b"{":
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    raise WorkFileCorrupt("an instructions line is not JSON") from None
-                kind = row.get("k") if isinstance(row, dict) else None
-                if kind != "block":
-                    raise WorkFileCorrupt(f"unexpected instructions line of kind {kind!r}")
-                close_block()
-                block, block_count, block_total = row, 0, Decimal(0)
-                blocks += 1
-                minor_units, block_currency = int(row["minorUnits"]), row["currency"]
-                account = DebtorAccount(row["debtorAccount"], row["debtorAccountCurrency"], row["debtorBic"],
-                                        row["debtorAba"])
-                write(payment_info_head(row["pmtInfId"], int(row["nbOfTxs"]), Decimal(row["ctrlSum"]),
-                                        date.fromisoformat(row["executionDate"]), row["debtorName"], account,
-                                        row["chargeBearer"]))
-                continue
-            fields = decode_row(line, "instructions")
-            if fields[0] != "t":
-                raise WorkFileCorrupt(f"unexpected instructions line of kind {fields[0][:20]!r}")
-            if len(fields) != 12:
-                raise WorkFileCorrupt(f"an instructions line is incomplete ({len(fields)} of 12 fields)")
-            if block is None:
-                raise WorkFileCorrupt("a transaction comes before any block")
-            _, e2e, instr, amount_text, ccy, name, iban, account_no, routing, bic, remittance, _ = fields
-            amount = Decimal(amount_text)
-            if ccy != block_currency:
-                raise WorkFileCorrupt(f"transaction {e2e!r} is in {ccy}, its block in {block_currency}")
-            add(render_credit_transfer(e2e, instr, format(amount, f".{minor_units}f"), ccy, name, iban,
-                                       account_no, routing, bic, remittance))
-            if len(pending) >= 512:
-                out.write("".join(pending).encode())
-                pending.clear()
-            block_count += 1
-            block_total += amount
-            count += 1
-            total += amount
-        close_block()
-    except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
-        raise WorkFileCorrupt(f"an instructions line is incomplete: {exc!r}") from None
-    if (count, total, blocks) != (declared_count, declared_sum, declared_blocks):
-        raise WorkFileCorrupt(f"instructions declare {declared_count} transactions / {declared_sum} in "
-                              f"{declared_blocks} blocks, they hold {count} / {total} in {blocks}")
-    out.write(DOCUMENT_TAIL)
-    return Pain001Written(msg_id, count, total, blocks)

@@ -7,5 +7,7 @@
 * :mod:`.validator` - ``FileValidation``: rules + client policy over a reader's stream
 * :mod:`.daily` - daily limits per client, currency and execution date, across files
 * :mod:`.names` - checks for externally supplied blob names
-* :mod:`.pipeline` - ``process_file``: detect -> read -> validate -> pain.001 + pain.002
+
+Nothing here imports a file format: :mod:`file_pipeline.validation` puts the readers
+(:mod:`file_pipeline.formats`) and these rules together.
 """

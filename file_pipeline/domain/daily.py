@@ -44,7 +44,7 @@ from datetime import date
 from decimal import ROUND_FLOOR, Decimal
 
 from file_pipeline.domain.model import Finding
-from file_pipeline.domain.reason_codes import ReasonCode
+from file_pipeline.domain.reason_codes import IsoReason
 from file_pipeline.domain.reference import Client
 
 DayKey = tuple[str, date]  # (currency, requested execution date)
@@ -157,17 +157,17 @@ class DailyLedger:
         refused."""
         limit = self.limits[currency]
         if day is None:
-            return Finding(ReasonCode.DT01, f"the transaction has no requested execution date and {currency} has no "
+            return Finding(IsoReason.DT01, f"the transaction has no requested execution date and {currency} has no "
                                             f"cut-off to derive one, so the client's {currency} daily limit of "
                                             f"{limit} cannot be applied")
         key = (currency, day)
         if key not in self.reserved and len(self.reserved) >= MAX_DAYS_PER_FILE:
-            return Finding(ReasonCode.NARR, f"the file already spends daily limits on {MAX_DAYS_PER_FILE} (currency, "
+            return Finding(IsoReason.NARR, f"the file already spends daily limits on {MAX_DAYS_PER_FILE} (currency, "
                                             f"execution date) pairs, the most one file may; send the {currency} "
                                             f"payments for {day} in another file")
         self.over_limit += 1
         used = self.used.get(key, _ZERO) + self.reserved.get(key, _ZERO)
-        return Finding(ReasonCode.AM14, f"amount {amount} {currency} would take the client's {currency} total for "
+        return Finding(IsoReason.AM14, f"amount {amount} {currency} would take the client's {currency} total for "
                                         f"execution date {day} to {used + amount}, over its daily limit of {limit} "
                                         f"{currency} ({used} already used that day)")
 

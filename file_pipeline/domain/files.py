@@ -30,7 +30,7 @@ from typing import Any
 
 from file_pipeline.domain.model import FileFormat, Finding
 from file_pipeline.domain.names import UnsafeName, check_blob_name
-from file_pipeline.domain.reason_codes import ReasonCode
+from file_pipeline.domain.reason_codes import IsoReason
 
 CLIENT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
 FILE_ID_RE = re.compile(r"PF[0-9A-F]{24}\Z")
@@ -126,7 +126,7 @@ class DuplicateKey:
             what = f"the file is identical (SHA-256 {self.value[:16]}...) to"
         else:
             what = f"MsgId {self.value!r} was already used by"
-        return Finding(ReasonCode.DU01, f"{what} file {owner_file_name!r} ({owner_file_id}), already accepted")
+        return Finding(IsoReason.DU01, f"{what} file {owner_file_name!r} ({owner_file_id}), already accepted")
 
 
 def duplicate_keys(sha256: str, file_format: FileFormat | None, msg_id: str) -> list[DuplicateKey]:
@@ -316,7 +316,7 @@ class PaymentFile:
     # -- views
     @property
     def reason_findings(self) -> list[Finding]:
-        return [Finding(ReasonCode(code), text) for code, text in self.reasons]
+        return [Finding(IsoReason.of(code), text) for code, text in self.reasons]
 
     def status_view(self, previous_file_ids: list[str] | None = None) -> dict[str, Any]:
         """What ``GET /api/payment-files/{clientId}/{fileName}`` answers."""

@@ -7,7 +7,7 @@ from datetime import date
 from decimal import Decimal
 from enum import Enum
 
-from file_pipeline.domain.reason_codes import ReasonCode
+from file_pipeline.domain.reason_codes import IsoReason
 
 
 class FileFormat(str, Enum):  # noqa: UP042 - StrEnum would change str() of members, which messages use
@@ -26,7 +26,7 @@ class FileFormat(str, Enum):  # noqa: UP042 - StrEnum would change str() of memb
 class Finding:
     """One rule violation: ISO reason code plus a human description."""
 
-    code: ReasonCode
+    code: IsoReason
     description: str
 
     def __str__(self) -> str:
@@ -36,7 +36,7 @@ class Finding:
 class FileRejected(Exception):
     """The file as a whole cannot be processed (format, structure, security)."""
 
-    def __init__(self, code: ReasonCode, description: str, line: int | None = None) -> None:
+    def __init__(self, code: IsoReason, description: str, line: int | None = None) -> None:
         where = f" (line {line})" if line else ""
         super().__init__(f"{code.value}: {description}{where}")
         self.code = code

@@ -43,16 +43,24 @@ from __future__ import annotations
 from enum import Enum
 
 
-class ReasonCode(str, Enum):  # noqa: UP042 - StrEnum would change str() of members, which messages use
+class IsoReason(str, Enum):  # noqa: UP042 - StrEnum would change str() of members, which messages use
     """ISO 20022 ExternalStatusReason1Code (subset). ``value`` is the 4-char code."""
 
     description: str
 
-    def __new__(cls, code: str, description: str) -> "ReasonCode":
+    def __new__(cls, code: str, description: str) -> "IsoReason":
         obj = str.__new__(cls, code)
         obj._value_ = code
         obj.description = description
         return obj
+
+    @classmethod
+    def of(cls, code: str) -> "IsoReason":
+        """The member whose 4-char code is ``code`` (ValueError if there is none)."""
+        member = cls._value2member_map_.get(code)
+        if not isinstance(member, IsoReason):
+            raise ValueError(f"{code!r} is not an ISO reason code of this bank")
+        return member
 
     # accounts
     AC01 = ("AC01", "Account number is invalid or missing")
@@ -98,27 +106,27 @@ class ReasonCode(str, Enum):  # noqa: UP042 - StrEnum would change str() of memb
 
 #: NACHA problem kind -> ISO code (see the module docstring). Keys are stable
 #: identifiers used by :mod:`file_pipeline.formats.nacha` and the file rules.
-NACHA_ERROR_CODES: dict[str, ReasonCode] = {
-    "record-length": ReasonCode.FF01,
-    "record-type": ReasonCode.FF01,
-    "record-order": ReasonCode.FF01,
-    "addenda-type": ReasonCode.FF01,
-    "missing-record": ReasonCode.FF01,
-    "header-control-mismatch": ReasonCode.FF01,
-    "padding": ReasonCode.FF01,
-    "block-count": ReasonCode.FF01,
-    "numeric-field": ReasonCode.FF01,
-    "unsupported-sec": ReasonCode.FF01,
-    "batch-entry-count": ReasonCode.AM20,
-    "batch-totals": ReasonCode.AM17,
-    "batch-entry-hash": ReasonCode.AM10,
-    "file-batch-count": ReasonCode.AM19,
-    "file-entry-count": ReasonCode.AM19,
-    "file-totals": ReasonCode.AM16,
-    "file-entry-hash": ReasonCode.AM10,
-    "routing-check-digit": ReasonCode.RC10,
-    "routing-unknown": ReasonCode.RC10,
-    "zero-amount": ReasonCode.AM01,
-    "transaction-code": ReasonCode.AG03,
-    "duplicate-trace": ReasonCode.DU04,
+NACHA_ERROR_CODES: dict[str, IsoReason] = {
+    "record-length": IsoReason.FF01,
+    "record-type": IsoReason.FF01,
+    "record-order": IsoReason.FF01,
+    "addenda-type": IsoReason.FF01,
+    "missing-record": IsoReason.FF01,
+    "header-control-mismatch": IsoReason.FF01,
+    "padding": IsoReason.FF01,
+    "block-count": IsoReason.FF01,
+    "numeric-field": IsoReason.FF01,
+    "unsupported-sec": IsoReason.FF01,
+    "batch-entry-count": IsoReason.AM20,
+    "batch-totals": IsoReason.AM17,
+    "batch-entry-hash": IsoReason.AM10,
+    "file-batch-count": IsoReason.AM19,
+    "file-entry-count": IsoReason.AM19,
+    "file-totals": IsoReason.AM16,
+    "file-entry-hash": IsoReason.AM10,
+    "routing-check-digit": IsoReason.RC10,
+    "routing-unknown": IsoReason.RC10,
+    "zero-amount": IsoReason.AM01,
+    "transaction-code": IsoReason.AG03,
+    "duplicate-trace": IsoReason.DU04,
 }

@@ -69,7 +69,7 @@ class ReferenceDataError(ValueError):
     """A reference row is malformed."""
 
 
-def check_table_key(key: str) -> str:
+def check_table_key(key: object) -> str:
     """Validate an Azure Table PartitionKey/RowKey (no ``/ \\ # ?``, no control chars, <= 1 KiB)."""
     if not isinstance(key, str) or not key:
         raise ReferenceDataError(f"table key must be a non-empty string, got {key!r}")

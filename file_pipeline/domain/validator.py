@@ -2,7 +2,7 @@
 
 :class:`FileValidation` consumes a reader (CSV, pain.001, NACHA), yields the
 transactions that pass every rule (with debtor account and execution date
-resolved, ready for :class:`~file_pipeline.formats.pain001_writer.Pain001Writer`),
+resolved, ready for :class:`~file_pipeline.instructions.InstructionsBuilder`),
 spools rejections to disk, and at the end applies the file rules. The client's
 daily limit is the last transaction rule: it counts only transactions that passed
 the others, in file order, on top of what the client's earlier live files use
@@ -28,12 +28,12 @@ from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import Protocol, cast
 
 from file_pipeline.domain import rules
 from file_pipeline.domain.daily import UNLIMITED_CENTS, DailyLedger, DayKey
 from file_pipeline.domain.model import FileFormat, FileHeader, FileRejected, Finding, Transaction
-from file_pipeline.domain.reason_codes import ReasonCode
+from file_pipeline.domain.reason_codes import IsoReason
 from file_pipeline.domain.reference import PASS_VALID, Client, ReferenceData
 
 ACCP, PART, RJCT = "ACCP", "PART", "RJCT"
@@ -80,14 +80,15 @@ class Rejection:
     @classmethod
     def from_json(cls, text: str) -> "Rejection":
         i, line, e2e, instr, block, amount, ccy, fs = json.loads(text)
-        return cls(i, line, e2e, instr, block, amount, ccy, tuple(Finding(ReasonCode(c), d) for c, d in fs))
+        return cls(i, line, e2e, instr, block, amount, ccy, tuple(Finding(IsoReason.of(c), d) for c, d in fs))
 
 
 class RejectionLog:
     """Append-only, re-iterable log of rejections; in memory up to 1 MiB, then on disk."""
 
     def __init__(self, spool_dir: str | None = None) -> None:
-        self._file = tempfile.SpooledTemporaryFile(max_size=1 << 20, mode="w+b", dir=spool_dir)
+        # open for the log's life, closed by close()
+        self._file = tempfile.SpooledTemporaryFile(max_size=1 << 20, mode="w+b", dir=spool_dir)  # noqa: SIM115
         self._count = 0
 
     def append(self, rejection: Rejection) -> None:
@@ -145,13 +146,13 @@ class ValidationResult:
             why = "policy reject-file" if self.policy != PASS_VALID else "no valid transaction"
             return [
                 Finding(
-                    ReasonCode.NARR,
+                    IsoReason.NARR,
                     f"file rejected as a whole ({why}): {self.rejected} of "
                     f"{self.total} transactions failed validation",
                 )
             ]
         if self.group_status == RJCT:
-            return [Finding(ReasonCode.AM18, "the file contains no transactions")]
+            return [Finding(IsoReason.AM18, "the file contains no transactions")]
         return []
 
 
@@ -175,7 +176,7 @@ class FileValidation:
         (currency, execution date); none when not given."""
         client = ref.clients.get(client_id)
         if client is None:
-            raise FileRejected(ReasonCode.NARR, f"unknown client {client_id!r}")
+            raise FileRejected(IsoReason.NARR, f"unknown client {client_id!r}")
         self.reader = reader
         self.ref = ref
         self.client: Client = client
@@ -210,6 +211,7 @@ class FileValidation:
         client = self.client
         totals = res.totals_by_currency
         log = res.rejections
+        assert log is not None  # a FileValidation keeps its rejections from the start
         daily = res.daily
         default_accounts: dict[str, str] = {}
 
@@ -242,17 +244,20 @@ class FileValidation:
             if not tx.debtor_account:
                 account = default_accounts.get(tx.currency)
                 if account is None:
-                    account = default_accounts[tx.currency] = client.default_account(tx.currency).id
+                    default = client.default_account(tx.currency)
+                    assert default is not None  # check() refused a currency the client has no account in
+                    account = default_accounts[tx.currency] = default.id
                 tx.debtor_account = account
             if tx.requested_execution_date is None:
                 tx.requested_execution_date = self.rules.default_execution_date(tx.currency)
+            amount = cast(Decimal, tx.amount)  # check() refused a transaction without an amount
             if daily is not None:  # last: only a transaction that passed every other rule uses the limit
-                over = daily.admit(tx.currency, tx.requested_execution_date, tx.amount)
+                over = daily.admit(tx.currency, tx.requested_execution_date, amount)
                 if over is not None:
                     reject(tx, [over])
                     return False
             res.accepted += 1
-            res.accepted_sum += tx.amount
+            res.accepted_sum += amount
             return True
 
         screened = getattr(self.reader, "screened", None)
@@ -347,13 +352,6 @@ def _end_run(
         daily.add_cents(currency, day, cents)
 
 
-def validate_all(
-    reader: Reader, ref: ReferenceData, client_id: str, now: datetime, **kwargs
-) -> tuple[ValidationResult, list[Transaction]]:
-    """Convenience for small files and tests: result plus the accepted transactions in memory."""
-    v = FileValidation(reader, ref, client_id, now, **kwargs)
-    accepted = list(v.accepted())
-    return v.result, accepted
 
 
 def codes(findings: Iterable[Finding]) -> list[str]:

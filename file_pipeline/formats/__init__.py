@@ -6,5 +6,6 @@
 * :mod:`.pain002_writer` - pain.002.001.10 status report
 * :mod:`.xsd` - official XSDs from ``sepaxml`` and streaming XSD validation
 * :mod:`.safe_csv` - formula-safe CSV output (error reports)
-* :mod:`.samples` - synthetic CSV / NACHA files of N transactions for benchmarks
+
+Synthetic files for tests, benchmarks and the soak are in ``devstack/samples.py`` (not deployed).
 """

@@ -12,11 +12,12 @@ from decimal import Decimal
 from operator import itemgetter
 from typing import BinaryIO
 
-from file_pipeline.domain import rules
+from file_pipeline.domain.amounts import AMOUNT_RE, parse_amount
+from file_pipeline.domain.fast.screen import EntryScreen
+from file_pipeline.domain.iban import iban_valid as valid_iban
 from file_pipeline.domain.model import FileFormat, FileHeader, FileRejected, Finding, Transaction
-from file_pipeline.domain.reason_codes import ReasonCode
+from file_pipeline.domain.reason_codes import IsoReason
 from file_pipeline.domain.reference import CSV_FIELDS, CsvLayout
-from file_pipeline.domain.rules import AMOUNT_RE, EntryScreen, parse_amount
 
 _PLAIN_AMOUNT = AMOUNT_RE  # what parse_amount accepts with "." and no thousands separator
 _MAX_SCREENS = 4096
@@ -93,7 +94,7 @@ class CsvReader:
                 missing.append(col)
         if missing:
             raise FileRejected(
-                ReasonCode.FF01,
+                IsoReason.FF01,
                 f"CSV header lacks mandatory column(s) {', '.join(missing)} of layout {self.layout.name}",
                 1,
             )
@@ -130,7 +131,7 @@ class CsvReader:
         # (currency, date text) -> (screen or None, parsed date); bounded, since a hostile file
         # could give every row its own date text (rows beyond the bound are parsed one by one)
         screens: dict[tuple[str, str], tuple[EntryScreen | None, date | None]] = {}
-        iban_valid = rules.iban_valid
+        iban_valid = valid_iban
         strip = str.strip
         # the screens entry of the row before, so that most rows need no look-up
         last_ccy: str | None = None
@@ -163,13 +164,13 @@ class CsvReader:
                 if len(row) < width:
                     findings = (
                         Finding(
-                            ReasonCode.FF01, f"row has {len(row)} fields, layout {layout.name} needs {width}"
+                            IsoReason.FF01, f"row has {len(row)} fields, layout {layout.name} needs {width}"
                         ),
                     )
                     row = row + [""] * (width - len(row))
                 elif len(row) > most:
                     findings = (
-                        Finding(ReasonCode.FF01, f"row has {len(row)} fields, more than the {most} of "
+                        Finding(IsoReason.FF01, f"row has {len(row)} fields, more than the {most} of "
                                                  f"layout {layout.name}; the extra fields would be lost"),
                     )
                 row.append("")
@@ -247,18 +248,18 @@ class CsvReader:
             if run:
                 yield from _release(run, ids, run_cents, run_screen, defaulted)
         except StopIteration:
-            raise FileRejected(ReasonCode.FF01, "CSV file has no header row") from None
+            raise FileRejected(IsoReason.FF01, "CSV file has no header row") from None
         except UnicodeDecodeError as exc:
             if run:  # the rows before the fault are handed out as they would be one by one
                 yield from _release(run, ids, run_cents, run_screen, defaulted)
             raise FileRejected(
-                ReasonCode.FF01,
+                IsoReason.FF01,
                 f"CSV is not valid {layout.encoding}: {exc.reason} (after line {reader.line_num})",
             ) from None
         except csv.Error as exc:
             if run:
                 yield from _release(run, ids, run_cents, run_screen, defaulted)
-            raise FileRejected(ReasonCode.FF01, f"CSV syntax error: {exc}", reader.line_num) from None
+            raise FileRejected(IsoReason.FF01, f"CSV syntax error: {exc}", reader.line_num) from None
         finally:
             header.nb_of_txs = n
             header.ctrl_sum = total_sum

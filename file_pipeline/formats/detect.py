@@ -14,10 +14,10 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from file_pipeline.domain.model import FileFormat, FileRejected
-from file_pipeline.domain.reason_codes import ReasonCode
+from file_pipeline.domain.reason_codes import IsoReason
 
 HEAD_SIZE = 64 * 1024
 PAIN001_NS = {
@@ -51,7 +51,7 @@ class Detection:
 
 
 def _reject(text: str) -> FileRejected:
-    return FileRejected(ReasonCode.FF01, text)
+    return FileRejected(IsoReason.FF01, text)
 
 
 def scan_xml_prolog(head: bytes, complete: bool) -> tuple[str, str]:
@@ -157,7 +157,7 @@ class _PrefixedRaw(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer: Any) -> int:
         if self._pos < len(self._head):
             n = min(len(buffer), len(self._head) - self._pos)
             buffer[:n] = self._head[self._pos : self._pos + n]

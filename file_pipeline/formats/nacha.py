@@ -21,6 +21,7 @@ from datetime import date
 from decimal import Decimal
 from typing import BinaryIO
 
+from file_pipeline.domain.fast.screen import EntryScreen
 from file_pipeline.domain.model import (
     FileFormat,
     FileHeader,
@@ -30,7 +31,6 @@ from file_pipeline.domain.model import (
     Transaction,
 )
 from file_pipeline.domain.reason_codes import NACHA_ERROR_CODES as N
-from file_pipeline.domain.rules import EntryScreen
 from file_pipeline.formats.detect import peek_head
 
 RECORD_LEN = 94
@@ -185,6 +185,7 @@ class NachaReader:
         validator would give them, and their amounts add up to ``cents``."""
         header = self.header
         fc = header.nacha
+        assert fc is not None  # a NACHA reader's header always has its control
         state = "start"  # start | file | batch | entry | closed
         batch: PaymentBlock | None = None
         batch_date: date | None = None
@@ -304,9 +305,8 @@ class NachaReader:
                                 "padding", "only all-9 filler records may follow the file control record", line
                             )
                         continue
-                    if rtype == "6" or rtype == "7" or rtype == "8":
-                        if state not in ("batch", "entry"):
-                            raise _reject("record-order", f"type {rtype} record outside a batch", line)
+                    if rtype in ("6", "7", "8") and state not in ("batch", "entry"):
+                        raise _reject("record-order", f"type {rtype} record outside a batch", line)
                     if rtype != "7":
                         if pending is not None:
                             if pending_cents is None:
@@ -375,6 +375,7 @@ class NachaReader:
                             execution_date = screen.execution_date
                         state = "batch"
                     elif rtype == "8":
+                        assert batch is not None  # "8" is read in state "batch" only
                         if (
                             rec[1:4] != batch.service_class
                             or rec[87:94] != batch.block_id

@@ -16,10 +16,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal, InvalidOperation
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from lxml import etree
 
+from file_pipeline.domain.iban import normalize_iban
 from file_pipeline.domain.model import (
     FileFormat,
     FileHeader,
@@ -28,12 +29,11 @@ from file_pipeline.domain.model import (
     PaymentBlock,
     Transaction,
 )
-from file_pipeline.domain.reason_codes import ReasonCode
-from file_pipeline.domain.rules import normalize_iban
+from file_pipeline.domain.reason_codes import IsoReason
 from file_pipeline.formats.detect import PAIN001_NS, peek_head, scan_xml_prolog
 from file_pipeline.formats.xsd import load_schema, safe_parser_options
 
-R = ReasonCode
+R = IsoReason
 
 
 def _dec(text: str | None) -> Decimal | None:
@@ -113,7 +113,7 @@ class Pain001Reader:
         options = safe_parser_options()
         schema = load_schema(self.format.value) if self.validate_schema else None
         block: PaymentBlock | None = None
-        block_ctx: dict = {}
+        block_ctx: dict[str, Any] = {}
         n = 0
         root_seen = False
         root_closed = False
@@ -167,7 +167,9 @@ class Pain001Reader:
                         del parent[0]
                     yield tx
                 elif tag == T["PmtInf"]:
-                    if not block_ctx and block is not None:  # a block without transactions
+                    if block is None:  # a PmtInf end tag without its start: lxml never gives one
+                        continue
+                    if not block_ctx:  # a block without transactions
                         self._block_info(elem, block, T, P)
                     header.blocks.append(block)
                     block = None
@@ -204,7 +206,7 @@ class Pain001Reader:
                 last_line or None,
             )
 
-    def _block_info(self, pmt_inf, block: PaymentBlock, T: dict, P: dict) -> dict:
+    def _block_info(self, pmt_inf: Any, block: PaymentBlock, T: dict[str, str], P: dict[str, str]) -> dict[str, Any]:
         block.block_id = (pmt_inf.findtext(T["PmtInfId"]) or "").strip()
         block.declared_nb_of_txs = _int(pmt_inf.findtext(T["NbOfTxs"]))
         block.declared_ctrl_sum = _dec(pmt_inf.findtext(T["CtrlSum"]))
@@ -229,7 +231,7 @@ class Pain001Reader:
             "debtor_bic": (pmt_inf.findtext(P["dbtr_bic"]) or "").strip(),
         }
 
-    def _transaction(self, el, n: int, ctx: dict, P: dict) -> Transaction:
+    def _transaction(self, el: Any, n: int, ctx: dict[str, Any], P: dict[str, str]) -> Transaction:
         findings: tuple[Finding, ...] = ()
         amt = el.find(P["amt"])
         if amt is not None:

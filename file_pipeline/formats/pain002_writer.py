@@ -27,8 +27,8 @@ from typing import BinaryIO
 from lxml import etree
 
 from file_pipeline.domain.model import FileRejected, Finding
-from file_pipeline.domain.reason_codes import ReasonCode
-from file_pipeline.domain.validator import ACCP, RJCT, Rejection, ValidationResult
+from file_pipeline.domain.reason_codes import IsoReason
+from file_pipeline.domain.validator import ACCP, RJCT, Rejection
 from file_pipeline.formats.xmltext import chunks, clip, esc, fmt_decimal
 from file_pipeline.formats.xsd import safe_parser_options
 
@@ -113,25 +113,6 @@ def write_pain002(
     w(b"</CstmrPmtStsRpt>\n</Document>\n")
 
 
-def write_status_report(
-    out: BinaryIO, result: ValidationResult, *, msg_id: str, created: datetime, original: OriginalMessage
-) -> None:
-    """pain.002 for a finished :class:`ValidationResult`."""
-    write_pain002(
-        out,
-        msg_id=msg_id,
-        created=created,
-        original=original,
-        group_status=result.group_status,
-        group_reasons=result.group_reasons(),
-        accepted=result.accepted,
-        accepted_sum=result.accepted_sum,
-        rejected=result.rejected,
-        rejected_sum=result.rejected_sum,
-        rejections=result.rejections or (),
-    )
-
-
 def check_well_formed(source: BinaryIO | str) -> None:
     """Stream-parse a written pain.002; raise FileRejected (FF01) if it is not well-formed."""
     try:
@@ -140,4 +121,4 @@ def check_well_formed(source: BinaryIO | str) -> None:
                 continue
             elem.clear()
     except etree.XMLSyntaxError as exc:
-        raise FileRejected(ReasonCode.FF01, f"pain.002 is not well-formed: {exc}") from None
+        raise FileRejected(IsoReason.FF01, f"pain.002 is not well-formed: {exc}") from None

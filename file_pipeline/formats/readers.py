@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import BinaryIO
 
 from file_pipeline.domain.model import FileFormat, FileRejected
-from file_pipeline.domain.reason_codes import ReasonCode
+from file_pipeline.domain.reason_codes import IsoReason
 from file_pipeline.domain.reference import CsvLayout
 from file_pipeline.formats.csv_reader import CsvReader
 from file_pipeline.formats.nacha import NachaReader
@@ -22,7 +22,7 @@ def open_reader(
 ) -> CsvReader | Pain001Reader | NachaReader:
     if fmt is FileFormat.CSV:
         if layout is None:
-            raise FileRejected(ReasonCode.FF01, "CSV received but the client has no CSV layout agreed")
+            raise FileRejected(IsoReason.FF01, "CSV received but the client has no CSV layout agreed")
         return CsvReader(stream, layout, file_id=file_id or "CSV")
     if fmt is FileFormat.NACHA:
         return NachaReader(stream)

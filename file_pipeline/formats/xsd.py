@@ -35,13 +35,13 @@ from typing import Any, BinaryIO
 from lxml import etree
 
 from file_pipeline.domain.model import FileRejected
-from file_pipeline.domain.reason_codes import ReasonCode
+from file_pipeline.domain.reason_codes import IsoReason
 
 SCHEMA_PACKAGE = "sepaxml"
 SCHEMA_FOLDER = "schemas"
 
 
-def safe_parser_options() -> dict:
+def safe_parser_options() -> dict[str, bool]:
     """lxml options for untrusted XML: no entity expansion, no network, no DTD."""
     return dict(
         resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, dtd_validation=False
@@ -82,7 +82,7 @@ def validate_stream(source: BinaryIO | str, message: str = "pain.001.001.09") ->
     # Invalid (or truncated): the lxml path names the first error. Both must accept a document.
     if isinstance(source, str) or source.seekable():
         validate_with_iterparse(source, message)
-    raise FileRejected(ReasonCode.FF01, f"not valid against {message}.xsd (libxml2 streaming validation failed)")
+    raise FileRejected(IsoReason.FF01, f"not valid against {message}.xsd (libxml2 streaming validation failed)")
 
 
 def validate_with_iterparse(source: BinaryIO | str, message: str = "pain.001.001.09") -> None:
@@ -105,9 +105,9 @@ def validate_with_iterparse(source: BinaryIO | str, message: str = "pain.001.001
                 while elem.getprevious() is not None:
                     del parent[0]
     except etree.XMLSyntaxError as exc:
-        raise FileRejected(ReasonCode.FF01, f"not valid against {message}.xsd: {exc.msg or exc}") from None
+        raise FileRejected(IsoReason.FF01, f"not valid against {message}.xsd: {exc.msg or exc}") from None
     if not closed:  # iterparse with a schema does not raise on premature end of data
-        raise FileRejected(ReasonCode.FF01, f"not a complete {message} document (truncated?)")
+        raise FileRejected(IsoReason.FF01, f"not a complete {message} document (truncated?)")
 
 
 # ------------------------------------------------------------------ libxml2 streaming validation
@@ -195,7 +195,7 @@ class _NativeSchema:
             lib.xmlSchemaFreeValidCtxt(context)
         if failed:
             raise failed[0]
-        return result == 0
+        return bool(result == 0)
 
     def valid_fd(self, fd: int) -> bool:
         """True if the document read from ``fd`` (to its end) is complete and valid. libxml2
@@ -218,7 +218,7 @@ class _NativeSchema:
             result = lib.xmlSchemaValidateStream(context, source, _XML_CHAR_ENCODING_NONE, None, None)
         finally:
             lib.xmlSchemaFreeValidCtxt(context)
-        return result == 0
+        return bool(result == 0)
 
 
 class ValidatingWriter:
@@ -312,7 +312,7 @@ class ValidatingWriter:
             validate_stream(self._out, self._message)
             return
         validate_with_iterparse(self._out, self._message)  # names the first error
-        raise FileRejected(ReasonCode.FF01,
+        raise FileRejected(IsoReason.FF01,
                            f"not valid against {self._message}.xsd (libxml2 streaming validation failed)")
 
     def __enter__(self) -> ValidatingWriter:

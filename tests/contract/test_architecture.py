@@ -25,10 +25,6 @@ SHARED = ("choreography", "contracts")
 # A module a reader can hold in their head at once; the payment pipeline's largest use cases and
 # rule sets fit in well under it once split by step and by concern.
 MAX_LINES = 600
-# Being split by step and by concern (issue 10); these may only shrink, and leave the list.
-OVER_THE_LIMIT_FOR_NOW = frozenset({"file_pipeline.service", "file_pipeline.domain.rules", "file_pipeline.adapters",
-                                    "file_pipeline.workfiles"})
-FORMATS_IN_RULES_FOR_NOW = frozenset({"file_pipeline.domain.pipeline"})
 
 
 def modules(package: str) -> Iterator[tuple[str, Path]]:
@@ -86,10 +82,8 @@ def test_rules_and_use_cases_import_no_azure_sdk(module: str, path: Path) -> Non
     assert sdk == [], f"{module} imports {sdk}: only adapters talk to Azure"
 
 
-@pytest.mark.parametrize(("module", "path"), [
-    pytest.param(m, p, marks=[pytest.mark.xfail(strict=True, reason="being split")] if m in FORMATS_IN_RULES_FOR_NOW
-                 else []) for _, m, p in APP if m.startswith("file_pipeline.domain")],
-    ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(("module", "path"), [(m, p) for _, m, p in APP if m.startswith("file_pipeline.domain")],
+                         ids=lambda v: v if isinstance(v, str) else "")
 def test_payment_rules_import_no_file_format(module: str, path: Path) -> None:
     formats = sorted(name for name in imported(module, path) if name.startswith("file_pipeline.formats"))
     assert formats == [], f"{module} imports {formats}"
@@ -98,7 +92,7 @@ def test_payment_rules_import_no_file_format(module: str, path: Path) -> None:
 def test_no_app_module_is_longer_than_the_limit() -> None:
     long = {module: n for _, module, path in APP
             if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
-    assert set(long) <= OVER_THE_LIMIT_FOR_NOW, f"modules over {MAX_LINES} lines: {long}"
+    assert long == {}, f"modules over {MAX_LINES} lines: {long}"
 
 
 def test_the_rules_see_what_they_check() -> None:

@@ -231,7 +231,7 @@ def test_file_validator_is_an_sdk_type_blob_trigger_so_the_host_downloads_nothin
     import azurefunctions.extensions.base as extensions
     import azurefunctions.extensions.bindings.blob as blob
 
-    from file_pipeline.ports import INPUT_CONTAINER
+    from choreography.entities import INPUT_CONTAINER
 
     [function] = [f for f in functions if f.get_function_name() == "file_pipeline_validate"]
     binding = trigger(bindings["file_pipeline_validate"])

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 from azure.storage.blob import BlobServiceClient
 
-from file_pipeline.formats.samples import generate_csv
+from devstack.samples import generate_csv
 from tests.e2e.test_payment_files import settle
 from tests.unit.file_pipeline.conftest import data_bytes
 from tests.unit.file_pipeline.test_nacha import join, lines, set_field

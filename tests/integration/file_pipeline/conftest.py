@@ -28,9 +28,9 @@ from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusRece
 from azure.storage.blob import BlobClient, BlobServiceClient
 from azurefunctions.extensions.base import Datum
 
+from choreography.entities import CONTAINERS, INPUT_CONTAINER, REFERENCE_TABLE
 from choreography.runtime import reset_runtime
 from file_pipeline.domain.files import file_id_for
-from file_pipeline.ports import CONTAINERS, INPUT_CONTAINER, REFERENCE_TABLE
 from file_pipeline.seed import seed
 from tests.support.azurite import Azurite
 from tests.support.eventgrid import KEY as EVENTGRID_KEY

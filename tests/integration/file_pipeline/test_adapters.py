@@ -11,18 +11,13 @@ from decimal import Decimal
 
 import pytest
 
-from file_pipeline.adapters import (
-    AzureBlobStore,
-    TableFileRecords,
-    TableReferenceSource,
-    TriggerBlobClient,
-    blob_service,
-)
+from choreography.entities import CONTAINERS, INPUT_CONTAINER
+from file_pipeline.blob_adapters import AzureBlobStore, TriggerBlobClient, blob_service
 from file_pipeline.domain.daily import DayTotal
 from file_pipeline.domain.files import FileState
 from file_pipeline.domain.reference import load_seed_entities
-from file_pipeline.ports import CONTAINERS, INPUT_CONTAINER
 from file_pipeline.seed import MAX_BATCH, seed
+from file_pipeline.table_adapters import TableFileRecords, TableReferenceSource
 from tests.unit.file_pipeline.port_contracts import (
     BlobStoreContract,
     FileRecordsContract,

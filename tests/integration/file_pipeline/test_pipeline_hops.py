@@ -12,11 +12,7 @@ from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
 from lxml import etree
 
-from choreography.runtime import reset_runtime
-from file_pipeline import handlers
-from file_pipeline.domain.files import file_id_for
-from file_pipeline.formats.xsd import validate_stream
-from file_pipeline.ports import (
+from choreography.entities import (
     FILES_TABLE,
     INPUT_CONTAINER,
     OUTPUT_CONTAINER,
@@ -24,6 +20,10 @@ from file_pipeline.ports import (
     REPORTS_CONTAINER,
     WORK_CONTAINER,
 )
+from choreography.runtime import reset_runtime
+from file_pipeline import handlers
+from file_pipeline.domain.files import file_id_for
+from file_pipeline.formats.xsd import validate_stream
 from tests.support.eventgrid import EventGridEmulator
 from tests.support.waiting import wait_until
 from tests.unit.file_pipeline.conftest import data_bytes
@@ -75,7 +75,7 @@ def event(eventgrid: EventGridEmulator, kind: str, file_id: str) -> dict:
     return found["event"]
 
 
-@pytest.mark.parametrize("sample,client", [
+@pytest.mark.parametrize(("sample", "client"), [
     ("csv_v1_valid.csv", "ACME001"),
     ("nacha_valid.ach", "INITECH03"),
     ("pain001_03_valid.xml", "GLOBEX02"),
@@ -156,7 +156,7 @@ def test_bad_transactions_under_pass_valid_pass_the_valid_ones(app, blob_service
     validate_stream(io.BytesIO(output), "pain.001.001.09")
     assert len(etree.parse(io.BytesIO(output)).findall(".//p:CdtTrfTxInf", NS1)) == 2
     assert grp_sts(blob_service, "GLOBEX02", uploaded.file_id) == "PART"
-    code, body = status(f"GLOBEX02/{uploaded.name}")
+    _, body = status(f"GLOBEX02/{uploaded.name}")
     assert body["state"] == "Completed" and body["counts"] == {"transactions": 9, "accepted": 2, "rejected": 7}
     assert body["locations"]["errorReport"] == f"{REPORTS_CONTAINER}/GLOBEX02/{uploaded.file_id}.errors.csv"
 
@@ -249,7 +249,7 @@ def test_a_failure_in_file_creator_is_compensated_and_a_corrected_resubmission_a
     handlers.file_pipeline_validate(again.trigger())
     run_to_completion(inbox, again.file_id)
     assert row(table_service, "ACME001", again.file_id)["state"] == "Completed"
-    code, body = status(f"ACME001/{name}")
+    _, body = status(f"ACME001/{name}")
     assert body["state"] == "Completed" and body["previousFileIds"] == [file_id]
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from choreography.clock import FixedClock
 from choreography.entities import (
     DELIVERY_EVENTS_QUEUE,
     DRONE_RELEASE_SUBSCRIPTION,
@@ -23,7 +24,7 @@ from notifications.service import NotificationService
 from package.service import PackageService
 
 from .fakes import (
-    FakeClock,
+    T0,
     InMemoryBus,
     InMemoryDeliveryRepository,
     InMemoryDroneFleet,
@@ -39,7 +40,7 @@ from .samples import delivery_request
 class World:
     """The whole workload wired to fakes, the way each service's bootstrap wires real adapters."""
 
-    clock: FakeClock
+    clock: FixedClock
     publisher: RecordingPublisher
     events: RecordingEventPublisher
     deliveries: InMemoryDeliveryRepository
@@ -72,7 +73,7 @@ class World:
 
 def make_world(fleet_size: int = 5, flight_seconds: float = 0, join_timeout_seconds: float = 300,
                retry_base: float = 2, retry_max: float = 60) -> World:
-    clock = FakeClock()
+    clock = FixedClock(T0)
     publisher = RecordingPublisher(clock)
     events = RecordingEventPublisher()
     deliveries = InMemoryDeliveryRepository()

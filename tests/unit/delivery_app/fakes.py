@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from choreography.clock import FixedClock
 from choreography.contracts import Envelope
 from choreography.entities import (
     DELIVERIES_TOPIC,
@@ -18,26 +19,16 @@ from choreography.entities import (
     PACKAGE_COMPENSATION_SUBSCRIPTION,
     PACKAGE_SUBSCRIPTION,
 )
+from choreography.errors import ConcurrencyConflict
 from choreography.handling import Consumer, consume
 from choreography.messaging import Cause, DeadLetter, Incoming, Outgoing, OutgoingEvent, stamp
 from delivery.domain import Delivery
-from delivery.ports import ConcurrencyConflict, DeliveryExists
+from delivery.ports import DeliveryExists
 from drone_scheduler.domain import Drone, Waiter
 from notifications.domain import Notification
 from package.domain import Package
 
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
-
-
-class FakeClock:
-    def __init__(self, now: datetime = T0) -> None:
-        self._now = now
-
-    def now(self) -> datetime:
-        return self._now
-
-    def advance(self, seconds: float) -> None:
-        self._now += timedelta(seconds=seconds)
 
 
 @dataclass
@@ -49,7 +40,7 @@ class Sent:
 class RecordingPublisher:
     """Stamps exactly like the Service Bus publisher and keeps what it 'sent'."""
 
-    def __init__(self, clock: FakeClock, fail_with: BaseException | None = None) -> None:
+    def __init__(self, clock: FixedClock, fail_with: BaseException | None = None) -> None:
         self.clock = clock
         self.sent: list[Sent] = []
         self.dead_letters: list[DeadLetter] = []
@@ -254,7 +245,7 @@ class InMemoryBus:
     subscription routing of the real config, duplicate detection by message id, and scheduled
     messages held until the clock reaches them."""
 
-    def __init__(self, publisher: RecordingPublisher, clock: FakeClock) -> None:
+    def __init__(self, publisher: RecordingPublisher, clock: FixedClock) -> None:
         self.publisher = publisher
         self.clock = clock
         self.consumers: dict[str, Callable[[], Consumer]] = {}

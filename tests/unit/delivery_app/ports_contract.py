@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import pytest
 
+from choreography.errors import ConcurrencyConflict
 from choreography.messaging import Cause
 from delivery.domain import (
     Announce,
@@ -22,7 +23,7 @@ from delivery.domain import (
     Status,
     Timing,
 )
-from delivery.ports import ConcurrencyConflict, DeliveryExists
+from delivery.ports import DeliveryExists
 from drone_scheduler.domain import Drone, Waiter, default_fleet
 from notifications.domain import Notification
 from package.domain import Package, PackageStatus

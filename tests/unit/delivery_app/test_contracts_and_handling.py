@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from choreography.clock import FixedClock
 from choreography.contracts import ContractRegistry, Envelope, parse_envelope
 from choreography.entities import DELIVERY_EVENTS_QUEUE
 from choreography.errors import (
@@ -24,7 +25,7 @@ from choreography.reason_codes import ReasonCode
 from choreography.tracing import child_traceparent, new_traceparent, trace_id
 from contracts.deliveries import DroneScheduled, PackageReady
 
-from .fakes import T0, FakeClock, RecordingPublisher
+from .fakes import T0, RecordingPublisher
 from .samples import envelope_json
 
 READY = PackageReady(delivery_id="d-1", package_id="pkg-1", size="small", weight=2)
@@ -157,7 +158,7 @@ def incoming(body: bytes, **kw) -> Incoming:
 
 
 def test_a_good_message_is_routed_and_completed():
-    consumer, publisher = _Consumer(lambda: None), RecordingPublisher(FakeClock())
+    consumer, publisher = _Consumer(lambda: None), RecordingPublisher(FixedClock(T0))
     consume(incoming(envelope_json(READY, "d-1", T0)), consumer, publisher)
     assert consumer.handled[0].payload == READY
     assert consumer.handled[0].cause.correlation_id == "d-1"
@@ -168,7 +169,7 @@ def test_a_permanent_failure_compensates_dead_letters_and_returns():
     def refuse() -> None:
         raise BusinessRuleViolation("too heavy", ReasonCode.WEIGHT_EXCEEDS_SIZE_LIMIT)
 
-    consumer, publisher = _Consumer(refuse), RecordingPublisher(FakeClock())
+    consumer, publisher = _Consumer(refuse), RecordingPublisher(FixedClock(T0))
     message = incoming(envelope_json(READY, "d-1", T0))
     consume(message, consumer, publisher)  # returns: the host completes the original
     assert consumer.compensated == [("d-1", True, ReasonCode.WEIGHT_EXCEEDS_SIZE_LIMIT)]
@@ -183,7 +184,7 @@ def test_a_permanent_failure_compensates_dead_letters_and_returns():
 
 
 def test_a_malformed_message_still_compensates_by_its_correlation_id():
-    consumer, publisher = _Consumer(lambda: None), RecordingPublisher(FakeClock())
+    consumer, publisher = _Consumer(lambda: None), RecordingPublisher(FixedClock(T0))
     consume(incoming(b"{oops", session_id=None), consumer, publisher)
     assert consumer.handled == []
     assert consumer.compensated == [("d-1", False, ReasonCode.MALFORMED_MESSAGE)]
@@ -191,14 +192,14 @@ def test_a_malformed_message_still_compensates_by_its_correlation_id():
 
 
 def test_a_malformed_message_with_an_unusable_id_is_only_dead_lettered():
-    consumer, publisher = _Consumer(lambda: None), RecordingPublisher(FakeClock())
+    consumer, publisher = _Consumer(lambda: None), RecordingPublisher(FixedClock(T0))
     consume(incoming(b"{oops", session_id=None, correlation_id="bad/id#"), consumer, publisher)
     assert consumer.compensated == [(None, False, ReasonCode.MALFORMED_MESSAGE)]
     assert len(publisher.dead_letters) == 1
 
 
 def test_a_session_that_does_not_match_the_correlation_id_is_malformed():
-    consumer, publisher = _Consumer(lambda: None), RecordingPublisher(FakeClock())
+    consumer, publisher = _Consumer(lambda: None), RecordingPublisher(FixedClock(T0))
     consume(incoming(envelope_json(READY, "d-1", T0), session_id="d-2"), consumer, publisher)
     assert publisher.dead_letters[0].reason == "MalformedMessage"
 
@@ -207,14 +208,14 @@ def test_a_transient_failure_raises_for_redelivery_and_dead_letters_nothing():
     def flaky() -> None:
         raise ConnectionError("storage unavailable")
 
-    consumer, publisher = _Consumer(flaky), RecordingPublisher(FakeClock())
+    consumer, publisher = _Consumer(flaky), RecordingPublisher(FixedClock(T0))
     with pytest.raises(ConnectionError):
         consume(incoming(envelope_json(READY, "d-1", T0)), consumer, publisher)
     assert publisher.dead_letters == [] and consumer.compensated == []
 
 
 def test_a_compensation_that_fails_transiently_is_retried_whole():
-    consumer, publisher = _Consumer(lambda: None), RecordingPublisher(FakeClock())
+    consumer, publisher = _Consumer(lambda: None), RecordingPublisher(FixedClock(T0))
 
     def broken(*args) -> None:
         raise ConnectionError("broker down")

@@ -8,13 +8,12 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from choreography.errors import BusinessRuleViolation, TransientFailure
+from choreography.errors import BusinessRuleViolation, ConcurrencyConflict, TransientFailure
 from choreography.messaging import Cause
 from choreography.reason_codes import ReasonCode
 from choreography.settings import Settings, SettingsError
 from contracts.deliveries import CancelPackage, ReleaseDrone
 from delivery.domain import Delivery
-from delivery.ports import ConcurrencyConflict
 from delivery.service import DeliveryService, RecentDeliveries
 from drone_scheduler.domain import Drone
 from drone_scheduler.service import DroneSchedulerService

@@ -10,36 +10,30 @@ import io
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date
 from typing import Any, BinaryIO
 
+from choreography.clock import FixedClock
 from choreography.contracts import Envelope
+from choreography.entities import (
+    ADAPTED_QUEUE,
+    COMPENSATION_QUEUE,
+    INPUT_CONTAINER,
+    OUTPUT_CONTAINER,
+    REPORTS_CONTAINER,
+    VALIDATED_QUEUE,
+)
+from choreography.errors import ConcurrencyConflict
 from choreography.handling import consume
 from choreography.messaging import Cause, DeadLetter, Incoming, Outgoing, OutgoingEvent, stamp
 from file_pipeline.domain.daily import DayTotal
 from file_pipeline.domain.files import DuplicateKey, PaymentFile
 from file_pipeline.domain.reference import ReferenceData
-from file_pipeline.messages import ADAPTED_QUEUE, COMPENSATION_QUEUE, VALIDATED_QUEUE
-from file_pipeline.ports import (
-    INPUT_CONTAINER,
-    BlobInfo,
-    BlobNotFound,
-    BlobVersionGone,
-    ConcurrencyConflict,
-    DailyTotalsMoved,
-    DuplicateClaimed,
-)
-from file_pipeline.service import Options, PaymentFilePipeline, Upload
+from file_pipeline.ports import BlobInfo, BlobNotFound, BlobVersionGone, DailyTotalsMoved, DuplicateClaimed
+from file_pipeline.service import Options, PaymentFilePipeline
+from file_pipeline.steps.validate import Upload
 
 from .conftest import NOW
-
-
-class FixedClock:
-    def __init__(self, moment: datetime = NOW) -> None:
-        self.moment = moment
-
-    def now(self) -> datetime:
-        return self.moment
 
 
 # ---------------------------------------------------------------------------------------------- blobs
@@ -343,7 +337,7 @@ class RecordingPublisher:
     Bus duplicate detection does; ``pending`` is what a consumer has not yet taken."""
 
     def __init__(self, clock: FixedClock | None = None) -> None:
-        self.clock = clock or FixedClock()
+        self.clock = clock or FixedClock(NOW)
         self.sent: list[Sent] = []
         self.pending: dict[str, list[Sent]] = {}
         self._seen: dict[str, set[str]] = {}
@@ -404,7 +398,7 @@ class Harness:
     blobs: FakeBlobStore = field(default_factory=FakeBlobStore)
     records: FakeFileRecords = field(default_factory=FakeFileRecords)
     reference: FakeReferenceSource = field(default_factory=FakeReferenceSource)
-    clock: FixedClock = field(default_factory=FixedClock)
+    clock: FixedClock = field(default_factory=lambda: FixedClock(NOW))
     max_bytes: int = 1 << 20
     max_attempts: int = 6
 
@@ -448,3 +442,27 @@ class Harness:
 def state_of(records: Any, record: PaymentFile) -> str:
     current = records.get(record.client_id, record.file_id)
     return current.state.value if current else "missing"
+
+
+@dataclass
+class Processed:
+    """One file through the three steps on a fresh harness, as the functions run it: its record
+    and what it left in storage (the pain.001, the pain.002, the error report), None if absent."""
+
+    record: PaymentFile
+    pain001: bytes | None
+    pain002: bytes | None
+    error_report: bytes | None
+
+
+def process(content: bytes, client: str, *, name: str = "file", reference: ReferenceData | None = None) -> Processed:
+    h = Harness(reference=FakeReferenceSource(reference))
+    record = h.submit(client, name, content)
+
+    def stored(container: str, blob_name: str) -> bytes | None:
+        blob = h.blobs.blobs.get((container, f"{client}/{blob_name}"))
+        return blob.data if blob is not None else None
+
+    return Processed(record, stored(OUTPUT_CONTAINER, f"{record.file_id}.xml"),
+                     stored(REPORTS_CONTAINER, f"{record.file_id}.xml"),
+                     stored(REPORTS_CONTAINER, f"{record.file_id}.errors.csv"))

@@ -18,6 +18,8 @@ from typing import Protocol
 
 import pytest
 
+from choreography.entities import INPUT_CONTAINER, REJECTED_CONTAINER, WORK_CONTAINER
+from choreography.errors import ConcurrencyConflict
 from file_pipeline.domain.daily import DailyUsage, amounts_by_key
 from file_pipeline.domain.files import (
     UNSAFE_NAMES_PARTITION,
@@ -30,18 +32,8 @@ from file_pipeline.domain.files import (
     parse_upload_name,
 )
 from file_pipeline.domain.model import FileFormat, Finding
-from file_pipeline.domain.reason_codes import ReasonCode
-from file_pipeline.ports import (
-    INPUT_CONTAINER,
-    REJECTED_CONTAINER,
-    WORK_CONTAINER,
-    BlobNotFound,
-    BlobVersionGone,
-    ConcurrencyConflict,
-    DailyTotalsMoved,
-    DuplicateClaimed,
-    TriggerBlob,
-)
+from file_pipeline.domain.reason_codes import IsoReason
+from file_pipeline.ports import BlobNotFound, BlobVersionGone, DailyTotalsMoved, DuplicateClaimed, TriggerBlob
 
 from .conftest import NOW
 
@@ -180,7 +172,7 @@ class BlobStoreContract:
                 buffer[:5] = b"parti"
                 return 5
 
-        with pytest.raises(OSError):
+        with pytest.raises(OSError, match="disk gone"):
             blob_store.write(WORK_CONTAINER, name, io.BufferedReader(Broken(), 5))
         with blob_store.open_read(WORK_CONTAINER, name) as stream:
             assert stream.read() == b"complete and valid"
@@ -204,11 +196,14 @@ class BlobStoreContract:
     def test_open_write_left_without_commit_changes_nothing(self, blob_store):
         kept, never = f"{unique()}/kept", f"{unique()}/never"
         etag = self._put(blob_store, WORK_CONTAINER, kept, b"complete and valid")
+        def write_then_fail(name: str) -> None:
+            with blob_store.open_write(WORK_CONTAINER, name) as out:
+                out.write(b"x" * 9_000_000)  # more than a block: some of it already sent
+                raise RuntimeError("the producer failed")
+
         for name in (kept, never):
-            with pytest.raises(RuntimeError):
-                with blob_store.open_write(WORK_CONTAINER, name) as out:
-                    out.write(b"x" * 9_000_000)  # more than a block: some of it already sent
-                    raise RuntimeError("the producer failed")
+            with pytest.raises(RuntimeError, match="producer failed"):
+                write_then_fail(name)
         with blob_store.open_read(WORK_CONTAINER, kept, etag) as stream:
             assert stream.read() == b"complete and valid"
         assert blob_store.info(WORK_CONTAINER, never) is None
@@ -368,7 +363,7 @@ class FileRecordsContract:
         stale = file_records.get(rival.client_id, rival.file_id)
         file_records.save(stale, release=[k.key for k in keys])
         assert len(file_records.claim_owners(owner.client_id, keys)) == 2
-        released = owner.compensating(NOW, Step.CREATOR, [Finding(ReasonCode.NARR, "undone")])
+        released = owner.compensating(NOW, Step.CREATOR, [Finding(IsoReason.NARR, "undone")])
         file_records.save(owner, release=released)
         assert file_records.claim_owners(owner.client_id, keys) == {}
         assert file_records.get(owner.client_id, owner.file_id).state is FileState.COMPENSATING
@@ -434,14 +429,14 @@ class FileRecordsContract:
         owner = accept_with_daily(file_records, {"EUR-2026-11-23": "40.00", "USD-2026-11-23": "5.00"})
         accept_with_daily(file_records, {"EUR-2026-11-23": "2.00"})
         stale = file_records.get(owner.client_id, owner.file_id)
-        released = owner.compensating(NOW, Step.CREATOR, [Finding(ReasonCode.NARR, "undone")])
+        released = owner.compensating(NOW, Step.CREATOR, [Finding(IsoReason.NARR, "undone")])
         amounts = amounts_by_key(owner.release_daily_amounts())
         stored = DailyUsage(file_records.day_totals("ACME001", ["EUR", "USD"], MON))
         file_records.save(owner, release=released, totals=stored.release(amounts))
         assert stored_amounts(file_records) == {("EUR", MON): Decimal("2.00"), ("USD", MON): Decimal("0.00")}
         assert file_records.get(owner.client_id, owner.file_id).daily_amounts == {}
         # a second compensation working from the record as it was before cannot subtract again
-        again = stale.compensating(NOW, Step.CREATOR, [Finding(ReasonCode.NARR, "undone")])
+        again = stale.compensating(NOW, Step.CREATOR, [Finding(IsoReason.NARR, "undone")])
         amounts = amounts_by_key(stale.release_daily_amounts())
         stored = DailyUsage(file_records.day_totals("ACME001", ["EUR", "USD"], MON))
         with pytest.raises(ConcurrencyConflict):

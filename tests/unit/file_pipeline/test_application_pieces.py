@@ -9,8 +9,9 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from pydantic import ValidationError
 
-from choreography.settings import SettingsError
+from choreography.settings import PaymentSettings, Settings, SettingsError
 from file_pipeline.domain.files import (
     CLIENT_ID_RE,
     FILE_ID_RE,
@@ -23,13 +24,15 @@ from file_pipeline.domain.files import (
     parse_upload_name,
 )
 from file_pipeline.domain.model import FileFormat, FileRejected, Finding, Transaction
-from file_pipeline.domain.reason_codes import ReasonCode
+from file_pipeline.domain.reason_codes import IsoReason
 from file_pipeline.domain.reference import ReferenceData
+from file_pipeline.instructions import (
+    InstructionsBuilder,
+    render_pain001,
+)
 from file_pipeline.messages import CompensatePaymentFile, FileSummary, PaymentFileValidated, WorkBlob
 from file_pipeline.seed import MAX_BATCH, batches
-from file_pipeline.settings import PipelineSettings
 from file_pipeline.workfiles import (
-    InstructionsBuilder,
     MeteredReader,
     SourceReadError,
     ValidatedWriter,
@@ -37,7 +40,6 @@ from file_pipeline.workfiles import (
     WorkFileCorrupt,
     read_rejections,
     read_validated,
-    render_pain001,
     write_rejections,
 )
 
@@ -46,7 +48,7 @@ from .port_contracts import new_record
 
 
 # ------------------------------------------------------------------------------------------ names and ids
-@pytest.mark.parametrize("name,client,file_name", [
+@pytest.mark.parametrize(("name", "client", "file_name"), [
     ("ACME001/payroll.csv", "ACME001", "payroll.csv"),
     ("ACME001/2026/11/payroll ü.csv", "ACME001", "2026/11/payroll ü.csv"),
 ])
@@ -55,7 +57,7 @@ def test_safe_upload_names_split_into_client_and_file(name, client, file_name):
     assert (upload.client_id, upload.file_name, upload.safe) == (client, file_name, True)
 
 
-@pytest.mark.parametrize("name,partition,problem", [
+@pytest.mark.parametrize(("name", "partition", "problem"), [
     ("ACME001/../x.csv", "ACME001", "'..'"),
     ("ACME001/a\\b.csv", "ACME001", "backslash"),
     ("ACME001/a\x00b.csv", "ACME001", "control"),
@@ -85,7 +87,7 @@ def test_duplicate_keys_use_the_msgid_only_when_the_client_chose_it():
     assert keys[1].key == duplicate_keys("b" * 64, FileFormat.PAIN001_09, "MSG-1")[1].key  # same family
     assert keys[1].key != duplicate_keys("a" * 64, FileFormat.NACHA, "MSG-1")[1].key
     finding = keys[1].finding("PF1", "first.xml")
-    assert finding.code is ReasonCode.DU01 and "MSG-1" in finding.description
+    assert finding.code is IsoReason.DU01 and "MSG-1" in finding.description
 
 
 def test_the_lifecycle_refuses_steps_out_of_order():
@@ -94,7 +96,7 @@ def test_the_lifecycle_refuses_steps_out_of_order():
         record.adapted(NOW, {})
     with pytest.raises(InvalidTransition):
         record.compensating(NOW, Step.CREATOR, [])
-    released = record.rejected_by(NOW, Step.VALIDATOR, [Finding(ReasonCode.FF01, "bad")], {"statusReport": "r"})
+    released = record.rejected_by(NOW, Step.VALIDATOR, [Finding(IsoReason.FF01, "bad")], {"statusReport": "r"})
     assert released == [] and record.state is FileState.REJECTED and not record.notified
     with pytest.raises(InvalidTransition):
         record.rejected_by(NOW, Step.VALIDATOR, [], {})
@@ -112,7 +114,7 @@ def test_contract_patterns_match_the_domain_shapes():
     FileSummary(**summary)
     FileSummary(**{**summary, "client_id": UNSAFE_NAMES_PARTITION})
     for bad in ({"file_id": "PF1"}, {"client_id": "ACME 001"}, {"client_id": "x" * 65}):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValidationError):
             FileSummary(**{**summary, **bad})
     assert CLIENT_ID_RE.match("a" * 64) and not CLIENT_ID_RE.match("a" * 65)
     blob = WorkBlob(container="payment-files-work", name=f"{file_id}/v.jsonl", sha256="0" * 64, size=1)
@@ -120,7 +122,7 @@ def test_contract_patterns_match_the_domain_shapes():
     wire = message.to_data()
     assert wire["file"]["fileId"] == file_id and wire["file"]["acceptedSum"] == "1.00"
     assert PaymentFileValidated.model_validate(json.loads(json.dumps(wire))) == message
-    with pytest.raises(ValueError):
+    with pytest.raises(ValidationError, match="failed_step"):
         CompensatePaymentFile(file_id=file_id, failed_step="FileValidator", reason="x", description="y")
 
 
@@ -192,7 +194,7 @@ def test_validated_rows_written_in_runs_are_those_written_one_by_one():
     assert list(read_validated(out, "PF1")) == txs
 
 
-@pytest.mark.parametrize("content,words", [
+@pytest.mark.parametrize(("content", "words"), [
     (b"", "header"), (b'{"k": "Rejections", "v": 1, "fileId": "PF1"}\n', "not a ValidatedTransactions"),
     (b'{"k": "ValidatedTransactions", "v": 1, "fileId": "PF1"}\n', "version 1"),
     (b'{"k": "ValidatedTransactions", "v": 2, "fileId": "PF1"}\n', "version 2"),
@@ -212,7 +214,7 @@ def test_a_work_file_that_is_not_what_the_message_says_is_corrupt(content, words
 def test_rejections_round_trip():
     from file_pipeline.domain.validator import Rejection
 
-    rejections = [Rejection(1, 2, "E1", "", "B", "1,00", "EUR", (Finding(ReasonCode.AC01, "bad iban"),))]
+    rejections = [Rejection(1, 2, "E1", "", "B", "1,00", "EUR", (Finding(IsoReason.AC01, "bad iban"),))]
     out = io.BytesIO()
     write_rejections(out, "PF1", rejections)
     out.seek(0)
@@ -247,7 +249,7 @@ def test_instructions_are_grouped_with_totals_and_render_to_pain001(ref):
     validate_stream(out, "pain.001.001.09")
 
 
-@pytest.mark.parametrize("edit,words", [
+@pytest.mark.parametrize(("edit", "words"), [
     (lambda d: d.replace(b'"nbOfTxs": 3', b'"nbOfTxs": 4'), "declare 4"),
     (lambda d: d.replace(b"\t10.50\t", b"\t11.50\t", 1), "declares"),
     (lambda d: d.replace(b"\t7.00\tUSD\t", b"\t7.00\tEUR\t"), "in EUR, its block in USD"),
@@ -303,23 +305,24 @@ def test_metered_reader_hashes_counts_and_stops_at_the_limit():
 
 # ------------------------------------------------------------------------------------------ settings
 def test_settings_defaults_and_parsing():
-    s = PipelineSettings.from_env({})
+    s = PaymentSettings.from_env({})
     assert (s.max_bytes, s.fixed_now, s.max_attempts, s.retry_base, s.spool_dir) == (
         512 << 20, None, 6, timedelta(seconds=10), None)
-    s = PipelineSettings.from_env({"PAYMENT_FILES_MAX_BYTES": "1024", "PAYMENT_FILES_CLOCK": "2026-11-20T09:00:00Z",
+    s = PaymentSettings.from_env({"PAYMENT_FILES_MAX_BYTES": "1024", "PAYMENT_FILES_CLOCK": "2026-11-20T09:00:00Z",
                                    "PAYMENT_FILES_MAX_ATTEMPTS": "3", "PAYMENT_FILES_RETRY_BASE_SECONDS": "0.5",
                                    "PaymentsEventGridTopicKey": "k"})
     assert (s.max_bytes, s.fixed_now, s.max_attempts, s.retry_base, s.event_grid_key) == (
         1024, datetime(2026, 11, 20, 9, tzinfo=UTC), 3, timedelta(seconds=0.5), "k")
-    assert PipelineSettings.from_env({"PAYMENT_FILES_CLOCK": "system"}).fixed_now is None
+    assert PaymentSettings.from_env({"PAYMENT_FILES_CLOCK": "system"}).fixed_now is None
     for bad in ({"PAYMENT_FILES_MAX_BYTES": "lots"}, {"PAYMENT_FILES_MAX_BYTES": "0"},
                 {"PAYMENT_FILES_MAX_ATTEMPTS": "0"}, {"PAYMENT_FILES_RETRY_BASE_SECONDS": "0"},
                 {"PAYMENT_FILES_RETRY_BASE_SECONDS": "nan"}, {"PAYMENT_FILES_RETRY_BASE_SECONDS": "soon"},
                 {"PAYMENT_FILES_CLOCK": "2026-11-20T09:00:00"}, {"PAYMENT_FILES_CLOCK": "tomorrow"}):
         with pytest.raises(SettingsError):
-            PipelineSettings.from_env(bad)
+            Settings.from_env(bad)  # the one loader refuses the whole app's settings
     with pytest.raises(SettingsError, match="PaymentsEventGridTopicEndpoint"):
-        s.require(s.event_grid_endpoint, "PaymentsEventGridTopicEndpoint")
+        Settings.from_env({}).require(s.event_grid_endpoint, "PaymentsEventGridTopicEndpoint")
+    assert Settings.from_env({"PAYMENT_FILES_MAX_ATTEMPTS": "3"}).payments.max_attempts == 3
 
 
 # ------------------------------------------------------------------------------------------ seed
@@ -354,7 +357,7 @@ def test_the_check_while_writing_accepts_what_the_xsd_accepts(ref):
     assert problem is None and written == out.getvalue()  # the output is written unchanged
 
 
-@pytest.mark.parametrize("edit,words", [
+@pytest.mark.parametrize(("edit", "words"), [
     (lambda x: x.replace(b"<IBAN>", b"<IBAN>de", 1), "IBAN"),  # a pattern facet
     (lambda x: x[: len(x) // 2], "truncated"),  # an incomplete document
     (lambda x: x.replace(b"<EndToEndId>", b"<EndToEnd>", 1), ""),  # not even well-formed

@@ -4,12 +4,12 @@ from decimal import Decimal
 
 import pytest
 
+from devstack.samples import generate_csv
 from file_pipeline.domain.model import FileRejected
-from file_pipeline.domain.reason_codes import ReasonCode
+from file_pipeline.domain.reason_codes import IsoReason
 from file_pipeline.domain.reference import CsvLayout
 from file_pipeline.domain.validator import FileValidation, codes
 from file_pipeline.formats.csv_reader import CsvReader
-from file_pipeline.formats.samples import generate_csv
 
 from .conftest import NOW, data_bytes, data_stream
 
@@ -77,7 +77,7 @@ def test_short_row_becomes_a_row_finding(ref):
     )
     txs = list(CsvReader(io.BytesIO(content), ref.formats["CSV-v1"].csv))
     assert txs[0].format_findings == ()
-    assert [f.code for f in txs[1].format_findings] == [ReasonCode.FF01]
+    assert [f.code for f in txs[1].format_findings] == [IsoReason.FF01]
     assert txs[1].amount is None
 
 
@@ -90,11 +90,11 @@ def test_a_row_longer_than_the_header_becomes_a_row_finding_not_silently_cut(ref
         b"E3,Cleo,DE89370400440532013000,10.00,EUR\n"
     )
     txs = list(CsvReader(io.BytesIO(content), ref.formats["CSV-v1"].csv))
-    assert [[f.code for f in tx.format_findings] for tx in txs] == [[], [ReasonCode.FF01], []]
+    assert [[f.code for f in tx.format_findings] for tx in txs] == [[], [IsoReason.FF01], []]
     assert f"row has {5 + extra} fields, more than the 5" in txs[1].format_findings[0].description
     screened = [tx for item, _ in CsvReader(io.BytesIO(content), ref.formats["CSV-v1"].csv).screened(
         lambda ccy, day, text: None) for tx in (item if isinstance(item, list) else [item])]
-    assert [[f.code for f in tx.format_findings] for tx in screened] == [[], [ReasonCode.FF01], []]
+    assert [[f.code for f in tx.format_findings] for tx in screened] == [[], [IsoReason.FF01], []]
 
 
 @pytest.mark.parametrize("amount_text", ["12,50", "1e5", "ten", "", "--1", "NaN", "Infinity"])
@@ -105,7 +105,7 @@ def test_unparsable_amounts_are_none(ref, amount_text):
 
 
 @pytest.mark.parametrize(
-    "content,match",
+    ("content", "match"),
     [
         (b"Foo,Bar\n1,2\n", "lacks mandatory column"),
         (b"", "no header row"),
@@ -116,7 +116,7 @@ def test_unparsable_amounts_are_none(ref, amount_text):
 def test_broken_files_are_rejected(ref, content, match):
     with pytest.raises(FileRejected, match=match) as exc:
         list(CsvReader(io.BytesIO(content), ref.formats["CSV-v1"].csv))
-    assert exc.value.code is ReasonCode.FF01
+    assert exc.value.code is IsoReason.FF01
 
 
 # ---------------------------------------------------------------- the entry screen (fast path)

@@ -11,6 +11,7 @@ from decimal import Decimal
 
 import pytest
 
+from devstack.samples import generate_csv, generate_nacha
 from file_pipeline.domain.daily import (
     MAX_DAYS_PER_FILE,
     DailyLedger,
@@ -25,7 +26,6 @@ from file_pipeline.domain.reference import ReferenceData, load_seed_entities
 from file_pipeline.domain.validator import FileValidation, ValidationResult, codes
 from file_pipeline.formats.csv_reader import CsvReader
 from file_pipeline.formats.nacha import NachaReader
-from file_pipeline.formats.samples import generate_csv, generate_nacha
 
 from .conftest import NOW
 
@@ -278,5 +278,5 @@ def test_day_keys_round_trip_and_bad_keys_are_refused():
     assert as_record == {"EUR-2026-11-23": "1250.00", "USD-2026-11-24": "0.01"}
     assert amounts_by_key(as_record) == amounts and parse_day_key(day_key("CHF", MON)) == ("CHF", MON)
     for bad in ("EUR", "EURO-2026-11-23", "EUR-2026-13-01"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"daily-limit key|month must be"):
             parse_day_key(bad)

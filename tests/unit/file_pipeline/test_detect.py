@@ -3,14 +3,14 @@ import io
 import pytest
 
 from file_pipeline.domain.model import FileFormat, FileRejected
-from file_pipeline.domain.reason_codes import ReasonCode
+from file_pipeline.domain.reason_codes import IsoReason
 from file_pipeline.formats.detect import HEAD_SIZE, detect_format, sniff
 
 from .conftest import data_bytes
 
 
 @pytest.mark.parametrize(
-    "name,fmt",
+    ("name", "fmt"),
     [
         ("csv_v1_valid.csv", FileFormat.CSV),
         ("csv_eu_valid.csv", FileFormat.CSV),
@@ -37,7 +37,7 @@ def test_nacha_without_line_breaks_is_detected():
 
 
 @pytest.mark.parametrize(
-    "content,complete,reason",
+    ("content", "complete", "reason"),
     [
         (b"", True, "empty"),
         (b" \r\n\t ", True, "only whitespace"),
@@ -63,7 +63,7 @@ def test_nacha_without_line_breaks_is_detected():
 def test_rejections_have_a_reason(content, complete, reason):
     with pytest.raises(FileRejected) as exc:
         detect_format(content, complete=complete)
-    assert exc.value.code is ReasonCode.FF01
+    assert exc.value.code is IsoReason.FF01
     assert reason.lower() in exc.value.description.lower()
 
 

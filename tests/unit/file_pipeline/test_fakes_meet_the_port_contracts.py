@@ -2,7 +2,7 @@
 
 import pytest
 
-from file_pipeline.ports import INPUT_CONTAINER
+from choreography.entities import INPUT_CONTAINER
 
 from .fakes import FakeBlobStore, FakeFileRecords, FakeReferenceSource, FakeTriggerBlob
 from .port_contracts import BlobStoreContract, FileRecordsContract, ReferenceSourceContract, TriggerBlobContract

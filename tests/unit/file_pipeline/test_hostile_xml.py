@@ -7,13 +7,13 @@ import pytest
 from lxml import etree
 
 from file_pipeline.domain.model import FileFormat, FileRejected
-from file_pipeline.domain.pipeline import process_file
-from file_pipeline.domain.reason_codes import ReasonCode
+from file_pipeline.domain.reason_codes import IsoReason
 from file_pipeline.formats.detect import HEAD_SIZE, detect_format
 from file_pipeline.formats.pain001_reader import Pain001Reader
 from file_pipeline.formats.xsd import safe_parser_options
 
-from .conftest import DATA, NOW
+from .conftest import DATA
+from .fakes import process
 
 HOSTILE = DATA / "hostile"
 WITH_DOCTYPE = [
@@ -35,7 +35,7 @@ def test_corpus_is_complete():
 def test_doctype_is_rejected_by_detection(name):
     with pytest.raises(FileRejected, match="DOCTYPE") as exc:
         detect_format((HOSTILE / name).read_bytes(), complete=True)
-    assert exc.value.code is ReasonCode.FF01
+    assert exc.value.code is IsoReason.FF01
 
 
 @pytest.mark.parametrize("name", WITH_DOCTYPE)
@@ -45,7 +45,7 @@ def test_doctype_is_rejected_by_the_reader_itself(name):
 
 
 @pytest.mark.parametrize(
-    "name,match", [("xinclude.xml", "XInclude"), ("undeclared_entity.xml", "not (well-formed|valid)")]
+    ("name", "match"), [("xinclude.xml", "XInclude"), ("undeclared_entity.xml", "not (well-formed|valid)")]
 )
 def test_xinclude_and_entity_references_without_doctype_are_rejected(name, match):
     content = (HOSTILE / name).read_bytes()
@@ -53,26 +53,16 @@ def test_xinclude_and_entity_references_without_doctype_are_rejected(name, match
     for validate_schema in (True, False):  # rejected even without the XSD
         with pytest.raises(FileRejected, match=match) as exc:
             list(Pain001Reader(io.BytesIO(content), validate_schema=validate_schema))
-        assert exc.value.code is ReasonCode.FF01
+        assert exc.value.code is IsoReason.FF01
 
 
 @pytest.mark.parametrize("name", WITH_DOCTYPE + WITHOUT_DOCTYPE)
-def test_pipeline_answers_hostile_files_with_a_rejection_report(ref, tmp_path, name):
-    out001, out002 = tmp_path / "out.xml", tmp_path / "status.xml"
-    result = process_file(
-        io.BytesIO((HOSTILE / name).read_bytes()),
-        ref,
-        "ACME001",
-        NOW,
-        file_id="EVIL",
-        pain001_path=str(out001),
-        pain002_path=str(out002),
-    )
-    v = result.validation
-    assert v.group_status == "RJCT"
-    assert [f.code for f in v.file_findings] == [ReasonCode.FF01]
-    assert not out001.exists()
-    report = out002.read_text()
+def test_pipeline_answers_hostile_files_with_a_rejection_report(name):
+    done = process((HOSTILE / name).read_bytes(), "ACME001", name="evil.xml")
+    assert done.record.group_status == "RJCT"
+    assert [code for code, _ in done.record.reasons] == [IsoReason.FF01.value]
+    assert done.pain001 is None and done.pain002 is not None
+    report = done.pain002.decode()
     assert "<GrpSts>RJCT</GrpSts>" in report and "<Cd>FF01</Cd>" in report
     assert "lollol" not in report and "root:" not in report  # nothing expanded or included
 
@@ -85,16 +75,10 @@ def test_external_entity_target_never_leaks(ref, tmp_path):
         with pytest.raises(FileRejected) as exc:
             list(Pain001Reader(io.BytesIO(content.encode())))
         assert "TOPSECRET" not in str(exc.value)
-        result = process_file(
-            io.BytesIO(content.encode()),
-            ref,
-            "ACME001",
-            NOW,
-            file_id="EVIL",
-            pain002_path=str(tmp_path / "s.xml"),
-        )
-        assert "TOPSECRET" not in (tmp_path / "s.xml").read_text()
-        assert result.validation.group_status == "RJCT"
+        done = process(content.encode(), "ACME001", name="evil.xml")
+        assert done.pain002 is not None and b"TOPSECRET" not in done.pain002
+        assert done.record.group_status == "RJCT"
+        assert all("TOPSECRET" not in text for _, text in done.record.reasons)
 
 
 def test_doctype_hidden_behind_a_long_prolog_is_rejected():

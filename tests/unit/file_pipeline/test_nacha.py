@@ -4,17 +4,17 @@ from decimal import Decimal
 
 import pytest
 
+from devstack.samples import generate_nacha
 from file_pipeline.domain.model import FileFormat, FileRejected
-from file_pipeline.domain.reason_codes import NACHA_ERROR_CODES, ReasonCode
+from file_pipeline.domain.reason_codes import NACHA_ERROR_CODES, IsoReason
 from file_pipeline.domain.rules import check_nacha_controls
 from file_pipeline.domain.validator import FileValidation, codes
 from file_pipeline.formats.detect import detect_format
 from file_pipeline.formats.nacha import NachaReader
-from file_pipeline.formats.samples import generate_nacha
 
 from .conftest import NOW, data_bytes
 
-R = ReasonCode
+R = IsoReason
 
 
 def lines() -> list[str]:
@@ -103,31 +103,31 @@ def test_a_short_blocked_stream_is_detected_whatever_its_last_byte():
 # ---------------------------------------------------------------- structural errors: fatal FF01
 def _structural_cases():
     L = lines()
-    yield "record-length", L[:2] + [L[2][:90]] + L[3:]
-    yield "record-type", L[:2] + ["X" + L[2][1:]] + L[3:]
-    yield "entry-before-batch", [L[0], L[2]] + L[1:2] + L[3:]
-    yield "addenda-without-entry", L[:2] + [L[3]] + L[2:3] + L[4:]
-    yield "addenda-not-flagged", L[:2] + [set_field(L[2], 78, "0")] + L[3:]
-    yield "addenda-type-99-return", L[:3] + [set_field(L[3], 1, "99")] + L[4:]
-    yield "addenda-type-98-change", L[:3] + [set_field(L[3], 1, "98")] + L[4:]
-    yield "addenda-type-not-numeric", L[:3] + [set_field(L[3], 1, "0X")] + L[4:]
+    yield "record-length", [*L[:2], L[2][:90], *L[3:]]
+    yield "record-type", [*L[:2], "X" + L[2][1:], *L[3:]]
+    yield "entry-before-batch", [L[0], L[2], *L[1:2], *L[3:]]
+    yield "addenda-without-entry", [*L[:2], L[3], *L[2:3], *L[4:]]
+    yield "addenda-not-flagged", [*L[:2], set_field(L[2], 78, "0"), *L[3:]]
+    yield "addenda-type-99-return", [*L[:3], set_field(L[3], 1, "99"), *L[4:]]
+    yield "addenda-type-98-change", [*L[:3], set_field(L[3], 1, "98"), *L[4:]]
+    yield "addenda-type-not-numeric", [*L[:3], set_field(L[3], 1, "0X"), *L[4:]]
     yield "second-file-header", L[:1] + L[:1] + L[1:]
-    yield "batch-inside-batch", L[:3] + [L[1]] + L[3:]
-    yield "file-control-inside-batch", L[:3] + [L[11]] + L[3:]
+    yield "batch-inside-batch", [*L[:3], L[1], *L[3:]]
+    yield "file-control-inside-batch", [*L[:3], L[11], *L[3:]]
     yield "missing-file-control", L[:11]
     yield "truncated", L[:5]
     yield "no-padding", L[:12]
-    yield "bad-filler", L[:12] + ["9" * 93 + "8"] + L[13:]
-    yield "header-control-mismatch", L[:6] + [set_field(L[6], 87, "0000009")] + L[7:]
-    yield "non-numeric-amount", L[:2] + [set_field(L[2], 29, "00002500AB")] + L[3:]
-    yield "non-numeric-routing", L[:2] + [set_field(L[2], 3, "0210000X")] + L[3:]
-    yield "bad-service-class", L[:1] + [set_field(L[1], 1, "999")] + L[2:]
-    yield "iat-batch", L[:1] + [set_field(L[1], 50, "IAT")] + L[2:]
-    yield "bad-record-size", [set_field(L[0], 34, "095")] + L[1:]
-    yield "no-header", L[1:] + ["9" * 94]
+    yield "bad-filler", [*L[:12], "9" * 93 + "8", *L[13:]]
+    yield "header-control-mismatch", [*L[:6], set_field(L[6], 87, "0000009"), *L[7:]]
+    yield "non-numeric-amount", [*L[:2], set_field(L[2], 29, "00002500AB"), *L[3:]]
+    yield "non-numeric-routing", [*L[:2], set_field(L[2], 3, "0210000X"), *L[3:]]
+    yield "bad-service-class", [*L[:1], set_field(L[1], 1, "999"), *L[2:]]
+    yield "iat-batch", [*L[:1], set_field(L[1], 50, "IAT"), *L[2:]]
+    yield "bad-record-size", [set_field(L[0], 34, "095"), *L[1:]]
+    yield "no-header", [*L[1:], "9" * 94]
 
 
-@pytest.mark.parametrize("name,records", list(_structural_cases()), ids=[c[0] for c in _structural_cases()])
+@pytest.mark.parametrize(("name", "records"), list(_structural_cases()), ids=[c[0] for c in _structural_cases()])
 def test_structural_errors_reject_the_file_ff01(ref, name, records):
     content = join(records)
     with pytest.raises(FileRejected) as exc:
@@ -161,7 +161,7 @@ def _control_cases():
 
 
 @pytest.mark.parametrize(
-    "name,changes,expected", list(_control_cases()), ids=[c[0] for c in _control_cases()]
+    ("name", "changes", "expected"), list(_control_cases()), ids=[c[0] for c in _control_cases()]
 )
 def test_control_mismatches_map_to_iso_codes(ref, name, changes, expected):
     L = lines()
@@ -175,7 +175,7 @@ def test_control_mismatches_map_to_iso_codes(ref, name, changes, expected):
 
 
 def test_mapping_table_covers_every_kind():
-    assert set(NACHA_ERROR_CODES.values()) <= set(ReasonCode)
+    assert set(NACHA_ERROR_CODES.values()) <= set(IsoReason)
     assert NACHA_ERROR_CODES["routing-check-digit"] is R.RC10
 
 
@@ -396,18 +396,18 @@ def test_screen_agrees_across_the_chunks_of_one_long_batch(ref):
 def _fatal_cases():
     L, entries, _ = _entries_and_batches(3000, 1500)
     at = entries[700]
-    yield "record-type", L[:at] + ["X" + L[at][1:]] + L[at + 1 :]
-    yield "addenda-not-flagged", L[: at + 1] + ["705" + " " * 80 + "00010000701"] + L[at + 1 :]
-    yield "non-numeric-amount", L[:at] + [set_field(L[at], 29, "00002500AB")] + L[at + 1 :]
-    yield "non-numeric-trace", L[:at] + [set_field(L[at], 90, "00A1")] + L[at + 1 :]
-    yield "non-numeric-code", L[:at] + [set_field(L[at], 1, "2X")] + L[at + 1 :]
-    yield "record-length", L[:at] + [L[at][:90]] + L[at + 1 :]
-    yield "lengths-that-make-up", L[:at] + [L[at][:93], L[at + 1] + " "] + L[at + 2 :]
+    yield "record-type", [*L[:at], "X" + L[at][1:], *L[at + 1:]]
+    yield "addenda-not-flagged", [*L[:at + 1], "705" + " " * 80 + "00010000701", *L[at + 1:]]
+    yield "non-numeric-amount", [*L[:at], set_field(L[at], 29, "00002500AB"), *L[at + 1:]]
+    yield "non-numeric-trace", [*L[:at], set_field(L[at], 90, "00A1"), *L[at + 1:]]
+    yield "non-numeric-code", [*L[:at], set_field(L[at], 1, "2X"), *L[at + 1:]]
+    yield "record-length", [*L[:at], L[at][:90], *L[at + 1:]]
+    yield "lengths-that-make-up", [*L[:at], L[at][:93], L[at + 1] + " ", *L[at + 2:]]
     yield "truncated", L[: at + 1]
-    yield "batch-header-inside-batch", L[: at + 1] + [L[1]] + L[at + 1 :]
+    yield "batch-header-inside-batch", [*L[:at + 1], L[1], *L[at + 1:]]
 
 
-@pytest.mark.parametrize("name,records", list(_fatal_cases()), ids=[c[0] for c in _fatal_cases()])
+@pytest.mark.parametrize(("name", "records"), list(_fatal_cases()), ids=[c[0] for c in _fatal_cases()])
 def test_screen_agrees_when_a_fatal_fault_stops_the_file_mid_batch(ref, name, records):
     """The entries read before the fault are handed out as one by one, screened or not."""
     screened, plain = _both_ways(join(records), ref)

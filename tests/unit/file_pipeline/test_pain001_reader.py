@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 
 from file_pipeline.domain.model import FileFormat, FileRejected
-from file_pipeline.domain.reason_codes import ReasonCode
+from file_pipeline.domain.reason_codes import IsoReason
 from file_pipeline.formats.pain001_reader import Pain001Reader
 
 from .conftest import data_bytes, data_stream
@@ -74,7 +74,7 @@ def test_us_clearing_member_and_other_account_are_read():
 
 
 @pytest.mark.parametrize(
-    "old,new,match",
+    ("old", "new", "match"),
     [
         (b'<InstdAmt Ccy="EUR">99.50</InstdAmt>', b'<InstdAmt Ccy="EURO">99.50</InstdAmt>', "XSD"),
         (b'<InstdAmt Ccy="EUR">99.50</InstdAmt>', b'<InstdAmt Ccy="EUR">99.500001</InstdAmt>', "XSD"),
@@ -93,7 +93,7 @@ def test_invalid_input_is_rejected_ff01(old, new, match):
     assert old in xml
     with pytest.raises(FileRejected, match=match) as exc:
         list(Pain001Reader(io.BytesIO(xml.replace(old, new, 1))))
-    assert exc.value.code is ReasonCode.FF01
+    assert exc.value.code is IsoReason.FF01
 
 
 def test_truncated_in_the_middle_is_rejected_after_streaming_what_it_could():
@@ -102,8 +102,7 @@ def test_truncated_in_the_middle_is_rejected_after_streaming_what_it_could():
     reader = Pain001Reader(io.BytesIO(cut))
     seen = []
     with pytest.raises(FileRejected, match="not well-formed"):
-        for tx in reader:
-            seen.append(tx.end_to_end_id)
+        seen.extend(tx.end_to_end_id for tx in reader)
     assert seen == ["ACME-E2E-0001", "ACME-E2E-0002"]
 
 
@@ -117,7 +116,7 @@ def test_schema_validation_can_be_switched_off_for_lenient_reading():
 
 
 def test_wrong_root_is_rejected():
-    with pytest.raises(FileRejected, match="not a pain.001"):
+    with pytest.raises(FileRejected, match=r"not a pain\.001"):
         Pain001Reader(io.BytesIO(b"<Document xmlns='urn:x'/>"))
 
 

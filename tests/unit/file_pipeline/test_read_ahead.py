@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from file_pipeline.adapters import _Chunks, _ReadAhead
+from file_pipeline.blob_adapters import _Chunks, _ReadAhead
 from tests.support.waiting import wait_until
 
 

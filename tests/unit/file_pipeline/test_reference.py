@@ -42,7 +42,7 @@ def test_seed_keys_obey_table_rules():
 
 
 def test_seed_aba_numbers_have_valid_check_digits(ref):
-    from file_pipeline.domain.rules import aba_check_digit_ok
+    from file_pipeline.domain.agents import aba_check_digit_ok
 
     assert all(aba_check_digit_ok(r) for r in ref.aba)
 
@@ -61,7 +61,7 @@ def test_reference_data_is_frozen(ref):
 
 
 @pytest.mark.parametrize(
-    "row,match",
+    ("row", "match"),
     [
         ({"PartitionKey": "WHAT", "RowKey": "X"}, "unknown record type"),
         ({"PartitionKey": "CCY", "RowKey": "EUR"}, "MinorUnits"),

@@ -1,12 +1,12 @@
 import io
 from datetime import date
 
+from devstack.samples import generate_csv, generate_nacha, make_iban
 from file_pipeline.domain.model import Finding
-from file_pipeline.domain.reason_codes import ReasonCode
+from file_pipeline.domain.reason_codes import IsoReason
 from file_pipeline.domain.validator import FileValidation, Rejection, RejectionLog
 from file_pipeline.formats.csv_reader import CsvReader
 from file_pipeline.formats.nacha import NachaReader
-from file_pipeline.formats.samples import generate_csv, generate_nacha, make_iban
 
 from .conftest import NOW
 
@@ -41,7 +41,7 @@ def test_generated_nacha_is_blocked_and_padded():
 
 
 def test_make_iban_produces_valid_check_digits():
-    from file_pipeline.domain.rules import iban_problem
+    from file_pipeline.domain.iban import iban_problem
 
     assert make_iban("DE", "370400440532013000") == "DE89370400440532013000"
     assert iban_problem(make_iban("GB", "NWBK60161331926819")) is None
@@ -49,7 +49,7 @@ def test_make_iban_produces_valid_check_digits():
 
 def test_rejection_log_spills_to_disk_and_rereads(tmp_path):
     log = RejectionLog(spool_dir=str(tmp_path))
-    finding = (Finding(ReasonCode.AC01, "creditor IBAN 'DE00…' is wrong — «quoted»"),)
+    finding = (Finding(IsoReason.AC01, "creditor IBAN 'DE00…' is wrong — «quoted»"),)
     for i in range(12000):
         log.append(Rejection(i, i + 1, f"E{i}", "", "B", "1.00", "EUR", finding))
     assert len(log) == 12000

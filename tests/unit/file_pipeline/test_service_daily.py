@@ -9,11 +9,18 @@ from decimal import Decimal
 import pytest
 from lxml import etree
 
+from choreography.entities import (
+    ADAPTED_QUEUE,
+    COMPENSATION_QUEUE,
+    INPUT_CONTAINER,
+    REPORTS_CONTAINER,
+    VALIDATED_QUEUE,
+    WORK_CONTAINER,
+)
 from file_pipeline.domain.daily import DayTotal
 from file_pipeline.domain.files import FileState
-from file_pipeline.messages import ADAPTED_QUEUE, COMPENSATION_QUEUE, VALIDATED_QUEUE
-from file_pipeline.ports import INPUT_CONTAINER, REPORTS_CONTAINER, WORK_CONTAINER, DailyTotalsMoved
-from file_pipeline.service import Outcome
+from file_pipeline.ports import DailyTotalsMoved
+from file_pipeline.steps.validate import Outcome
 
 from .conftest import data_bytes
 from .fakes import FakeReferenceSource, Harness

@@ -1,3 +1,4 @@
+import csv
 import dataclasses
 import io
 from datetime import date, timedelta
@@ -6,51 +7,63 @@ from decimal import Decimal
 import pytest
 from lxml import etree
 
+from devstack.samples import generate_csv
 from file_pipeline.domain.model import FileRejected, Finding
-from file_pipeline.domain.pipeline import make_writer, process_file
-from file_pipeline.domain.reason_codes import ReasonCode
+from file_pipeline.domain.reason_codes import IsoReason
 from file_pipeline.domain.validator import Rejection
-from file_pipeline.formats.pain001_writer import Pain001Writer
 from file_pipeline.formats.pain002_writer import OriginalMessage, check_well_formed, write_pain002
-from file_pipeline.formats.samples import generate_csv
 from file_pipeline.formats.xsd import load_schema, validate_stream
+from file_pipeline.instructions import InstructionsBuilder, render_pain001
 
-from .conftest import NOW, assert_golden, data_stream
+from .conftest import NOW, assert_golden, data_bytes
+from .fakes import process
 
 NS1 = {"p": "urn:iso:std:iso:20022:tech:xsd:pain.001.001.09"}
 NS2 = {"s": "urn:iso:std:iso:20022:tech:xsd:pain.002.001.10"}
 
 
-def run(ref, tmp_path, sample, client, file_id):
+def run(tmp_path, sample, client):
+    """``sample`` through the three steps; its record, and the pain.001 and pain.002 as files."""
+    done = process(data_bytes(sample), client, name=sample)
     out1, out2 = tmp_path / "pain001.xml", tmp_path / "pain002.xml"
-    result = process_file(
-        data_stream(sample), ref, client, NOW, file_id=file_id, pain001_path=str(out1), pain002_path=str(out2)
-    )
-    return result, out1, out2
+    if done.pain001 is not None:
+        out1.write_bytes(done.pain001)
+    if done.pain002 is not None:
+        out2.write_bytes(done.pain002)
+    return done, out1, out2
+
+
+def rejected_rows(done) -> dict[str, list[str]]:
+    """``{endToEndId@line: [reason codes]}`` from the file's error report."""
+    rows = list(csv.reader(io.StringIO(done.error_report.decode("utf-8"))))[1:]
+    out: dict[str, list[str]] = {}
+    for row in rows:
+        out.setdefault(f"{row[2]}@{row[1]}", []).append(row[6])
+    return out
 
 
 @pytest.mark.parametrize(
-    "sample,client,file_id,golden",
+    ("sample", "client", "golden"),
     [
-        ("csv_v1_valid.csv", "ACME001", "ACME-F-0001", "golden_pain001_from_csv_v1.xml"),
-        ("csv_eu_valid.csv", "GLOBEX02", "GLX-F-0001", "golden_pain001_from_csv_eu.xml"),
-        ("pain001_03_valid.xml", "GLOBEX02", "GLX-F-0002", "golden_pain001_from_pain001_03.xml"),
-        ("pain001_09_valid.xml", "ACME001", "ACME-F-0002", "golden_pain001_from_pain001_09.xml"),
-        ("nacha_valid.ach", "INITECH03", "INI-F-0001", "golden_pain001_from_nacha.xml"),
+        ("csv_v1_valid.csv", "ACME001", "golden_pain001_from_csv_v1.xml"),
+        ("csv_eu_valid.csv", "GLOBEX02", "golden_pain001_from_csv_eu.xml"),
+        ("pain001_03_valid.xml", "GLOBEX02", "golden_pain001_from_pain001_03.xml"),
+        ("pain001_09_valid.xml", "ACME001", "golden_pain001_from_pain001_09.xml"),
+        ("nacha_valid.ach", "INITECH03", "golden_pain001_from_nacha.xml"),
     ],
 )
-def test_pain001_golden_and_xsd_valid(ref, tmp_path, sample, client, file_id, golden):
-    result, out1, out2 = run(ref, tmp_path, sample, client, file_id)
-    assert result.validation.group_status == "ACCP", list(result.validation.rejections)
-    validate_stream(str(out1), "pain.001.001.09")  # process_file did too; be explicit
+def test_pain001_golden_and_xsd_valid(tmp_path, sample, client, golden):
+    done, out1, out2 = run(tmp_path, sample, client)
+    assert done.record.group_status == "ACCP", done.record.reasons
+    validate_stream(str(out1), "pain.001.001.09")  # FileCreator did too; be explicit
     load_schema("pain.001.001.09").assertValid(etree.parse(str(out1)))  # and the non-streaming way
     assert_golden(out1.read_bytes(), golden)
     report = etree.parse(str(out2))
     assert report.findtext(".//s:GrpSts", namespaces=NS2) == "ACCP"
 
 
-def test_pain001_groups_and_totals(ref, tmp_path):
-    result, out1, _ = run(ref, tmp_path, "csv_v1_valid.csv", "ACME001", "ACME-F-0001")
+def test_pain001_groups_and_totals(tmp_path):
+    done, out1, _ = run(tmp_path, "csv_v1_valid.csv", "ACME001")
     doc = etree.parse(str(out1))
     blocks = doc.findall(".//p:PmtInf", NS1)
     keys = [
@@ -75,68 +88,67 @@ def test_pain001_groups_and_totals(ref, tmp_path):
         assert Decimal(b.findtext("p:CtrlSum", namespaces=NS1)) == sum(amounts)
     assert doc.findtext(".//p:GrpHdr/p:NbOfTxs", namespaces=NS1) == "6"
     assert Decimal(doc.findtext(".//p:GrpHdr/p:CtrlSum", namespaces=NS1)) == Decimal("23849.60")
-    assert result.pain001.nb_of_txs == 6
+    assert done.record.accepted == 6
 
 
-def test_amounts_follow_minor_units(ref, tmp_path):
-    _, out1, _ = run(ref, tmp_path, "csv_eu_valid.csv", "GLOBEX02", "GLX-F-0001")
+def test_amounts_follow_minor_units(tmp_path):
+    _, out1, _ = run(tmp_path, "csv_eu_valid.csv", "GLOBEX02")
     amounts = {a.get("Ccy"): a.text for a in etree.parse(str(out1)).iterfind(".//p:InstdAmt", NS1)}
     assert amounts["JPY"] == "150000" and amounts["BHD"] == "1250.500"
 
 
 def test_many_groups_and_spool_handle_recycling_stay_xsd_valid(ref, tmp_path):
     """More groups than open spool handles; output still grouped, counted and XSD-valid."""
-    writer = make_writer(ref, "ACME001", "MANY-GROUPS", NOW)
-    writer._max_open = 3
     buf = io.BytesIO()
     generate_csv(buf, 400, execution_date=date(2026, 11, 23))
     from file_pipeline.formats.csv_reader import CsvReader
 
-    txs = list(CsvReader(io.BytesIO(buf.getvalue()), ref.formats["CSV-v1"].csv))
-    expected = {}
-    for i, tx in enumerate(txs):
-        tx = dataclasses.replace(
-            tx, requested_execution_date=date(2026, 11, 23) + timedelta(days=i % 9)
-        )  # 9 dates, interleaved
-        writer.add(tx)
-        expected[tx.requested_execution_date] = expected.get(tx.requested_execution_date, 0) + 1
+    client = ref.clients["ACME001"]
+    expected: dict[date, int] = {}
+    with InstructionsBuilder(ref, client, file_id="MANY-GROUPS", created=NOW, max_open_files=3) as builder:
+        for i, tx in enumerate(CsvReader(io.BytesIO(buf.getvalue()), ref.formats["CSV-v1"].csv)):
+            day = date(2026, 11, 23) + timedelta(days=i % 9)  # 9 dates, interleaved
+            builder.add(dataclasses.replace(tx, requested_execution_date=day,
+                                            debtor_account=client.default_account(tx.currency).id))
+            expected[day] = expected.get(day, 0) + 1
+        instructions = io.BytesIO()
+        builder.write_to(instructions)
     out = tmp_path / "many.xml"
     with open(out, "wb") as fh:
-        summary = writer.write_to(fh)
+        written = render_pain001(io.BytesIO(instructions.getvalue()), fh, "MANY-GROUPS")
     validate_stream(str(out))
-    assert [(b[3], b[4]) for b in summary.blocks] == sorted(expected.items())
-    assert summary.nb_of_txs == 400
+    doc = etree.parse(str(out))
+    per_day: dict[date, int] = {}
+    for block in doc.iterfind(".//p:PmtInf", NS1):
+        day = date.fromisoformat(block.findtext("p:ReqdExctnDt/p:Dt", namespaces=NS1))
+        per_day[day] = per_day.get(day, 0) + int(block.findtext("p:NbOfTxs", namespaces=NS1))
+    assert per_day == expected and written.nb_of_txs == 400
 
 
-def test_writer_refuses_unresolved_or_foreign_transactions(ref):
-    writer = make_writer(ref, "ACME001", "X", NOW)
+def test_instructions_refuse_unresolved_or_foreign_transactions(ref):
     from file_pipeline.domain.model import Transaction
+    from file_pipeline.workfiles import WorkFileCorrupt
 
     tx = Transaction(1, 1, "E", Decimal("1.00"), "EUR", creditor_name="A", creditor_iban="NL91ABNA0417164300")
-    with pytest.raises(ValueError, match="not resolved"):
-        writer.add(tx)
-    with pytest.raises(ValueError, match="unknown debtor"):
-        writer.add(
-            dataclasses.replace(tx, debtor_account="DE00", requested_execution_date=date(2026, 11, 23))
-        )
-    with pytest.raises(ValueError, match="at least one"):
-        writer.write_to(io.BytesIO())
-    with pytest.raises(ValueError):
-        Pain001Writer(
-            msg_id="M" * 36, created=NOW, initiating_party="", debtor_name="", accounts={}, minor_units={}
-        )
+    with InstructionsBuilder(ref, ref.clients["ACME001"], file_id="X", created=NOW) as builder:
+        with pytest.raises(WorkFileCorrupt, match="no amount/date"):
+            builder.add(tx)
+        with pytest.raises(WorkFileCorrupt, match="is not an account"):
+            builder.add(dataclasses.replace(tx, debtor_account="DE00", requested_execution_date=date(2026, 11, 23)))
+        with pytest.raises(WorkFileCorrupt, match="no validated transaction"):
+            builder.write_to(io.BytesIO())
 
 
-def test_escaping_keeps_output_valid(ref, tmp_path):
-    _, out1, _ = run(ref, tmp_path, "csv_v1_valid.csv", "ACME001", "ACME-F-0001")
+def test_escaping_keeps_output_valid(tmp_path):
+    _, out1, _ = run(tmp_path, "csv_v1_valid.csv", "ACME001")
     doc = etree.parse(str(out1))
     names = [n.text for n in doc.iterfind(".//p:Cdtr/p:Nm", NS1)]
     assert "Müller & Söhne GmbH" in names
     assert "Invoice 2026-118 <urgent>" in [u.text for u in doc.iterfind(".//p:Ustrd", NS1)]
 
 
-def test_xsd_catches_what_it_can_and_misses_what_rules_must_catch(ref, tmp_path):
-    _, out1, _ = run(ref, tmp_path, "csv_v1_valid.csv", "ACME001", "ACME-F-0001")
+def test_xsd_catches_what_it_can_and_misses_what_rules_must_catch(tmp_path):
+    _, out1, _ = run(tmp_path, "csv_v1_valid.csv", "ACME001")
     good = out1.read_bytes()
     caught = [
         (b'Ccy="EUR"', b'Ccy="EU1"'),
@@ -145,7 +157,7 @@ def test_xsd_catches_what_it_can_and_misses_what_rules_must_catch(ref, tmp_path)
         (b"<EndToEndId>ACME-0005</EndToEndId>", b""),
     ]
     for old, new in caught:
-        with pytest.raises(FileRejected, match="pain.001.001.09.xsd"):
+        with pytest.raises(FileRejected, match=r"pain\.001\.001\.09\.xsd"):
             validate_stream(io.BytesIO(good.replace(old, new, 1)))
     missed = [
         (b"GB29NWBK60161331926819", b"GB00NWBK60161331926819"),  # IBAN checksum
@@ -158,12 +170,10 @@ def test_xsd_catches_what_it_can_and_misses_what_rules_must_catch(ref, tmp_path)
 
 
 # ------------------------------------------------------------------------ pain.002
-def test_pain002_partial_golden(ref, tmp_path):
-    result, out1, out2 = run(ref, tmp_path, "csv_eu_mixed.csv", "GLOBEX02", "GLX-F-0003")
-    v = result.validation
-    assert (v.group_status, v.accepted, v.rejected) == ("PART", 2, 7)
-    rejected = {r.end_to_end_id + "@" + str(r.line): [f.code.value for f in r.findings] for r in v.rejections}
-    assert rejected == {
+def test_pain002_partial_golden(tmp_path):
+    done, out1, out2 = run(tmp_path, "csv_eu_mixed.csv", "GLOBEX02")
+    assert (done.record.group_status, done.record.accepted, done.record.rejected) == ("PART", 2, 7)
+    assert rejected_rows(done) == {
         "GLX-11@3": ["AC01"],
         "GLX-12@4": ["CH20"],
         "GLX-13@5": ["DT03"],
@@ -185,30 +195,19 @@ def test_pain002_partial_golden(ref, tmp_path):
     assert per_status == {"ACCP": 2, "RJCT": 7}
 
 
-def test_pain002_rejected_file_golden(ref, tmp_path):
+def test_pain002_rejected_file_golden():
     """ACME001 is reject-file: one bad IBAN rejects the whole file and no pain.001 is written."""
-    content = (
-        data_stream("csv_v1_valid.csv").read().replace(b"DE62370400440532013001", b"DE00370400440532013001")
-    )
-    out1, out2 = tmp_path / "o.xml", tmp_path / "s.xml"
-    result = process_file(
-        io.BytesIO(content),
-        ref,
-        "ACME001",
-        NOW,
-        file_id="ACME-F-0009",
-        pain001_path=str(out1),
-        pain002_path=str(out2),
-    )
-    assert result.validation.group_status == "RJCT" and not out1.exists()
-    assert_golden(out2.read_bytes(), "golden_pain002_rejected.xml")
-    doc = etree.parse(str(out2))
+    content = data_bytes("csv_v1_valid.csv").replace(b"DE62370400440532013001", b"DE00370400440532013001")
+    done = process(content, "ACME001", name="csv_v1_rejected.csv")
+    assert done.record.group_status == "RJCT" and done.pain001 is None
+    assert_golden(done.pain002, "golden_pain002_rejected.xml")
+    doc = etree.parse(io.BytesIO(done.pain002))
     assert doc.findtext(".//s:OrgnlGrpInfAndSts/s:StsRsnInf/s:Rsn/s:Cd", namespaces=NS2) == "NARR"
     assert doc.findtext(".//s:NbOfTxsPerSts/s:DtldNbOfTxs", namespaces=NS2) == "6"
 
 
-def test_pain002_element_order_follows_the_message_definition(ref, tmp_path):
-    _, _, out2 = run(ref, tmp_path, "csv_eu_mixed.csv", "GLOBEX02", "GLX-F-0003")
+def test_pain002_element_order_follows_the_message_definition(tmp_path):
+    _, _, out2 = run(tmp_path, "csv_eu_mixed.csv", "GLOBEX02")
     doc = etree.parse(str(out2))
     local = lambda el: etree.QName(el).localname  # noqa: E731
     root = doc.getroot()
@@ -230,11 +229,11 @@ def test_pain002_element_order_follows_the_message_definition(ref, tmp_path):
 
 
 def test_pain002_limits_and_multiple_blocks(tmp_path):
-    long = Finding(ReasonCode.CH16, "x" * 300)
+    long = Finding(IsoReason.CH16, "x" * 300)
     rejections = [
         Rejection(1, 2, "E" * 40, "I" * 40, "BLOCK-A", "1.00", "EUR", (long,)),
-        Rejection(2, 3, "", "", "BLOCK-A", "", "EUR", (Finding(ReasonCode.AM12, "amount missing"),)),
-        Rejection(3, 9, "E3", "", "BLOCK-B", "2.00", "EUR", (Finding(ReasonCode.AM01, "zero"),)),
+        Rejection(2, 3, "", "", "BLOCK-A", "", "EUR", (Finding(IsoReason.AM12, "amount missing"),)),
+        Rejection(3, 9, "E3", "", "BLOCK-B", "2.00", "EUR", (Finding(IsoReason.AM01, "zero"),)),
     ]
     buf = io.BytesIO()
     write_pain002(

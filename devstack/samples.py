@@ -13,7 +13,8 @@ from datetime import date
 from decimal import Decimal
 from typing import BinaryIO
 
-from file_pipeline.domain.rules import aba_check_digit_ok, iban_check_digits
+from file_pipeline.domain.agents import aba_check_digit_ok
+from file_pipeline.domain.iban import iban_check_digits
 
 # (country, BBAN prefix (bank/branch code), BBAN body length, BIC)
 _CREDITOR_BANKS = (

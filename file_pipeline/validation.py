@@ -1,9 +1,7 @@
-"""End-to-end composition of the pure pieces: detect -> read -> validate -> pain.001 + pain.002.
-
-The Azure Functions (FileValidator -> FileAdaptor -> FileCreator) can call the
-pieces separately; :func:`process_file` strings them together for one file
-and is what the tests and benchmarks use. Only local paths and streams are
-touched: no Azure, no network, no wall clock (``now`` is passed in).
+"""One file's content, detected, read and validated: the readers (:mod:`file_pipeline.formats`)
+and the rules (:mod:`file_pipeline.domain`) put together for FileValidator
+(:func:`validate_source`). Only streams are touched: no Azure, no network, no wall clock
+(``now`` is passed in).
 """
 
 from __future__ import annotations
@@ -16,38 +14,15 @@ from typing import BinaryIO
 
 from file_pipeline.domain.daily import DayKey
 from file_pipeline.domain.model import FileFormat, FileRejected, Transaction
-from file_pipeline.domain.reason_codes import ReasonCode
+from file_pipeline.domain.reason_codes import IsoReason
 from file_pipeline.domain.reference import CsvLayout, ReferenceData
 from file_pipeline.domain.validator import FileValidation, RejectionLog, ValidationResult
 from file_pipeline.formats.detect import Detection, sniff
-from file_pipeline.formats.pain001_writer import Pain001Summary, Pain001Writer
-from file_pipeline.formats.pain002_writer import OriginalMessage, write_status_report
+from file_pipeline.formats.pain002_writer import OriginalMessage
 from file_pipeline.formats.readers import open_reader
-from file_pipeline.formats.xsd import validate_stream
 
 
 @dataclass
-class PipelineResult:
-    detection: Detection | None
-    validation: ValidationResult
-    pain001: Pain001Summary | None
-
-
-def make_writer(
-    ref: ReferenceData, client_id: str, msg_id: str, now: datetime, spool_dir: str | None = None
-) -> Pain001Writer:
-    client = ref.clients[client_id]
-    return Pain001Writer(
-        msg_id=msg_id,
-        created=now,
-        initiating_party=client.name,
-        debtor_name=client.name,
-        accounts={a.id: a for a in client.accounts},
-        minor_units={c.code: c.minor_units for c in ref.currencies.values()},
-        spool_dir=spool_dir,
-    )
-
-
 @dataclass
 class Validated:
     """What :func:`validate_source` found: the detected format, the CSV layout used and the result."""
@@ -62,8 +37,8 @@ class Validated:
         if self.detection is None:
             return "UNKNOWN"
         if self.detection.format is FileFormat.CSV:
-            return self.layout.name if self.layout else "CSV"
-        return self.detection.format.value
+            return str(self.layout.name) if self.layout else "CSV"
+        return str(self.detection.format.value)
 
 
 def validate_source(
@@ -94,7 +69,7 @@ def validate_source(
     layout = ref.csv_layout_for(client) if client else None
     try:
         if client is None:
-            raise FileRejected(ReasonCode.NARR, f"unknown client {client_id!r}")
+            raise FileRejected(IsoReason.NARR, f"unknown client {client_id!r}")
         detection, stream = sniff(source)
         reader = open_reader(stream, detection.format, layout=layout, file_id=file_id)
         validation = FileValidation(
@@ -135,59 +110,3 @@ def original_message(validated: Validated, file_id: str) -> OriginalMessage:
         nb_of_txs=header.nb_of_txs if header else 0,
         ctrl_sum=header.ctrl_sum if header else Decimal(0),
     )
-
-
-def process_file(
-    source: BinaryIO,
-    ref: ReferenceData,
-    client_id: str,
-    now: datetime,
-    *,
-    file_id: str,
-    pain001_path: str | None = None,
-    pain002_path: str | None = None,
-    seen_msg_ids: Container[str] = frozenset(),
-    validate_output: bool = True,
-    spool_dir: str | None = None,
-) -> PipelineResult:
-    """Validate one uploaded file; write pain.001.001.09 (if allowed) and the pain.002 report.
-
-    ``file_id`` is a server-side id (never the blob name): it becomes the
-    output MsgId and the payment block id of CSV files. ``result.validation.rejections``
-    stays readable afterwards (e.g. for :func:`~file_pipeline.formats.safe_csv.write_error_report`).
-    """
-    summary = None
-    writer: Pain001Writer | None = None
-    client = ref.clients.get(client_id)
-    if client is not None:
-        writer = make_writer(ref, client_id, file_id[:35], now, spool_dir)
-    try:
-        validated = validate_source(
-            source,
-            ref,
-            client_id,
-            now,
-            file_id=file_id,
-            accept=writer.add if writer else _refuse,
-            seen_msg_ids=seen_msg_ids,
-            spool_dir=spool_dir,
-        )
-        result = validated.validation
-        if writer is not None and pain001_path and result.output_allowed:
-            with open(pain001_path, "wb") as out:
-                summary = writer.write_to(out)
-            if validate_output:
-                validate_stream(pain001_path, "pain.001.001.09")
-    finally:
-        if writer is not None:
-            writer.close()
-    if pain002_path:
-        with open(pain002_path, "wb") as out:
-            write_status_report(
-                out, result, msg_id=f"STS-{file_id}"[:35], created=now, original=original_message(validated, file_id)
-            )
-    return PipelineResult(validated.detection, result, summary)
-
-
-def _refuse(tx: Transaction) -> None:  # pragma: no cover - an unknown client yields no transaction
-    raise AssertionError("no transaction is accepted for an unknown client")
