@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from azure.servicebus import ServiceBusClient, ServiceBusMessage  # noqa: E402
 
-from tests.support.servicebus import ServiceBusEmulator  # noqa: E402
+from devstack.stack import ServiceBusEmulator  # noqa: E402
 
 CONFIG = Path(__file__).with_name("servicebus-config.json")
 RESULTS = ROOT / "benchmarks" / "results"

@@ -4,7 +4,9 @@
 settings to where the pieces actually listen (environment variables, which win over
 ``local.settings.json`` exactly as they do under ``func start``), registers the Event Grid
 subscriptions that deliver to Event Grid-triggered functions, and stops everything in reverse
-order.  ``make up``, ``make demo``, the end-to-end tests and the benchmarks all use it.
+order.  ``make up``, ``make demo``, the end-to-end tests and the benchmarks all use it; the
+tests that need one piece alone (and the Service Bus benchmark) start it with :class:`Azurite`,
+:class:`ServiceBusEmulator` or :class:`EventGridEmulator`, on the same commands.
 
 Fixed ports (``Ports.default()``) match ``local.settings.json.example``; tests use free ports.
 """
@@ -23,10 +25,12 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 AZURITE_JS = ROOT / "tools" / "azurite" / "node_modules" / "azurite" / "dist" / "src" / "azurite.js"
@@ -213,6 +217,158 @@ def http_json(method: str, url: str, body: object | None = None, timeout: float 
             return exc.code, raw.decode(errors="replace")
 
 
+# -- one piece at a time: the commands Stack runs, and each piece alone for the tests that need
+# -- only one (integration, emulator conformance) and the benchmarks --------------------------
+def azurite_command(blob: int, queue: int, table: int, location: Path | None) -> list[str]:
+    if not AZURITE_JS.exists():
+        raise StackError(f"Azurite is not installed ({AZURITE_JS} missing): run `make venv` "
+                         "or `npm ci --prefix tools/azurite`")
+    cmd = ["node", str(AZURITE_JS), "--silent", "--skipApiVersionCheck", "--loose", "--disableTelemetry",
+           "--blobHost", "127.0.0.1", "--blobPort", str(blob),
+           "--queueHost", "127.0.0.1", "--queuePort", str(queue),
+           "--tableHost", "127.0.0.1", "--tablePort", str(table)]
+    return cmd + (["--location", str(location)] if location else ["--inMemoryPersistence"])
+
+
+def servicebus_command(config: Path, port: int, data_dir: Path | None, log_level: str = "warning") -> list[str]:
+    cmd = [sys.executable, "-m", "emulators.servicebus", "--config", str(config), "--port", str(port),
+           "--log-level", log_level]
+    return cmd + (["--data-dir", str(data_dir)] if data_dir else ["--in-memory"])
+
+
+def eventgrid_command(config: Path, port: int, data_dir: Path | None) -> list[str]:
+    cmd = [sys.executable, "-m", "emulators.eventgrid", "--config", str(config), "--port", str(port),
+           "--log-level", "warning"]
+    return cmd + (["--data-dir", str(data_dir)] if data_dir else ["--in-memory"])
+
+
+class Azurite:
+    """Azurite alone, on free ports: in memory, or kept at ``location``."""
+
+    def __init__(self, location: str | Path | None = None) -> None:
+        self.location = Path(location) if location else None
+        self.blob_port = self.queue_port = self.table_port = 0
+        self.process: ManagedProcess | None = None
+
+    @property
+    def connection_string(self) -> str:
+        return storage_connection_string(self.blob_port, self.queue_port, self.table_port)
+
+    def start(self, timeout: float = 60.0) -> Azurite:
+        self.blob_port, self.queue_port, self.table_port = free_port(), free_port(), free_port()
+        cmd = azurite_command(self.blob_port, self.queue_port, self.table_port, self.location)
+        self.process = ManagedProcess("azurite", cmd).start()
+        try:
+            for port in (self.blob_port, self.queue_port, self.table_port):
+                wait_for_port(port, self.process, timeout)
+        except StackError:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+    def __enter__(self) -> Azurite:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class ServiceBusEmulator:
+    """The Service Bus emulator alone, on ``port`` (0: a free one, then the same one on every
+    restart, as the durability tests need); in memory, or durable in ``data_dir``."""
+
+    def __init__(self, config: str | Path, data_dir: str | Path | None = None, log_level: str = "warning",
+                 port: int = 0) -> None:
+        self.config = Path(config)
+        self.data_dir = Path(data_dir) if data_dir else None
+        self.log_level = log_level
+        self.requested_port = port
+        self.port = 0
+        self.process: ManagedProcess | None = None
+
+    @property
+    def connection_string(self) -> str:
+        return servicebus_connection_string(self.port)
+
+    @property
+    def output(self) -> list[str]:
+        return list(self.process.lines) if self.process is not None else []
+
+    def start(self, timeout: float = 60.0) -> ServiceBusEmulator:
+        cmd = servicebus_command(self.config, self.requested_port, self.data_dir, self.log_level)
+        self.process = ManagedProcess("servicebus", cmd).start()
+        try:
+            listening = self.process.wait_for_line(r"listening on amqp://([\d.]+):(\d+)", timeout)
+        except StackError:
+            self.stop()
+            raise
+        self.port = int(listening.group(2))
+        self.requested_port = self.port  # a restart comes back on the same address
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: the crash the durability promise is about."""
+        if self.process is not None:
+            self.process.kill()
+
+    def stop(self) -> int | None:
+        if self.process is None or self.process.proc is None:
+            return None
+        self.process.stop(timeout=15)
+        return self.process.proc.returncode
+
+    def __enter__(self) -> ServiceBusEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class EventGridEmulator:
+    """The Event Grid emulator alone, in memory, on a free port."""
+
+    def __init__(self, config: Path = ROOT / "emulators" / "eventgrid" / "config.json", timeout: float = 60.0) -> None:
+        self.config = config
+        self.timeout = timeout
+        self.process: ManagedProcess | None = None
+        self.base_url = ""
+
+    def start(self) -> EventGridEmulator:
+        self.process = ManagedProcess("eventgrid", eventgrid_command(self.config, 0, None)).start()
+        try:
+            listening = self.process.wait_for_line(r"listening on (\S+)", self.timeout)
+        except StackError:
+            self.stop()
+            raise
+        self.base_url = listening.group(1)
+        return self
+
+    def topic_endpoint(self, topic: str = "deliveries") -> str:
+        return f"{self.base_url}/topics/{topic}/api/events"
+
+    def events(self, topic: str = "deliveries", **params: str) -> list[dict[str, Any]]:
+        """What the emulator stored for ``topic`` (its ``GET /topics/{topic}/events``)."""
+        query = urllib.parse.urlencode(params)
+        status, body = http_json("GET", f"{self.base_url}/topics/{topic}/events" + (f"?{query}" if query else ""))
+        if status != 200 or not isinstance(body, list):
+            raise StackError(f"GET events of topic {topic} answered {status}: {body}")
+        return body
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop(timeout=15)
+
+    def __enter__(self) -> EventGridEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 @dataclass
 class Stack:
     """Everything the app needs locally.  Use as a context manager or call start()/stop()."""
@@ -276,36 +432,26 @@ class Stack:
         return self.log_dir / f"{name}.log"
 
     def _start_azurite(self) -> None:
-        if not AZURITE_JS.exists():
-            raise StackError(f"Azurite is not installed ({AZURITE_JS} missing): run `make venv` "
-                             "or `npm ci --prefix tools/azurite`")
-        cmd = ["node", str(AZURITE_JS), "--silent", "--skipApiVersionCheck", "--loose", "--disableTelemetry",
-               "--blobHost", "127.0.0.1", "--blobPort", str(self.ports.blob),
-               "--queueHost", "127.0.0.1", "--queuePort", str(self.ports.queue),
-               "--tableHost", "127.0.0.1", "--tablePort", str(self.ports.table)]
+        location = None
         if self.data_dir:
             location = self.data_dir / "azurite"
             location.mkdir(parents=True, exist_ok=True)
-            cmd += ["--location", str(location)]
-        else:
-            cmd += ["--inMemoryPersistence"]
+        cmd = azurite_command(self.ports.blob, self.ports.queue, self.ports.table, location)
         proc = ManagedProcess("azurite", cmd, log_path=self._log("azurite"), echo=self.echo).start()
         self.processes["azurite"] = proc
         for port in (self.ports.blob, self.ports.queue, self.ports.table):
             wait_for_port(port, proc, 60)
 
     def _start_servicebus(self) -> None:
-        cmd = [sys.executable, "-m", "emulators.servicebus", "--config", str(self.servicebus_config),
-               "--port", str(self.ports.servicebus), "--log-level", "warning"]
-        cmd += ["--data-dir", str(self.data_dir / "servicebus")] if self.data_dir else ["--in-memory"]
+        cmd = servicebus_command(self.servicebus_config, self.ports.servicebus,
+                                 self.data_dir / "servicebus" if self.data_dir else None)
         proc = ManagedProcess("servicebus", cmd, log_path=self._log("servicebus"), echo=self.echo).start()
         self.processes["servicebus"] = proc
         proc.wait_for_line(r"listening on amqp://", 60)
 
     def _start_eventgrid(self) -> None:
-        cmd = [sys.executable, "-m", "emulators.eventgrid", "--config", str(self.eventgrid_config),
-               "--port", str(self.ports.eventgrid), "--log-level", "warning"]
-        cmd += ["--data-dir", str(self.data_dir / "eventgrid")] if self.data_dir else ["--in-memory"]
+        cmd = eventgrid_command(self.eventgrid_config, self.ports.eventgrid,
+                                self.data_dir / "eventgrid" if self.data_dir else None)
         proc = ManagedProcess("eventgrid", cmd, log_path=self._log("eventgrid"), echo=self.echo).start()
         self.processes["eventgrid"] = proc
         proc.wait_for_line(r"listening on http://", 60)

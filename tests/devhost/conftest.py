@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 from azure.data.tables import TableClient
 
-from tests.support.azurite import Azurite
-from tests.support.servicebus import ServiceBusEmulator
+from devstack.stack import Azurite, ServiceBusEmulator
 
 from .support import HERE, DevHost, EventGridEmulator, wait_until
 

@@ -17,8 +17,7 @@ from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import BlobServiceClient, ContainerClient
 from azure.storage.queue import QueueClient
 
-from tests.support.azurite import Azurite
-from tests.support.servicebus import ServiceBusEmulator
+from devstack.stack import Azurite, ServiceBusEmulator
 
 from .conftest import Records, app_env
 from .support import DevHost, EventGridEmulator, wait_until

@@ -16,8 +16,7 @@ from azure.servicebus import ServiceBusClient, ServiceBusMessage
 from azure.storage.blob import BlobServiceClient
 
 from devhost.settings import function_disabled
-from tests.support.azurite import Azurite
-from tests.support.servicebus import ServiceBusEmulator
+from devstack.stack import Azurite, ServiceBusEmulator
 
 from .conftest import Records, app_env
 from .support import HERE, DevHost, EventGridEmulator, write_app

@@ -14,8 +14,7 @@ import pytest
 import requests
 from azure.servicebus import ServiceBusClient, ServiceBusMessage
 
-from tests.support.azurite import Azurite
-from tests.support.servicebus import ServiceBusEmulator
+from devstack.stack import Azurite, ServiceBusEmulator
 
 from .conftest import Records, app_env
 from .support import HERE, DevHost, EventGridEmulator, Process, free_port, run_devhost, wait_until, write_app

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusSubQueue
 
-from tests.support.servicebus import ServiceBusEmulator
+from devstack.stack import ServiceBusEmulator
 
 from .conftest import Records
 from .support import DevHost, wait_until

@@ -23,10 +23,7 @@ from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusRece
 from azure.servicebus.exceptions import OperationTimeoutError
 
 from choreography.runtime import reset_runtime
-from tests.support.azurite import Azurite
-from tests.support.eventgrid import KEY as EVENTGRID_KEY
-from tests.support.eventgrid import EventGridEmulator
-from tests.support.servicebus import ServiceBusEmulator
+from devstack.stack import EVENTGRID_KEY, Azurite, EventGridEmulator, ServiceBusEmulator
 from tests.support.waiting import DEADLINE
 
 ROOT = Path(__file__).resolve().parents[2]

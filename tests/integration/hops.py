@@ -18,13 +18,13 @@ import azure.functions as func
 from azure.data.tables import TableServiceClient
 
 from delivery.handlers import delivery_on_event
+from devstack.stack import EventGridEmulator
 from drone_scheduler.adapters import FLEET, TableDroneFleet
 from drone_scheduler.domain import Drone
 from drone_scheduler.handlers import drone_scheduler_on_release_drone, drone_scheduler_on_request
 from ingestion.handlers import ingestion_get_delivery, ingestion_health, ingestion_submit_delivery
 from notifications.handlers import notifications_on_delivery_event
 from package.handlers import package_on_cancel_package, package_on_delivery_requested
-from tests.support.eventgrid import EventGridEmulator
 from tests.support.waiting import wait_until
 from tests.unit.delivery_app.samples import request_body
 

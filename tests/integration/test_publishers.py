@@ -14,7 +14,7 @@ from choreography.messaging import Cause, DeadLetter, Incoming, Outgoing, Outgoi
 from choreography.publishing import EventGridPublisher, ServiceBusPublisher
 from choreography.tracing import new_traceparent, trace_id
 from contracts.deliveries import PackageReady
-from tests.support.eventgrid import KEY as EVENTGRID_KEY
+from devstack.stack import EVENTGRID_KEY
 from tests.support.waiting import wait_until
 from tests.unit.delivery_app.samples import new_id, requested_outgoing
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from azure.servicebus import ServiceBusClient
 
-from tests.support.servicebus import ServiceBusEmulator
+from devstack.stack import ServiceBusEmulator
 
 CONFIG = Path(__file__).with_name("config.json")
 

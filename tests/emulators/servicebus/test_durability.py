@@ -14,7 +14,7 @@ from typing import Any
 
 from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusReceiveMode
 
-from tests.support.servicebus import ServiceBusEmulator
+from devstack.stack import ServiceBusEmulator
 
 CONFIG = Path(__file__).with_name("config.json")
 

@@ -30,12 +30,9 @@ from azurefunctions.extensions.base import Datum
 
 from choreography.entities import CONTAINERS, INPUT_CONTAINER, REFERENCE_TABLE
 from choreography.runtime import reset_runtime
+from devstack.stack import EVENTGRID_KEY, Azurite, EventGridEmulator, ServiceBusEmulator
 from file_pipeline.domain.files import file_id_for
 from file_pipeline.seed import seed
-from tests.support.azurite import Azurite
-from tests.support.eventgrid import KEY as EVENTGRID_KEY
-from tests.support.eventgrid import EventGridEmulator
-from tests.support.servicebus import ServiceBusEmulator
 from tests.support.waiting import DEADLINE
 
 ROOT = Path(__file__).resolve().parents[3]

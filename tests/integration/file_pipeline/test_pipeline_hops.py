@@ -21,10 +21,10 @@ from choreography.entities import (
     WORK_CONTAINER,
 )
 from choreography.runtime import reset_runtime
+from devstack.stack import EventGridEmulator
 from file_pipeline import handlers
 from file_pipeline.domain.files import file_id_for
 from file_pipeline.formats.xsd import validate_stream
-from tests.support.eventgrid import EventGridEmulator
 from tests.support.waiting import wait_until
 from tests.unit.file_pipeline.conftest import data_bytes
 
