@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test unit integration e2e bench lint clean servicebus demo up seed soak
+.PHONY: venv test unit integration e2e bench lint clean servicebus demo up seed soak docs
 
 AZURITE := tools/azurite/node_modules/.package-lock.json
 
@@ -41,6 +41,10 @@ e2e: venv
 lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m mypy
+
+# The choreography map, derived from the code, into README.md (a unit test fails when it is stale).
+docs: venv
+	$(PY) -m ops map --readme
 
 bench: venv
 	$(PY) -m benchmarks.servicebus

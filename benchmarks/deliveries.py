@@ -22,7 +22,11 @@ Service Bus consumers); submissions alternate between the instances' HTTP fronts
 process's CPU time is read from ``/proc`` at the end, so the CPU cost of a delivery is part
 of the result.
 
-Results: ``benchmarks/results/deliveries.json`` and ``.md``.
+**What tracing costs**: the same open-loop load (``--tracing-deliveries`` at ``--tracing-rate``) on
+three fresh stacks: tracing off, spans made and dropped (no-op exporter), and exported to the
+stack's trace store; CPU per delivery and its ratio to tracing off.
+
+Results: ``benchmarks/results/deliveries.json`` and ``.md`` (``--only-tracing``: ``tracing.json``, ``.md``).
 """
 
 from __future__ import annotations
@@ -177,11 +181,24 @@ async def run(stack: Stack, urls: list[str], total: int, concurrency: int, rate:
         await watcher.stop()
 
 
-def on_a_fresh_stack(args: argparse.Namespace, total: int, concurrency: int, rate: float | None) -> dict[str, Any]:
+# What tracing costs (issue 11): the same open-loop load with tracing off (the OpenTelemetry API's
+# no-op tracer), with spans made and dropped (the SDK with a no-op exporter), and exported over OTLP
+# to the stack's trace store.
+TRACING_MODES = {
+    "off": ({}, False),
+    "no-op exporter": ({"OTEL_TRACES_EXPORTER": "none"}, False),
+    "trace store": ({}, True),
+    "trace store, no SDK-call spans": ({"AZURE_TRACING_ENABLED": "false"}, True),
+}
+
+
+def on_a_fresh_stack(args: argparse.Namespace, total: int, concurrency: int, rate: float | None,
+                     tracing: str = "trace store") -> dict[str, Any]:
     """One scenario on a stack of its own, so no scenario pays for another's leftovers (every
     delivery leaves a join timeout that fires, as a no-op, five minutes later)."""
-    settings = {"FLIGHT_TIME_SECONDS": "0", "PYTHON_THREADPOOL_THREAD_COUNT": str(args.threads)}
-    with Stack(with_devhost=False, settings=settings) as stack:
+    extra, with_traces = TRACING_MODES[tracing]
+    settings = {"FLIGHT_TIME_SECONDS": "0", "PYTHON_THREADPOOL_THREAD_COUNT": str(args.threads), **extra}
+    with Stack(with_devhost=False, settings=settings, with_traces=with_traces) as stack:
         subprocess.run([sys.executable, "-m", "drone_scheduler.seed", "--connection", stack.storage_connection,
                         "--fleet-size", str(args.fleet_size)], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
         stack.start_devhost()
@@ -190,6 +207,27 @@ def on_a_fresh_stack(args: argparse.Namespace, total: int, concurrency: int, rat
             stack.start_instance(n, {"AzureWebJobs.file_pipeline_validate.Disabled": "true"})
             for n in range(2, args.instances + 1)]
         return asyncio.run(run(stack, urls, total, concurrency, rate))
+
+
+def tracing_cost(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Each tracing mode ``--tracing-repeats`` times, interleaved (off, no-op, store, off, ...) so a
+    drift of the machine hits every mode alike; per mode the run with the median CPU per delivery."""
+    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in TRACING_MODES}
+    for _ in range(args.tracing_repeats):
+        for mode in TRACING_MODES:
+            runs[mode].append(on_a_fresh_stack(args, args.tracing_deliveries, max(args.concurrency, 64),
+                                               args.tracing_rate, mode))
+    results = []
+    for mode, done in runs.items():
+        ordered = sorted(done, key=lambda r: r["cpu_ms_per_delivery"])
+        median = ordered[(len(ordered) - 1) // 2]
+        results.append({"scenario": f"tracing {mode}", **median,
+                        "cpu_ms_per_delivery_runs": [r["cpu_ms_per_delivery"] for r in done]})
+    return results
+
+
+def devhost_ms(result: dict[str, Any]) -> float:
+    return round(float(result["cpu_s"].get("devhost", 0.0)) * 1000 / max(1, result["shipped"]), 1)
 
 
 def markdown(meta: dict[str, Any], results: list[dict[str, Any]]) -> str:
@@ -206,6 +244,17 @@ def markdown(meta: dict[str, Any], results: list[dict[str, Any]]) -> str:
     lines.extend(f"| {r['scenario']} | {r['deliveries']} | {r['shipped']} | {r['submit_per_s']} | "
                  f"{r['deliveries_per_s']} | {r['latency_p50_ms']} | {r['latency_p99_ms']} | "
                  f"{r['cpu_ms_per_delivery']} |" for r in results)
+    costs = [r for r in results if r["scenario"].startswith("tracing ")]
+    if costs:
+        off = next(r for r in costs if r["scenario"] == "tracing off")
+        lines += ["", "What tracing costs (the same open-loop load on fresh stacks, modes interleaved; per mode the "
+                  "run with the median CPU per delivery; ratios to tracing off in the same run):", "",
+                  "| tracing | CPU ms per delivery, all processes (every run) | median | ratio "
+                  "| devhost CPU ms per delivery | ratio | p50 ms | p99 ms |", "|---|---|---|---|---|---|---|---|"]
+        lines.extend(f"| {r['scenario'].removeprefix('tracing ')} | {r.get('cpu_ms_per_delivery_runs', '')} | "
+                     f"{r['cpu_ms_per_delivery']} | {r['cpu_ms_per_delivery'] / off['cpu_ms_per_delivery']:.3f} | "
+                     f"{devhost_ms(r)} | {devhost_ms(r) / devhost_ms(off):.3f} | {r['latency_p50_ms']} | "
+                     f"{r['latency_p99_ms']} |" for r in costs)
     lines += ["", "CPU seconds per process and scenario:", ""]
     names = sorted({name for r in results for name in r["cpu_s"]})
     lines += ["| scenario | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
@@ -224,20 +273,31 @@ def main() -> int:
     parser.add_argument("--fleet-size", type=int, default=500)
     parser.add_argument("--instances", type=int, default=1, help="devhost instances (scale-out)")
     parser.add_argument("--threads", type=int, default=32, help="PYTHON_THREADPOOL_THREAD_COUNT of each instance")
+    parser.add_argument("--tracing-deliveries", type=int, default=1000,
+                        help="deliveries per tracing mode (off, no-op exporter, trace store) at --tracing-rate")
+    parser.add_argument("--tracing-rate", type=float, default=10.0,
+                        help="below the stack's throughput, so no backlog inflates the CPU per delivery")
+    parser.add_argument("--tracing-repeats", type=int, default=3)
+    parser.add_argument("--only-tracing", action="store_true", help="run only the tracing-cost scenarios")
     args = parser.parse_args()
-    results = [{"scenario": "throughput", **on_a_fresh_stack(args, args.deliveries, args.concurrency, None)}]
-    for rate in args.rates:
-        total = max(1, int(rate * args.rate_seconds))
-        results.append({"scenario": f"{rate:g}/s for {args.rate_seconds:g} s",
-                        **on_a_fresh_stack(args, total, max(args.concurrency, 64), rate)})
+    results = []
+    if not args.only_tracing:
+        results.append({"scenario": "throughput", **on_a_fresh_stack(args, args.deliveries, args.concurrency, None)})
+        for rate in args.rates:
+            total = max(1, int(rate * args.rate_seconds))
+            results.append({"scenario": f"{rate:g}/s for {args.rate_seconds:g} s",
+                            **on_a_fresh_stack(args, total, max(args.concurrency, 64), rate)})
+    if args.tracing_deliveries:
+        results.extend(tracing_cost(args))
     meta = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpus": os.cpu_count(),
             "python": platform.python_version(), "fleet_size": args.fleet_size, "flight_time_s": 0,
             "storage": "in-memory", "instances": args.instances, "threads": args.threads,
             "target": {"deliveries_per_s": TARGET_PER_S, "p99_ms": TARGET_P99_MS}}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "deliveries.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    name = "tracing" if args.only_tracing else "deliveries"  # --only-tracing keeps the full run's results
+    (RESULTS / f"{name}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
     text = markdown(meta, results)
-    (RESULTS / "deliveries.md").write_text(text)
+    (RESULTS / f"{name}.md").write_text(text)
     print(text)
     return 0 if all(r["shipped"] == r["deliveries"] for r in results) else 1
 

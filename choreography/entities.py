@@ -29,7 +29,7 @@ class Destination:
     """Where the publisher sends: a queue or a topic."""
 
     name: str
-    kind: str  # "queue" | "topic"
+    kind: str  # "queue" | "topic" (Service Bus) | "eventgrid" (an Event Grid topic)
     sessions: bool = False
 
 
@@ -46,6 +46,9 @@ class Subscription:
 DELIVERIES_TOPIC = Destination("deliveries", "topic")
 DELIVERY_EVENTS_QUEUE = Destination("delivery-events", "queue", sessions=True)
 DEADLETTER_QUEUE = Destination("deadletter", "queue")
+# Event Grid topics (CloudEvents 1.0): delivery outcomes, and payment-file outcomes.
+DELIVERY_NOTICES_TOPIC = Destination("deliveries", "eventgrid")
+PAYMENT_NOTICES_TOPIC = Destination("payments", "eventgrid")
 
 PACKAGE_SUBSCRIPTION = Subscription(DELIVERIES_TOPIC.name, "package")
 PACKAGE_COMPENSATION_SUBSCRIPTION = Subscription(DELIVERIES_TOPIC.name, "package-compensation")

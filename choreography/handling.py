@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 from typing import NoReturn, Protocol
 
+from . import telemetry
 from .contracts import ContractRegistry, parse_envelope
 from .errors import MalformedMessage, PermanentFailure, UnknownMessageType, classify
 from .messaging import DeadLetter, Incoming, Publisher, Received
@@ -69,12 +70,16 @@ def decode(incoming: Incoming, contracts: ContractRegistry) -> Received:
 def consume(incoming: Incoming, consumer: Consumer, publisher: Publisher) -> None:
     """Process one message; return to complete it, raise to have it redelivered."""
     received: Received | None = None
+    telemetry.annotate(_attributes(incoming))
     try:
         received = decode(incoming, consumer.contracts)
+        telemetry.annotate({telemetry.MESSAGE_TYPE: received.envelope.type,
+                            telemetry.CORRELATION: received.envelope.correlation_id})
         consumer.handle(received)
     except Exception as exc:
         failure = classify(exc)
         if failure is None:
+            telemetry.annotate({telemetry.OUTCOME: "retried"})
             log.warning("transient failure on %s message %s (delivery %s, attempt %d): %s: %s; it will be "
                         "redelivered", incoming.source, incoming.message_id, incoming.delivery_id,
                         incoming.delivery_count, type(exc).__name__, _first_line(exc))
@@ -82,8 +87,28 @@ def consume(incoming: Incoming, consumer: Consumer, publisher: Publisher) -> Non
         log.error("permanent failure on %s message %s (delivery %s): %s %s; dead-lettered",
                   incoming.source, incoming.message_id, incoming.delivery_id, failure.reason.value,
                   failure.description)
+        telemetry.annotate({telemetry.OUTCOME: "dead-lettered", telemetry.REASON: failure.reason.value})
+        telemetry.mark_failed(f"{failure.reason.value}: {failure.description}")
         consumer.on_permanent_failure(incoming, received, failure)
         publisher.dead_letter(DeadLetter(incoming, failure.reason.value, failure.description))
+        return
+    telemetry.annotate({telemetry.OUTCOME: "completed"})
+
+
+def _attributes(incoming: Incoming) -> dict[str, object]:
+    entity, _, subscription = incoming.source.partition("/subscriptions/")
+    return {
+        telemetry.MESSAGING_SYSTEM: "servicebus",
+        telemetry.MESSAGING_OPERATION: "process",
+        telemetry.MESSAGING_DESTINATION: entity,
+        telemetry.MESSAGING_SUBSCRIPTION: subscription or None,
+        telemetry.MESSAGING_MESSAGE_ID: incoming.message_id,
+        telemetry.MESSAGING_CONVERSATION: incoming.correlation_id,
+        telemetry.MESSAGING_SESSION: incoming.session_id,
+        telemetry.MESSAGING_DELIVERY_COUNT: incoming.delivery_count,
+        telemetry.MESSAGE_TYPE: incoming.subject,
+        telemetry.CORRELATION: incoming.delivery_id or incoming.correlation_id,
+    }
 
 
 def unexpected(received: Received) -> NoReturn:

@@ -46,16 +46,17 @@ class Incoming:
         """Best guess at the delivery this message is about, even when its body is unreadable;
         None unless it is a well-formed delivery id (it may end up as a session id or table key)."""
         props = self.application_properties
-        guess = self.session_id or self.correlation_id or _text(props.get("correlationId"))
+        guess = self.session_id or self.correlation_id or text(props.get("correlationId"))
         return guess if guess and re.fullmatch(DELIVERY_ID_PATTERN, guess) else None
 
     @property
     def cause(self) -> Cause:
         """This message as the cause of what a handler publishes, read without decoding the body."""
-        return Cause(self.message_id, _text(self.application_properties.get("traceparent")), self.delivery_id)
+        return Cause(self.message_id, text(self.application_properties.get("traceparent")), self.delivery_id)
 
 
-def _text(value: Any) -> str | None:
+def text(value: Any) -> str | None:
+    """An application property as text (the SDK hands some over as bytes)."""
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return str(value) if value is not None else None
@@ -106,15 +107,16 @@ class DeadLetter:
     description: str
 
 
-def stamp(message: Outgoing, cause: Cause, now: datetime) -> Envelope:
-    """The envelope for ``message``: the one place message metadata is decided."""
+def stamp(message: Outgoing, cause: Cause, now: datetime, traceparent: str | None = None) -> Envelope:
+    """The envelope for ``message``: the one place message metadata is decided. ``traceparent``
+    is the context of the span that sends it; without one, a new span id in the cause's trace."""
     return Envelope(
         type=message.payload.TYPE,
         schema_version=message.payload.SCHEMA_VERSION,
         message_id=message.message_id,
         correlation_id=message.correlation_id,
         causation_id=cause.message_id,
-        traceparent=child_traceparent(cause.traceparent),
+        traceparent=traceparent or child_traceparent(cause.traceparent),
         occurred_at=now,
         data=message.payload.to_data(),
     )

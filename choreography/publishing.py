@@ -29,12 +29,12 @@ from azure.core.messaging import CloudEvent
 from azure.eventgrid import EventGridPublisherClient
 from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusSender
 
+from . import flow, telemetry
 from .clock import Clock, SystemClock
 from .contracts import Envelope
-from .entities import DEADLETTER_QUEUE, Destination
+from .entities import DEADLETTER_QUEUE, DELIVERY_NOTICES_TOPIC, Destination
 from .idempotency import message_id as make_message_id
 from .messaging import Cause, DeadLetter, Outgoing, OutgoingEvent, dead_letter_properties, stamp
-from .tracing import child_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -83,28 +83,50 @@ class ServiceBusPublisher:
         self._lock = threading.Lock()
 
     def send(self, messages: Sequence[Outgoing], cause: Cause) -> list[Envelope]:
+        for message in messages:
+            flow.check(message.destination, message.payload.TYPE)
         now = self._clock.now()
-        envelopes = [stamp(message, cause, now) for message in messages]
-        by_destination: dict[Destination, list[ServiceBusMessage]] = {}
-        for message, envelope in zip(messages, envelopes, strict=True):
-            by_destination.setdefault(message.destination, []).append(to_service_bus_message(message, envelope))
-        for destination, batch in by_destination.items():
-            with self._sender(destination) as sender:
-                sender.send_messages(batch)
+        # One PRODUCER span per message: its context is the traceparent the message carries.
+        spans = [telemetry.start_producer(message.destination.name, _producer_attributes(message),
+                                          cause.traceparent, _service()) for message in messages]
+        try:
+            envelopes = [stamp(message, cause, now, telemetry.traceparent_of(span, cause.traceparent))
+                         for message, span in zip(messages, spans, strict=True)]
+            by_destination: dict[Destination, list[ServiceBusMessage]] = {}
+            for message, envelope in zip(messages, envelopes, strict=True):
+                by_destination.setdefault(message.destination, []).append(to_service_bus_message(message, envelope))
+            for destination, batch in by_destination.items():
+                with self._sender(destination) as sender:
+                    sender.send_messages(batch)
+        except BaseException as exc:
+            telemetry.end(spans, exc)
+            raise
+        telemetry.end(spans)
         return envelopes
 
     def dead_letter(self, letter: DeadLetter) -> None:
         incoming = letter.incoming
+        message_id = make_message_id("deadletter", incoming.source, incoming.message_id)
+        span = telemetry.start_producer(DEADLETTER_QUEUE.name, {
+            telemetry.MESSAGING_SYSTEM: "servicebus", telemetry.MESSAGING_OPERATION: "send",
+            telemetry.MESSAGING_DESTINATION: DEADLETTER_QUEUE.name, telemetry.MESSAGING_MESSAGE_ID: message_id,
+            telemetry.MESSAGE_TYPE: incoming.subject, telemetry.CORRELATION: incoming.delivery_id,
+            telemetry.REASON: letter.reason}, incoming.cause.traceparent, _service())
         copy = ServiceBusMessage(
             incoming.body,
             content_type=incoming.content_type,
             subject=incoming.subject,
-            message_id=make_message_id("deadletter", incoming.source, incoming.message_id),
+            message_id=message_id,
             correlation_id=incoming.correlation_id or incoming.delivery_id,
             application_properties=sdk_properties(dead_letter_properties(letter)),
         )
-        with self._sender(DEADLETTER_QUEUE) as sender:
-            sender.send_messages(copy)
+        try:
+            with self._sender(DEADLETTER_QUEUE) as sender:
+                sender.send_messages(copy)
+        except BaseException as exc:
+            telemetry.end([span], exc)
+            raise
+        telemetry.end([span])
 
     @contextmanager
     def _sender(self, destination: Destination) -> Iterator[ServiceBusSender]:
@@ -142,6 +164,25 @@ class ServiceBusPublisher:
                 self._client = None
 
 
+def _service() -> str | None:
+    running = flow.running()
+    return running.service if running else None
+
+
+def _producer_attributes(message: Outgoing) -> dict[str, Any]:
+    return {
+        telemetry.MESSAGING_SYSTEM: "servicebus",
+        telemetry.MESSAGING_OPERATION: "send",
+        telemetry.MESSAGING_DESTINATION: message.destination.name,
+        telemetry.MESSAGING_MESSAGE_ID: message.message_id,
+        telemetry.MESSAGING_CONVERSATION: message.correlation_id,
+        telemetry.MESSAGING_SESSION: message.session_id,
+        telemetry.MESSAGE_TYPE: message.payload.TYPE,
+        telemetry.CORRELATION: message.correlation_id,
+        telemetry.SCHEDULED_FOR: message.scheduled_at.isoformat() if message.scheduled_at else None,
+    }
+
+
 def _close_quietly(closable: Any) -> None:
     try:
         closable.close()
@@ -152,7 +193,9 @@ def _close_quietly(closable: Any) -> None:
 class EventGridPublisher:
     """Publishes CloudEvents 1.0 to an Event Grid topic with its access key."""
 
-    def __init__(self, endpoint: str, key: str, clock: Clock | None = None, source: str = EVENT_SOURCE):
+    def __init__(self, endpoint: str, key: str, clock: Clock | None = None, source: str = EVENT_SOURCE,
+                 topic: Destination = DELIVERY_NOTICES_TOPIC):
+        self._topic = topic
         self._endpoint = endpoint
         self._key = key
         self._clock = clock or SystemClock()
@@ -163,7 +206,15 @@ class EventGridPublisher:
     def publish(self, events: Sequence[OutgoingEvent], cause: Cause) -> None:
         if not events:
             return
+        for event in events:
+            flow.check(self._topic, event.type)
         now = self._clock.now()
+        spans = [telemetry.start_producer(self._topic.name, {
+            telemetry.MESSAGING_SYSTEM: "eventgrid", telemetry.MESSAGING_OPERATION: "send",
+            telemetry.MESSAGING_DESTINATION: self._topic.name, telemetry.MESSAGING_MESSAGE_ID: event.id,
+            telemetry.MESSAGE_TYPE: event.type, telemetry.CORRELATION: event.correlation_id}, cause.traceparent,
+            _service())
+            for event in events]
         cloud_events = [
             CloudEvent(
                 source=self._source,
@@ -173,13 +224,18 @@ class EventGridPublisher:
                 id=event.id,
                 time=now,
                 datacontenttype="application/json",
-                extensions={"traceparent": child_traceparent(cause.traceparent),
+                extensions={"traceparent": telemetry.traceparent_of(span, cause.traceparent),
                             "correlationid": event.correlation_id,
                             "causationid": cause.message_id},
             )
-            for event in events
+            for event, span in zip(events, spans, strict=True)
         ]
-        self._get_client().send(cloud_events)
+        try:
+            self._get_client().send(cloud_events)
+        except BaseException as exc:
+            telemetry.end(spans, exc)
+            raise
+        telemetry.end(spans)
 
     def _get_client(self) -> EventGridPublisherClient:
         with self._lock:

@@ -30,6 +30,7 @@ Local stack is up (Ctrl-C stops everything):
   Event Grid emulator   {stack.eventgrid_url}/topics/deliveries/api/events
                         published events: {stack.eventgrid_url}/topics/deliveries/events
   Azurite               blob :{p.blob}  queue :{p.queue}  table :{p.table}   (UseDevelopmentStorage=true)
+  Trace store           {stack.traces_url}/v1/traces (OTLP/HTTP)   a journey: python -m ops trace <deliveryId>
   Logs                  .devstack/logs/
 """, flush=True)
 

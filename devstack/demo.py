@@ -30,9 +30,10 @@ from azure.storage.blob import BlobServiceClient
 
 from .clock import PAYMENT_CLOCK
 from .seed import seed_all
-from .stack import Stack
+from .stack import ROOT, Stack
 
 FINAL = {"Shipped", "Cancelled"}
+TRACES = ROOT / ".devstack" / "traces.sqlite"
 SAMPLES = Path(__file__).with_name("samples") / "payments"
 
 
@@ -152,7 +153,9 @@ def run_demo(count: int = 20, timeout: float = 180.0) -> int:
     print("Starting the local stack (Azurite, Service Bus emulator, Event Grid emulator, devhost)...", flush=True)
     settings = {"FLIGHT_TIME_SECONDS": "0", "JOIN_TIMEOUT_SECONDS": "60", "DRONE_RETRY_BASE_SECONDS": "1",
                 "DRONE_RETRY_MAX_SECONDS": "4", "PAYMENT_FILES_CLOCK": PAYMENT_CLOCK}
-    stack = Stack(with_devhost=False, settings=settings)
+    # The journeys' spans outlive the demo's in-memory stack: `python -m ops trace` reads them after.
+    TRACES.unlink(missing_ok=True)
+    stack = Stack(with_devhost=False, settings=settings, traces_db=TRACES)
     try:
         stack.start()
         seed_all(stack.storage_connection)
@@ -204,6 +207,10 @@ def run_demo(count: int = 20, timeout: float = 180.0) -> int:
         print(f"\n{len(all_cases) - len(bad)}/{len(all_cases)} deliveries ended as expected "
               f"({shipped} shipped, {len(all_cases) - shipped} cancelled) in {time.monotonic() - started:.1f} s.")
         bad_files = run_payments(stack, base, timeout)
+        shown = next((c for c in all_cases if (c.result or {}).get("status") == "Shipped"), all_cases[0])
+        print(f"\nEvery hop above is a span in one trace per journey (kept in {TRACES.relative_to(ROOT)}). "
+              f"See one delivery's:\n  .venv/bin/python -m ops trace {shown.delivery_id}\n"
+              "and the choreography map derived from the code:\n  .venv/bin/python -m ops map")
         return 0 if not bad and not bad_files else 1
     finally:
         stack.stop()

@@ -80,10 +80,12 @@ def generate_csv(
     currency: str = "EUR",
     bad_every: int = 0,
     prefix: str = "E2E",
+    max_cents: int = 500_000,
 ) -> Decimal:
     """Write a CSV-v1 file of ``n`` rows; return the sum of amounts.
 
-    With ``bad_every=k`` every k-th row gets an IBAN with a wrong checksum (AC01).
+    With ``bad_every=k`` every k-th row gets an IBAN with a wrong checksum (AC01); amounts are
+    1.00 to ``max_cents``/100 (small ones keep a large file under a client's file limit).
     """
     rng = random.Random(seed)
     pool = _creditor_ibans(rng, 500)
@@ -95,7 +97,7 @@ def generate_csv(
         iban, bic = pool[i % len(pool)]
         if bad_every and i % bad_every == 0:
             iban = iban[:2] + ("00" if iban[2:4] != "00" else "01") + iban[4:]
-        cents = rng.randint(100, 500_000)
+        cents = rng.randint(100, max_cents)
         amount = f"{cents // 100}.{cents % 100:02d}"
         total += Decimal(amount)
         name = _NAMES[i % len(_NAMES)]

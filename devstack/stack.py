@@ -70,14 +70,15 @@ class Ports:
     servicebus: int
     eventgrid: int
     functions: int
+    traces: int
 
     @classmethod
     def default(cls) -> Ports:
-        return cls(10000, 10001, 10002, 5672, 6080, 7071)
+        return cls(10000, 10001, 10002, 5672, 6080, 7071, 4318)
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(free_port(), free_port(), free_port(), free_port(), free_port(), free_port())
+        return cls(free_port(), free_port(), free_port(), free_port(), free_port(), free_port(), free_port())
 
 
 PR_SET_PDEATHSIG = 1
@@ -236,6 +237,10 @@ def servicebus_command(config: Path, port: int, data_dir: Path | None, log_level
     return cmd + (["--data-dir", str(data_dir)] if data_dir else ["--in-memory"])
 
 
+def traces_command(port: int, db: Path | None) -> list[str]:
+    return [sys.executable, "-m", "devstack.traces", "--port", str(port), *(["--db", str(db)] if db else [])]
+
+
 def eventgrid_command(config: Path, port: int, data_dir: Path | None) -> list[str]:
     cmd = [sys.executable, "-m", "emulators.eventgrid", "--config", str(config), "--port", str(port),
            "--log-level", "warning"]
@@ -382,6 +387,9 @@ class Stack:
     echo: bool = False
     log_dir: Path | None = None
     with_devhost: bool = True
+    # The trace store the app exports its spans to (OTLP/HTTP); its SQLite file, or in memory.
+    with_traces: bool = True
+    traces_db: Path | None = None
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
 
     # -- what the app sees --------------------------------------------------------------
@@ -398,6 +406,10 @@ class Stack:
         return f"http://127.0.0.1:{self.ports.eventgrid}"
 
     @property
+    def traces_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.traces}"
+
+    @property
     def functions_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.functions}"
 
@@ -409,12 +421,22 @@ class Stack:
             "EventGridTopicKey": EVENTGRID_KEY,
             "PaymentsEventGridTopicEndpoint": f"{self.eventgrid_url}/topics/payments/api/events",
             "PaymentsEventGridTopicKey": EVENTGRID_KEY,
+            **self._tracing_settings(),
             **self.settings,
         }
+
+    def _tracing_settings(self) -> dict[str, str]:
+        if not self.with_traces:
+            return {}
+        # Spans leave the app in batches every 200 ms (the SDK's default is 5 s), so a journey
+        # shows up in `ops trace` as soon as it ends.
+        return {"OTEL_EXPORTER_OTLP_ENDPOINT": self.traces_url, "OTEL_BSP_SCHEDULE_DELAY": "200"}
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> Stack:
         try:
+            if self.with_traces:
+                self._start_traces()
             self._start_azurite()
             self._start_servicebus()
             self._start_eventgrid()
@@ -441,6 +463,13 @@ class Stack:
         self.processes["azurite"] = proc
         for port in (self.ports.blob, self.ports.queue, self.ports.table):
             wait_for_port(port, proc, 60)
+
+    def _start_traces(self) -> None:
+        db = self.traces_db or (self.data_dir / "traces.sqlite" if self.data_dir else None)
+        proc = ManagedProcess("traces", traces_command(self.ports.traces, db), log_path=self._log("traces"),
+                              echo=self.echo).start()
+        self.processes["traces"] = proc
+        proc.wait_for_line(r"trace store listening on http://", 60)
 
     def _start_servicebus(self) -> None:
         cmd = servicebus_command(self.servicebus_config, self.ports.servicebus,
@@ -533,7 +562,7 @@ class Stack:
 
     def stop(self) -> None:
         instances = sorted(name for name in self.processes if name.startswith("devhost-"))
-        for name in (*instances, "devhost", "eventgrid", "servicebus", "azurite"):
+        for name in (*instances, "devhost", "eventgrid", "servicebus", "azurite", "traces"):
             proc = self.processes.pop(name, None)
             if proc:
                 proc.stop()

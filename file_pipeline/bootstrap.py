@@ -10,7 +10,7 @@ publisher from the ``payments`` section of :class:`choreography.settings.Setting
 from __future__ import annotations
 
 from choreography.clock import FixedClock
-from choreography.entities import CONTAINERS, FILES_TABLE, REFERENCE_TABLE
+from choreography.entities import CONTAINERS, FILES_TABLE, PAYMENT_NOTICES_TOPIC, REFERENCE_TABLE
 from choreography.publishing import EventGridPublisher
 from choreography.runtime import Runtime, runtime
 from choreography.settings import PAYMENTS_EVENT_GRID_ENDPOINT, PAYMENTS_EVENT_GRID_KEY, STORAGE_CONNECTION
@@ -28,7 +28,7 @@ def build(rt: Runtime) -> PaymentFilePipeline:
     blobs.ensure_containers(CONTAINERS)
     events = EventGridPublisher(rt.settings.require(settings.event_grid_endpoint, PAYMENTS_EVENT_GRID_ENDPOINT),
                                 rt.settings.require(settings.event_grid_key, PAYMENTS_EVENT_GRID_KEY), rt.clock,
-                                source=EVENT_SOURCE)
+                                source=EVENT_SOURCE, topic=PAYMENT_NOTICES_TOPIC)
     return PaymentFilePipeline(
         blobs=blobs,
         records=TableFileRecords(rt.table(FILES_TABLE)),

@@ -27,13 +27,28 @@ import json
 import azure.functions as func
 import azurefunctions.extensions.bindings.blob as blob
 
-from choreography.entities import ADAPTED_QUEUE, COMPENSATION_QUEUE, INPUT_CONTAINER, VALIDATED_QUEUE
+from choreography import telemetry
+from choreography.entities import (
+    ADAPTED_QUEUE,
+    COMPENSATION_QUEUE,
+    INPUT_CONTAINER,
+    PAYMENT_NOTICES_TOPIC,
+    VALIDATED_QUEUE,
+)
+from choreography.flow import flow, to
 from choreography.handling import consume
 from choreography.settings import SERVICE_BUS_CONNECTION, STORAGE_CONNECTION
 from choreography.triggers import incoming
 
 from .blob_adapters import TriggerBlobClient
 from .bootstrap import pipeline
+from .messages import (
+    PAYMENT_FILE_CREATED,
+    PAYMENT_FILE_REJECTED,
+    CompensatePaymentFile,
+    PaymentFileAdapted,
+    PaymentFileValidated,
+)
 from .steps.status import FileStatus
 from .steps.validate import Upload
 
@@ -43,14 +58,18 @@ bp = func.Blueprint()
 @bp.function_name("file_pipeline_validate")
 @bp.blob_trigger(arg_name="client", path=f"{INPUT_CONTAINER}/{{clientId}}/{{fileName}}",
                  connection=STORAGE_CONNECTION)
+@flow(to(VALIDATED_QUEUE, PaymentFileValidated), to(PAYMENT_NOTICES_TOPIC, PAYMENT_FILE_REJECTED, PAYMENT_FILE_CREATED))
 def file_pipeline_validate(client: blob.BlobClient) -> None:
     """FileValidator: an uploaded payment file -> PaymentFileValidated, or rejected with reasons."""
+    telemetry.annotate({telemetry.PAYMENT_FILE: client.blob_name})
     upload = Upload(container=client.container_name, name=client.blob_name, blob=TriggerBlobClient(client))
     pipeline().validate(upload)
 
 
 @bp.function_name("file_pipeline_adapt")
 @bp.service_bus_queue_trigger(arg_name="message", connection=SERVICE_BUS_CONNECTION, queue_name=VALIDATED_QUEUE.name)
+@flow(to(ADAPTED_QUEUE, PaymentFileAdapted), to(VALIDATED_QUEUE, PaymentFileValidated),
+      to(COMPENSATION_QUEUE, CompensatePaymentFile))
 def file_pipeline_adapt(message: func.ServiceBusMessage) -> None:
     """FileAdaptor: PaymentFileValidated -> canonical instructions -> PaymentFileAdapted."""
     p = pipeline()
@@ -59,6 +78,8 @@ def file_pipeline_adapt(message: func.ServiceBusMessage) -> None:
 
 @bp.function_name("file_pipeline_create")
 @bp.service_bus_queue_trigger(arg_name="message", connection=SERVICE_BUS_CONNECTION, queue_name=ADAPTED_QUEUE.name)
+@flow(to(ADAPTED_QUEUE, PaymentFileAdapted), to(COMPENSATION_QUEUE, CompensatePaymentFile),
+      to(PAYMENT_NOTICES_TOPIC, PAYMENT_FILE_CREATED))
 def file_pipeline_create(message: func.ServiceBusMessage) -> None:
     """FileCreator: PaymentFileAdapted -> pain.001.001.09 + pain.002, Completed, PaymentFileCreated."""
     p = pipeline()
@@ -68,6 +89,7 @@ def file_pipeline_create(message: func.ServiceBusMessage) -> None:
 @bp.function_name("file_pipeline_compensate")
 @bp.service_bus_queue_trigger(arg_name="message", connection=SERVICE_BUS_CONNECTION,
                               queue_name=COMPENSATION_QUEUE.name)
+@flow(to(PAYMENT_NOTICES_TOPIC, PAYMENT_FILE_REJECTED, PAYMENT_FILE_CREATED))
 def file_pipeline_compensate(message: func.ServiceBusMessage) -> None:
     """Compensation: CompensatePaymentFile -> earlier steps undone, Rejected, PaymentFileRejected."""
     p = pipeline()
@@ -76,6 +98,7 @@ def file_pipeline_compensate(message: func.ServiceBusMessage) -> None:
 
 @bp.function_name("file_pipeline_status")
 @bp.route(route="payment-files/{clientId}/{*fileName}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@flow()
 def file_pipeline_status(req: func.HttpRequest) -> func.HttpResponse:
     """GET /api/payment-files/{clientId}/{fileName} -> state, counts, reasons, output locations."""
     found = pipeline().status(req.route_params.get("clientId", ""), req.route_params.get("fileName", ""))

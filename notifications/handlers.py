@@ -7,6 +7,7 @@ import logging
 
 import azure.functions as func
 
+from choreography.flow import flow
 from choreography.runtime import runtime
 
 from .bootstrap import build
@@ -17,6 +18,7 @@ log = logging.getLogger(__name__)
 
 @bp.function_name("notifications_on_delivery_event")
 @bp.event_grid_trigger(arg_name="event")
+@flow()
 def notifications_on_delivery_event(event: func.EventGridEvent) -> None:
     """DeliveryShipped / DeliveryFailed → one row in Table ``notifications``. Accepts the event in
     either schema: the worker hands CloudEvents over as ``func.CloudEvent``."""

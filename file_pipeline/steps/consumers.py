@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from choreography import telemetry
 from choreography.contracts import Contract, ContractRegistry
 from choreography.errors import PermanentFailure
 from choreography.handling import unexpected
@@ -62,6 +63,8 @@ class StepConsumer:
         payload = received.payload
         if not isinstance(payload, PaymentFileValidated | PaymentFileAdapted):
             unexpected(received)
+        telemetry.annotate({telemetry.PAYMENT_FILE: f"{payload.file.client_id}/{payload.file.file_name}",
+                            telemetry.ATTEMPT: payload.attempt})
         try:
             self._action(payload, received.cause)
         except PermanentFailure:

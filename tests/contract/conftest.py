@@ -1,26 +1,19 @@
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ops.map import app_functions
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@functools.cache
-def indexed_functions() -> tuple[Any, ...]:
-    """``app.get_functions()`` once per process: a second call on the same app raises."""
-    import function_app
-
-    return tuple(function_app.app.get_functions())
 
 
 @pytest.fixture(scope="session")
 def functions() -> tuple[Any, ...]:
-    return indexed_functions()
+    return app_functions()
 
 
 @pytest.fixture(scope="session")

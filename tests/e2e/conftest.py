@@ -8,7 +8,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -16,6 +16,8 @@ import pytest
 from devstack.clock import PAYMENT_CLOCK
 from devstack.seed import seed_all
 from devstack.stack import Stack
+from devstack.traces import SpanRecord
+from ops.sources import StoreApi
 
 FINAL = {"Shipped", "Cancelled"}
 
@@ -125,3 +127,48 @@ def app() -> Iterator[App]:
         yield App(stack)
     finally:
         stack.stop()
+
+
+# ------------------------------------------------------------------------------ traces (issue 11)
+def trace_of(stack: Stack, key: str, until: Callable[[list[SpanRecord]], bool],
+             timeout: float = 60.0) -> list[SpanRecord]:
+    """The spans of the one trace naming ``key`` in the stack's trace store, once ``until`` holds
+    for them (the app exports in batches, so the last hops arrive a moment after the journey ends)."""
+    store = StoreApi(stack.traces_url)
+    deadline = time.monotonic() + timeout
+    spans: list[SpanRecord] = []
+    while time.monotonic() < deadline:
+        found = store.traces(key)
+        if found:
+            assert len(found) == 1, f"{key} is named by {len(found)} traces: {found}"
+            spans = store.trace(found[0]["traceId"])
+            if until(spans):
+                return spans
+        time.sleep(0.3)
+    raise AssertionError(f"the trace of {key} never got there; it has: "
+                         f"{sorted((s.kind, s.name) for s in spans if 'faas.name' in s.attributes)}")
+
+
+def invocations(spans: list[SpanRecord], function: str | None = None) -> list[SpanRecord]:
+    return [s for s in spans if "faas.name" in s.attributes and function in (None, s.attributes["faas.name"])]
+
+
+def orphans(spans: list[SpanRecord], allowed_parent: str | None = None) -> list[SpanRecord]:
+    """Spans whose parent is not in the trace (``allowed_parent``: the caller's own span)."""
+    ids = {s.spanId for s in spans}
+    return [s for s in spans if s.parentSpanId and s.parentSpanId not in ids and s.parentSpanId != allowed_parent]
+
+
+def assert_hops_chain(spans: list[SpanRecord]) -> None:
+    """Every invocation after the first was triggered by a message the trace shows being sent: its
+    parent is a PRODUCER span of the same message type, itself inside another invocation."""
+    by_id = {s.spanId: s for s in spans}
+    _root, *rest = sorted(invocations(spans), key=lambda s: s.startNs)
+    for span in rest:
+        producer = by_id.get(span.parentSpanId or "")
+        assert producer is not None and producer.kind == "PRODUCER", (span.name, span.attributes)
+        assert producer.attributes.get("choreography.message.type") == span.attributes.get(
+            "choreography.message.type"), (producer.attributes, span.attributes)
+        sender = by_id.get(producer.parentSpanId or "")
+        assert sender is not None and "faas.name" in sender.attributes, producer.name
+    assert len({s.traceId for s in spans}) == 1

@@ -31,7 +31,9 @@ from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusRece
 from azure.storage.blob import BlobServiceClient
 from lxml import etree
 
-from .conftest import App, call, start_stack
+from devstack.traces import SpanRecord
+
+from .conftest import App, assert_hops_chain, call, invocations, start_stack, trace_of
 
 SAMPLES = Path(__file__).resolve().parents[2] / "devstack" / "samples" / "payments"
 DEADLINE = 120.0  # generous: a loaded two-core machine runs the whole stack
@@ -275,6 +277,24 @@ def assert_resubmission_completes(app: App, file: Submitted, rejected_id: str) -
     poll("PaymentFileCreated for the resubmission", lambda: events(app, "PaymentFileCreated", body["fileId"]))
 
 
+def assert_one_compensated_journey(app: App, file_id: str, failed: str, reason: str) -> None:
+    """The file's trace (issue 11) runs from the upload through the step that failed for good, its
+    dead letter and the compensation to the PaymentFileRejected event, across two host restarts."""
+    def complete(spans: list[SpanRecord]) -> bool:
+        return bool(invocations(spans, "file_pipeline_compensate")) and any(
+            s.attributes.get("choreography.message.type") == "PaymentFileRejected" for s in spans)
+
+    spans = trace_of(app.stack, file_id, complete)
+    [validate] = invocations(spans, "file_pipeline_validate")
+    assert validate.parentSpanId is None
+    failing = invocations(spans, failed)
+    assert failing[-1].attributes["choreography.outcome"] == "dead-lettered"
+    assert failing[-1].attributes["choreography.reason_code"] == reason and failing[-1].status == "ERROR"
+    [compensate] = invocations(spans, "file_pipeline_compensate")
+    assert compensate.attributes["choreography.message.type"] == "CompensatePaymentFile"
+    assert_hops_chain(spans)
+
+
 # ----------------------------------------------------------------------------------- the tests
 def test_file_adaptor_failing_for_good_is_compensated_and_the_file_can_be_sent_again(app: App) -> None:
     restart_devhost(app, "file_pipeline_adapt")
@@ -290,6 +310,7 @@ def test_file_adaptor_failing_for_good_is_compensated_and_the_file_can_be_sent_a
     assert_compensated(app, file, file_id, step="FileAdaptor", reason="WorkFileMissing", queue=VALIDATED,
                        subject="PaymentFileValidated")
     assert not [m for m in on_queue(app, ADAPTED) if m.correlation_id == file_id]  # FileCreator never asked
+    assert_one_compensated_journey(app, file_id, "file_pipeline_adapt", "WorkFileMissing")
     assert_resubmission_completes(app, file, file_id)
 
 
