@@ -16,14 +16,19 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
+from opentelemetry.trace import SpanKind
+
 from .contracts import Contract
 from .entities import Destination
 from .telemetry import invocation
-from .triggers import describe
+from .triggers import Described, describe
+
+log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -64,7 +69,11 @@ def flow(*publishes: Route) -> Callable[[F], F]:
 
         @functools.wraps(function)
         def run(*args: Any, **kwargs: Any) -> Any:
-            described = describe([*kwargs.values(), *args])
+            try:
+                described = describe([*kwargs.values(), *args])
+            except Exception:  # noqa: BLE001 - tracing never fails an invocation
+                log.warning("%s: its trigger could not be described for tracing", declared.function, exc_info=True)
+                described = Described(SpanKind.CONSUMER, "other", None)
             token = _running.set(declared)
             try:
                 with invocation(declared.function, declared.service, described.kind, described.trigger,

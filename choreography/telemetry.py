@@ -5,7 +5,8 @@
   Service Bus and Event Grid call);
 * ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) set: OTLP over
   HTTP, so Jaeger, the Aspire Dashboard, Grafana Tempo, any collector or the local stack's trace
-  store (``devstack.traces``) receives them; with both set, both receive them;
+  store (``devstack.traces``) receives them (SDK calls sampled by :mod:`.sampling`); with both
+  set, both receive them;
 * neither: the OpenTelemetry API's no-op tracer, whose spans record nothing;
 * ``OTEL_TRACES_EXPORTER=none``: spans are made, then dropped (what tracing costs before export).
 
@@ -117,12 +118,14 @@ def _sdk(env: Mapping[str, str], processor: Any) -> None:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
+    from .sampling import OneSpanPerSdkCall
+
     class Discard(SpanExporter):
         def export(self, spans: Any) -> SpanExportResult:
             return SpanExportResult.SUCCESS
 
     name = env.get("OTEL_SERVICE_NAME") or env.get("WEBSITE_SITE_NAME") or SERVICE_NAME
-    provider = TracerProvider(resource=Resource.create({"service.name": name}))
+    provider = TracerProvider(resource=Resource.create({"service.name": name}), sampler=OneSpanPerSdkCall())
     provider.add_span_processor(processor or BatchSpanProcessor(Discard()))
     trace.set_tracer_provider(provider)
     # azure-core's plugin: every SDK call (tables, blobs, Service Bus, Event Grid) becomes a child

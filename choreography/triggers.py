@@ -36,7 +36,7 @@ def envelope_traceparent(message: func.ServiceBusMessage) -> str | None:
     a body that is not an envelope."""
     try:
         document = json.loads(message.get_body())
-    except ValueError:
+    except (ValueError, RecursionError):  # not an envelope: consume() dead-letters it with the reason
         document = None
     carried = document.get("traceparent") if isinstance(document, dict) else None
     if isinstance(carried, str):

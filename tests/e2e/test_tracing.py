@@ -221,6 +221,11 @@ def test_ops_trace_prints_the_journey_as_text_and_json_and_exit_2_for_an_unknown
                                          "durationMs", "status", "attributes"}
     unknown = subprocess.run([*ops, "no-such-delivery"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert unknown.returncode == 2 and "no trace names 'no-such-delivery'" in unknown.stderr
+    observed = subprocess.run([sys.executable, "-m", "ops", "map", "--observed", "--store", app.stack.traces_url],
+                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert observed.returncode == 0, observed.stdout + observed.stderr  # 1: an edge the code does not declare
+    assert observed.stdout.startswith("flowchart LR")
+    assert '-->|"DeliveryRequested n=' in observed.stdout and " p99 " in observed.stdout
 
 
 def test_zz_the_declared_map_matches_the_edges_the_journeys_took(app: App) -> None:
