@@ -78,12 +78,12 @@ def configure(env: Mapping[str, str] | None = None) -> str:
             return "configured"
         _configured = True
         env = os.environ if env is None else env
-        otlp = bool(env.get(OTLP_ENDPOINT) or env.get(OTLP_TRACES_ENDPOINT))
+        otlp = _otlp_endpoint(env) is not None
         if env.get(TRACES_EXPORTER) == "none":
             _sdk(env, None)
             return "sdk without export"
         if env.get(APPINSIGHTS):
-            _azure_monitor(otlp)
+            _azure_monitor(env)
             return "azure-monitor" + (" + otlp" if otlp else "")
         if otlp:
             _otlp(env)
@@ -91,22 +91,31 @@ def configure(env: Mapping[str, str] | None = None) -> str:
         return "off"
 
 
-def _azure_monitor(with_otlp: bool) -> None:
+def _azure_monitor(env: Mapping[str, str]) -> None:
     from azure.monitor.opentelemetry import configure_azure_monitor
 
-    processors = [_otlp_processor()] if with_otlp else []
-    configure_azure_monitor(span_processors=processors, logger_name="choreography")
+    processors = [_otlp_processor(env)] if _otlp_endpoint(env) else []
+    configure_azure_monitor(connection_string=env[APPINSIGHTS], span_processors=processors,
+                            logger_name="choreography")
 
 
-def _otlp_processor() -> Any:
+def _otlp_endpoint(env: Mapping[str, str]) -> str | None:
+    """The traces URL: the signal's own setting, else the base endpoint + ``/v1/traces`` (OTLP spec)."""
+    if env.get(OTLP_TRACES_ENDPOINT):
+        return env[OTLP_TRACES_ENDPOINT]
+    base = env.get(OTLP_ENDPOINT)
+    return f"{base.rstrip('/')}/v1/traces" if base else None
+
+
+def _otlp_processor(env: Mapping[str, str]) -> Any:
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    return BatchSpanProcessor(OTLPSpanExporter())
+    return BatchSpanProcessor(OTLPSpanExporter(endpoint=_otlp_endpoint(env)))
 
 
 def _otlp(env: Mapping[str, str]) -> None:
-    _sdk(env, _otlp_processor())
+    _sdk(env, _otlp_processor(env))
 
 
 def _sdk(env: Mapping[str, str], processor: Any) -> None:

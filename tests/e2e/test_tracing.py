@@ -155,14 +155,13 @@ def test_a_step_redelivered_after_its_host_died_mid_run_stays_in_the_trace(app: 
     content = io.BytesIO()
     generate_csv(content, 150_000, execution_date=date(2026, 11, 23), prefix="TRC", max_cents=2_000)
     name = drop(app, "ACME001", "large.csv", content.getvalue())
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        code, body, _ = call("GET", f"{app.api}/payment-files/ACME001/{name}")
-        if code == 200 and body["state"] not in ("Received", "Validating"):
-            break
-        time.sleep(0.05)
-    assert body["state"] == "Validated", body  # FileAdaptor is at work on the hand-off
-    time.sleep(0.5)  # its first storage calls leave the host (200 ms batches)
+
+    def validated(spans: list) -> bool:  # FileValidator has ended and handed the file on
+        return bool(invocations(spans, "file_pipeline_validate")) and any(
+            s.attributes.get("choreography.message.type") == "PaymentFileValidated" for s in spans)
+
+    trace_of(app.stack, f"ACME001/{name}", validated, timeout=120)
+    time.sleep(0.5)  # FileAdaptor is at work; its first storage calls leave the host (200 ms batches)
     killed_at = time.time_ns()
     app.stack.kill_devhost()
     app.stack.start_devhost()
