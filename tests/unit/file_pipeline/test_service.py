@@ -24,10 +24,10 @@ from choreography.entities import (
 )
 from choreography.handling import consume
 from choreography.messaging import Cause, Incoming, Outgoing
+from contracts.payment_files import UNSAFE_NAMES_PARTITION, CompensatePaymentFile
 from devstack.samples import generate_csv
-from file_pipeline.domain.files import UNSAFE_NAMES_PARTITION, FileState, Step, file_id_for
+from file_pipeline.domain.files import FileState, Step, file_id_for
 from file_pipeline.formats.xsd import validate_stream
-from file_pipeline.messages import CompensatePaymentFile
 from file_pipeline.steps.shared import ReferenceUnavailable
 from file_pipeline.steps.status import FileStatus, StatusProblem
 from file_pipeline.steps.validate import Outcome, Upload
