@@ -8,11 +8,13 @@ import json
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .common import CLIENTS, payment_clock
-from .local_ports import DiskFileRecords, local_pipeline
 from .memory import peak_rss_kb, rss_baseline
+
+if TYPE_CHECKING:
+    from .local_ports import DiskFileRecords
 
 
 def _warm() -> None:
@@ -58,6 +60,8 @@ def measure_validate_only(args: argparse.Namespace) -> dict[str, Any]:
     nothing (no work file, no record). The like-for-like figure against the peer."""
     from file_pipeline.validation import validate_source
 
+    from .local_ports import local_pipeline
+
     pipeline, _, _, _ = local_pipeline(Path(args.workdir))
     ref = pipeline.reference.get()
     moment = datetime.fromisoformat(payment_clock().replace("Z", "+00:00"))
@@ -83,6 +87,8 @@ def measure_stage(args: argparse.Namespace) -> dict[str, Any]:
     from choreography.entities import ADAPTED_QUEUE, INPUT_CONTAINER, OUTPUT_CONTAINER, VALIDATED_QUEUE, WORK_CONTAINER
     from choreography.handling import consume
     from file_pipeline.steps.validate import Upload
+
+    from .local_ports import local_pipeline
 
     work = Path(args.workdir)
     pipeline, blobs, records, queues = local_pipeline(work)
