@@ -6,7 +6,7 @@ settings to where the pieces actually listen (environment variables, which win o
 subscriptions that deliver to Event Grid-triggered functions, and stops everything in reverse
 order.  ``make up``, ``make demo``, the end-to-end tests and the benchmarks all use it; the
 tests that need one piece alone (and the Service Bus benchmark) start it with :class:`Azurite`,
-:class:`ServiceBusEmulator` or :class:`EventGridEmulator`, on the same commands.
+:class:`ServiceBusEmulator`, :class:`EventGridEmulator` or :class:`DevHost`, on the same commands.
 
 Fixed ports (``Ports.default()``) match ``local.settings.json.example``; tests use free ports.
 """
@@ -27,7 +27,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,15 +106,20 @@ class ManagedProcess:
     """A child process whose output is kept (last lines shown when it fails) and which stops cleanly."""
 
     def __init__(self, name: str, cmd: list[str], env: dict[str, str] | None = None,
-                 log_path: Path | None = None, echo: bool = False) -> None:
+                 log_path: Path | None = None, echo: bool = False, keep_lines: int | None = 5000) -> None:
         self.name = name
         self.cmd = cmd
         self.env = env
         self.log_path = log_path
         self.echo = echo
+        # A long-running piece (make up, the soak) keeps only its recent output in memory; a
+        # short-lived one under test keeps all of it, so its first lines can still be asked about.
+        self.keep_lines = keep_lines
         self.proc: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
+        self._dropped = 0  # lines let go from the front of ``lines``
         self._seen = threading.Condition()
+        self._pump_thread: threading.Thread | None = None
 
     @property
     def pid(self) -> int | None:
@@ -125,7 +130,8 @@ class ManagedProcess:
         self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, start_new_session=True,
                                      preexec_fn=_die_with_this_process())
-        threading.Thread(target=self._pump, daemon=True).start()
+        self._pump_thread = threading.Thread(target=self._pump, daemon=True)
+        self._pump_thread.start()
         return self
 
     def _pump(self) -> None:
@@ -135,8 +141,10 @@ class ManagedProcess:
             line = line.rstrip("\n")
             with self._seen:
                 self.lines.append(line)
-                if len(self.lines) > 5000:
-                    del self.lines[:1000]
+                if self.keep_lines is not None and len(self.lines) > self.keep_lines:
+                    drop = max(1, self.keep_lines // 5)
+                    del self.lines[:drop]
+                    self._dropped += drop
                 self._seen.notify_all()
             if log:
                 log.write(line + "\n")
@@ -147,21 +155,28 @@ class ManagedProcess:
             log.close()
 
     def wait_for_line(self, pattern: str, timeout: float) -> re.Match[str]:
+        """The first output line (of those still kept) matching ``pattern``; ``match.string`` is
+        the whole line. StackError if the process ends without printing one, or after ``timeout``."""
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
-        checked = 0
+        checked = 0  # position in the whole output, counting lines let go
         with self._seen:
             while True:
-                for line in self.lines[checked:]:
+                for line in self.lines[max(checked - self._dropped, 0):]:
                     match = regex.search(line)
                     if match:
                         return match
-                checked = len(self.lines)
-                if self.proc is not None and self.proc.poll() is not None:
-                    raise StackError(f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}")
+                checked = self._dropped + len(self.lines)
                 remaining = deadline - time.monotonic()
+                if self.proc is not None and self.proc.poll() is not None:
+                    if remaining > 0 and self._pump_thread is not None and self._pump_thread.is_alive():
+                        # Its last lines may still be in the pipe: read them before giving up.
+                        self._seen.wait(min(remaining, 0.1))
+                        continue
+                    raise StackError(f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}")
                 if remaining <= 0:
-                    raise StackError(f"{self.name} did not start within {timeout:.0f} s:\n{self.tail()}")
+                    raise StackError(f"{self.name} printed no line matching {pattern!r} within {timeout:.0f} s:\n"
+                                     f"{self.tail()}")
                 self._seen.wait(min(remaining, 0.25))
 
     def tail(self, count: int = 30) -> str:
@@ -171,16 +186,18 @@ class ManagedProcess:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self, timeout: float = 20.0) -> None:
-        if not self.running:
-            return
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM, then SIGKILL after ``timeout``; the exit code (None if it never started)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
 
     def kill(self) -> None:
         if self.running:
@@ -241,10 +258,16 @@ def traces_command(port: int, db: Path | None) -> list[str]:
     return [sys.executable, "-m", "devstack.traces", "--port", str(port), *(["--db", str(db)] if db else [])]
 
 
-def eventgrid_command(config: Path, port: int, data_dir: Path | None) -> list[str]:
+def eventgrid_command(config: Path, port: int, data_dir: Path | None, options: Sequence[str] = ()) -> list[str]:
     cmd = [sys.executable, "-m", "emulators.eventgrid", "--config", str(config), "--port", str(port),
-           "--log-level", "warning"]
+           "--log-level", "warning", *options]
     return cmd + (["--data-dir", str(data_dir)] if data_dir else ["--in-memory"])
+
+
+def devhost_command(app_dir: Path, port: int | None, options: Sequence[str] = ()) -> list[str]:
+    """``port`` None: devhost picks its own (``Host.LocalHttpPort`` of local.settings.json, else 7071)."""
+    cmd = [sys.executable, "-m", "devhost", "--app-dir", str(app_dir), *options]
+    return cmd + (["--port", str(port)] if port is not None else [])
 
 
 class Azurite:
@@ -334,16 +357,19 @@ class ServiceBusEmulator:
 
 
 class EventGridEmulator:
-    """The Event Grid emulator alone, in memory, on a free port."""
+    """The Event Grid emulator alone, in memory, on a free port; ``options`` are more of its
+    command-line options (e.g. ``--retry-scale``)."""
 
-    def __init__(self, config: Path = ROOT / "emulators" / "eventgrid" / "config.json", timeout: float = 60.0) -> None:
+    def __init__(self, config: Path = ROOT / "emulators" / "eventgrid" / "config.json", timeout: float = 60.0,
+                 options: Sequence[str] = ()) -> None:
         self.config = config
         self.timeout = timeout
+        self.options = list(options)
         self.process: ManagedProcess | None = None
         self.base_url = ""
 
     def start(self) -> EventGridEmulator:
-        self.process = ManagedProcess("eventgrid", eventgrid_command(self.config, 0, None)).start()
+        self.process = ManagedProcess("eventgrid", eventgrid_command(self.config, 0, None, self.options)).start()
         try:
             listening = self.process.wait_for_line(r"listening on (\S+)", self.timeout)
         except StackError:
@@ -368,6 +394,68 @@ class EventGridEmulator:
             self.process.stop(timeout=15)
 
     def __enter__(self) -> EventGridEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class DevHost:
+    """devhost alone, running the app in ``app_dir`` with ``settings`` in its environment (which
+    win over its local.settings.json, as under ``func start``). On ``port`` (0: a free one;
+    None: the one devhost picks, read from its output). :meth:`start` returns once it printed
+    that the host started; the Stack also waits until every trigger listens."""
+
+    def __init__(self, settings: dict[str, str] | None = None, app_dir: Path = ROOT, port: int | None = 0,
+                 options: Sequence[str] = (), name: str = "devhost", log_path: Path | None = None,
+                 echo: bool = False, keep_lines: int | None = None) -> None:
+        self.port = free_port() if port == 0 else port
+        self.process = ManagedProcess(name, devhost_command(app_dir, self.port, options), env=dict(settings or {}),
+                                      log_path=log_path, echo=echo, keep_lines=keep_lines)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.process.lines)
+
+    def start(self, timeout: float = 120.0) -> DevHost:
+        self.process.start()
+        started = self.process.wait_for_line(r"Host started on http://127\.0\.0\.1:(\d+)", timeout)
+        self.port = int(started.group(1))
+        return self
+
+    def wait_for(self, text: str, timeout: float = 60.0) -> str:
+        """The first output line containing ``text``; StackError if devhost ends without one."""
+        return self.process.wait_for_line(re.escape(text), timeout).string
+
+    def count(self, text: str) -> int:
+        return sum(text in line for line in list(self.process.lines))
+
+    def signal(self, signum: int = signal.SIGTERM, timeout: float = 60.0) -> int:
+        """Send ``signum`` and wait for the exit code."""
+        proc = self.process.proc
+        assert proc is not None, "devhost was never started"
+        if proc.poll() is None:
+            proc.send_signal(signum)
+        return proc.wait(timeout)
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        return self.process.stop(timeout)
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def __enter__(self) -> DevHost:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -498,12 +586,11 @@ class Stack:
         return f"http://127.0.0.1:{port}"
 
     def _start_host(self, name: str, port: int, settings: dict[str, str], timeout: float) -> None:
-        cmd = [sys.executable, "-m", "devhost", "--app-dir", str(self.app_dir), "--port", str(port)]
-        proc = ManagedProcess(name, cmd, env={**self.app_settings(), **settings}, log_path=self._log(name),
-                              echo=self.echo).start()
-        self.processes[name] = proc
-        proc.wait_for_line(r"Host started on http://", timeout)
-        self._wait_until_running(proc, f"http://127.0.0.1:{port}", timeout)
+        host = DevHost({**self.app_settings(), **settings}, app_dir=self.app_dir, port=port, name=name,
+                       log_path=self._log(name), echo=self.echo, keep_lines=5000)
+        self.processes[name] = host.process
+        host.start(timeout)
+        self._wait_until_running(host.process, host.base, timeout)
 
     def stop_devhost(self) -> None:
         proc = self.processes.pop("devhost", None)

@@ -9,7 +9,8 @@ Layers, imports pointing inward:
 * ``formats/`` - detection, streaming readers and writers; ``validation.py`` puts readers and
   rules together for one file's content
 * ``workfiles.py`` - the claim-checked work files the steps hand each other (pure)
-* ``messages.py`` - Service Bus contracts, queue names, Event Grid event data
+* its messages (the steps' hand-offs, the compensation command, the Event Grid events) are
+  contracts: :mod:`contracts.payment_files`
 * ``ports.py`` - storage ports (Protocols), container and table names
 * ``steps/`` - one module per step (validate, adapt, create, compensate, status) and what they
   share; ``service.py`` composes them on one set of ports (no ``azure.*`` in either)

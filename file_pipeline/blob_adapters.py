@@ -26,6 +26,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobBlock, BlobServiceClient, ContentSettings
 
+from file_pipeline.chunk_stream import ChunkStream
 from file_pipeline.ports import (
     BlobInfo,
     BlobNotFound,
@@ -44,35 +45,6 @@ def quoted(etag: str) -> str:
 
 
 # ====================================================================== blobs
-class _Chunks(io.RawIOBase):
-    """A raw stream over an iterator of byte chunks (the SDK's ranged downloads)."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._current = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        if not self.closed:
-            stop = getattr(self._chunks, "close", None)
-            if stop is not None:
-                stop()
-        super().close()
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._current:
-            try:
-                self._current = memoryview(next(self._chunks))
-            except StopIteration:
-                return 0
-        n = min(len(buffer), len(self._current))
-        buffer[:n] = self._current[:n]
-        self._current = self._current[n:]
-        return n
-
-
 def _version_chunks(chunks: Iterator[bytes], where: str, etag: str | None) -> Iterator[bytes]:
     """The chunks of one blob version; the version vanishing mid-read becomes the port's error."""
     try:
@@ -230,7 +202,7 @@ class AzureBlobStore:
             raise BlobVersionGone(f"{container}/{name} is no longer version {etag}") from None
         where = f"{container}/{name}"
         chunks = _ReadAhead(_version_chunks(downloader.chunks(), where, etag), where)
-        return io.BufferedReader(_Chunks(chunks), CHUNK_SIZE)
+        return io.BufferedReader(ChunkStream(chunks), CHUNK_SIZE)
 
     def write(self, container: str, name: str, source: BinaryIO, *, content_type: str = "application/octet-stream",
               metadata: Mapping[str, str] | None = None) -> BlobInfo:
@@ -358,7 +330,7 @@ class TriggerBlobClient:
                 raise BlobVersionGone(f"{self.where} is no longer version {etag}")
         assert self._size is not None
         chunks = _ReadAhead(_version_chunks(self._ranges(etag, self._size), self.where, etag), self.where)
-        return io.BufferedReader(_Chunks(chunks), CHUNK_SIZE)
+        return io.BufferedReader(ChunkStream(chunks), CHUNK_SIZE)
 
     def _ranges(self, etag: str, size: int) -> Iterator[bytes]:
         offset = 0

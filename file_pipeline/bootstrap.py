@@ -14,9 +14,9 @@ from choreography.entities import CONTAINERS, FILES_TABLE, PAYMENT_NOTICES_TOPIC
 from choreography.publishing import EventGridPublisher
 from choreography.runtime import Runtime, runtime
 from choreography.settings import PAYMENTS_EVENT_GRID_ENDPOINT, PAYMENTS_EVENT_GRID_KEY, STORAGE_CONNECTION
+from contracts.payment_files import EVENT_SOURCE
 
 from .blob_adapters import AzureBlobStore, blob_service
-from .messages import EVENT_SOURCE
 from .service import Options, PaymentFilePipeline
 from .table_adapters import TableFileRecords, TableReferenceSource
 

@@ -39,16 +39,16 @@ from choreography.flow import flow, to
 from choreography.handling import consume
 from choreography.settings import SERVICE_BUS_CONNECTION, STORAGE_CONNECTION
 from choreography.triggers import incoming
-
-from .blob_adapters import TriggerBlobClient
-from .bootstrap import pipeline
-from .messages import (
+from contracts.payment_files import (
     PAYMENT_FILE_CREATED,
     PAYMENT_FILE_REJECTED,
     CompensatePaymentFile,
     PaymentFileAdapted,
     PaymentFileValidated,
 )
+
+from .blob_adapters import TriggerBlobClient
+from .bootstrap import pipeline
 from .steps.status import FileStatus
 from .steps.validate import Upload
 

@@ -1,6 +1,7 @@
 """The pipeline's ports: what the use cases need from storage. One adapter per backend
 (:mod:`file_pipeline.blob_adapters` and :mod:`file_pipeline.table_adapters` for Azure Storage,
-in-memory fakes in the tests), each held to the same contract tests (``tests/unit/file_pipeline/port_contracts.py``).
+in-memory fakes in ``fakes/file_pipeline.py``, the payment benchmark's local-disk stores), each
+held to the same contract tests (``tests/unit/file_pipeline/port_contracts.py``).
 
 Messaging and events use the shared ports :class:`choreography.messaging.Publisher` and
 :class:`choreography.messaging.EventPublisher`; time is :class:`choreography.clock.Clock`.

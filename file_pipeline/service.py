@@ -53,8 +53,8 @@ from __future__ import annotations
 
 from choreography.clock import Clock
 from choreography.messaging import EventPublisher, Publisher
+from contracts.payment_files import PaymentFileAdapted, PaymentFileValidated
 from file_pipeline.domain.files import Step
-from file_pipeline.messages import PaymentFileAdapted, PaymentFileValidated
 from file_pipeline.ports import BlobStore, FileRecords, ReferenceSource
 
 from .steps.adapt import FileAdaptor

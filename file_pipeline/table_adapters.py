@@ -21,11 +21,11 @@ from azure.core.exceptions import (
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from choreography.errors import ConcurrencyConflict
+from contracts.payment_files import UNSAFE_NAMES_PARTITION
 from file_pipeline.domain.daily import DayTotal, day_key
 from file_pipeline.domain.files import (
     CLIENT_ID_RE,
     FILE_ID_RE,
-    UNSAFE_NAMES_PARTITION,
     DuplicateKey,
     FileState,
     PaymentFile,

@@ -28,14 +28,13 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from contracts.payment_files import UNSAFE_NAMES_PARTITION
 from file_pipeline.domain.model import FileFormat, Finding
 from file_pipeline.domain.names import UnsafeName, check_blob_name
 from file_pipeline.domain.reason_codes import IsoReason
 
 CLIENT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
 FILE_ID_RE = re.compile(r"PF[0-9A-F]{24}\Z")
-#: Table partition for uploads whose name does not even yield a usable client id.
-UNSAFE_NAMES_PARTITION = "_unsafe-names"
 MAX_REASONS = 20  # group-level reasons kept on the record (the pain.002 has them all)
 
 

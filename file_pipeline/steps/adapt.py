@@ -9,13 +9,13 @@ from choreography.messaging import (
     Cause,
 )
 from choreography.reason_codes import ReasonCode as AppReason
+from contracts.payment_files import PaymentFileAdapted, PaymentFileValidated
 from file_pipeline.domain.files import (
     FileState,
 )
 from file_pipeline.instructions import (
     InstructionsBuilder,
 )
-from file_pipeline.messages import PaymentFileAdapted, PaymentFileValidated
 from file_pipeline.workfiles import (
     read_validated,
 )

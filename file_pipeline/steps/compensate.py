@@ -14,6 +14,9 @@ from choreography.messaging import (
     Incoming,
     Received,
 )
+from contracts.payment_files import (
+    CompensatePaymentFile,
+)
 from file_pipeline.domain.daily import amounts_by_key
 from file_pipeline.domain.files import (
     FileState,
@@ -22,9 +25,6 @@ from file_pipeline.domain.files import (
 )
 from file_pipeline.domain.model import Finding
 from file_pipeline.domain.reason_codes import IsoReason
-from file_pipeline.messages import (
-    CompensatePaymentFile,
-)
 from file_pipeline.ports import DailyTotalsMoved
 
 from .shared import DAILY_TOTALS_ATTEMPTS, Workbench

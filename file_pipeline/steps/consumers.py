@@ -17,13 +17,13 @@ from choreography.messaging import (
     Received,
 )
 from choreography.reason_codes import ReasonCode as AppReason
+from contracts.payment_files import (
+    PaymentFileAdapted,
+    PaymentFileValidated,
+)
 from file_pipeline.domain.files import (
     FILE_ID_RE,
     Step,
-)
-from file_pipeline.messages import (
-    PaymentFileAdapted,
-    PaymentFileValidated,
 )
 from file_pipeline.workfiles import (
     WorkFileCorrupt,
@@ -56,7 +56,6 @@ class StepConsumer:
         self.pipeline = pipeline
         self.step = step
         self.contracts = ContractRegistry(contract)
-        self._contract = contract
         self._action = action
 
     def handle(self, received: Received) -> None:

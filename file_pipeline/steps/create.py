@@ -11,6 +11,9 @@ from choreography.messaging import (
     Cause,
 )
 from choreography.reason_codes import ReasonCode as AppReason
+from contracts.payment_files import (
+    PaymentFileAdapted,
+)
 from file_pipeline.domain.files import (
     FileState,
     PaymentFile,
@@ -20,9 +23,6 @@ from file_pipeline.formats.pain002_writer import OriginalMessage
 from file_pipeline.formats.xsd import ValidatingWriter
 from file_pipeline.instructions import (
     render_pain001,
-)
-from file_pipeline.messages import (
-    PaymentFileAdapted,
 )
 from file_pipeline.workfiles import (
     Tee,

@@ -41,18 +41,7 @@ from choreography.messaging import (
 )
 from choreography.reason_codes import ReasonCode as AppReason
 from choreography.retry import retry_delay
-from file_pipeline.domain.daily import DailyUsage, DayKey, DayTotal
-from file_pipeline.domain.files import (
-    FileState,
-    PaymentFile,
-    Step,
-)
-from file_pipeline.domain.model import Finding
-from file_pipeline.domain.reference import ReferenceData
-from file_pipeline.domain.validator import RJCT, Rejection
-from file_pipeline.formats.pain002_writer import OriginalMessage, write_pain002
-from file_pipeline.formats.safe_csv import write_error_report
-from file_pipeline.messages import (
+from contracts.payment_files import (
     PAYMENT_FILE_CREATED,
     PAYMENT_FILE_REJECTED,
     CompensatePaymentFile,
@@ -64,6 +53,17 @@ from file_pipeline.messages import (
     event_subject,
     rejected_event_data,
 )
+from file_pipeline.domain.daily import DailyUsage, DayKey, DayTotal
+from file_pipeline.domain.files import (
+    FileState,
+    PaymentFile,
+    Step,
+)
+from file_pipeline.domain.model import Finding
+from file_pipeline.domain.reference import ReferenceData
+from file_pipeline.domain.validator import RJCT, Rejection
+from file_pipeline.formats.pain002_writer import OriginalMessage, write_pain002
+from file_pipeline.formats.safe_csv import write_error_report
 from file_pipeline.ports import BlobNotFound, BlobStore, BlobWriter, FileRecords, ReferenceSource
 from file_pipeline.workfiles import (
     VerifiedReader,

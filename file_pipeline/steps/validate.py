@@ -16,6 +16,7 @@ from choreography.entities import REJECTED_CONTAINER, VALIDATED_QUEUE, WORK_CONT
 from choreography.messaging import (
     Cause,
 )
+from contracts.payment_files import FileSummary, PaymentFileValidated
 from file_pipeline.domain.daily import DailyUsage, amounts_for_record
 from file_pipeline.domain.files import (
     FileState,
@@ -30,7 +31,6 @@ from file_pipeline.domain.reason_codes import IsoReason
 from file_pipeline.domain.reference import REJECT_FILE, ReferenceData
 from file_pipeline.domain.validator import RJCT, RejectionLog, ValidationResult
 from file_pipeline.formats.pain002_writer import OriginalMessage
-from file_pipeline.messages import FileSummary, PaymentFileValidated
 from file_pipeline.ports import BlobNotFound, BlobVersionGone, DailyTotalsMoved, DuplicateClaimed, TriggerBlob
 from file_pipeline.validation import Validated, original_message, validate_source
 from file_pipeline.workfiles import (

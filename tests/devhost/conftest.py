@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from azure.data.tables import TableClient
 
-from devstack.stack import Azurite, ServiceBusEmulator
+from devstack.stack import Azurite, DevHost, EventGridEmulator, ServiceBusEmulator
 
-from .support import HERE, DevHost, EventGridEmulator, wait_until
+from .support import EVENTGRID_OPTIONS, HERE, SAMPLE_APP, wait_until
 
 EG_KEY = "local-eventgrid-key"
 
@@ -34,7 +34,7 @@ def servicebus() -> Iterator[ServiceBusEmulator]:
 
 @pytest.fixture(scope="session")
 def eventgrid() -> Iterator[EventGridEmulator]:
-    emulator = EventGridEmulator(HERE / "eventgrid.json").start()
+    emulator = EventGridEmulator(HERE / "eventgrid.json", options=EVENTGRID_OPTIONS).start()
     yield emulator
     emulator.stop()
 
@@ -60,7 +60,7 @@ def host_env(azurite: Azurite, servicebus: ServiceBusEmulator, eventgrid: EventG
 
 @pytest.fixture(scope="session")
 def devhost(host_env: dict[str, str]) -> Iterator[DevHost]:
-    host = DevHost(host_env).start()
+    host = DevHost(host_env, app_dir=SAMPLE_APP).start()
     yield host
     code = host.stop()
     assert code == 0, f"devhost exited with {code}:\n{host.output}"

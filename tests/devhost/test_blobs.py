@@ -17,10 +17,10 @@ from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import BlobServiceClient, ContainerClient
 from azure.storage.queue import QueueClient
 
-from devstack.stack import Azurite, ServiceBusEmulator
+from devstack.stack import Azurite, DevHost, EventGridEmulator, ServiceBusEmulator
 
 from .conftest import Records, app_env
-from .support import DevHost, EventGridEmulator, wait_until
+from .support import SAMPLE_APP, wait_until
 
 HOSTS = "azure-webjobs-hosts"
 
@@ -136,13 +136,13 @@ def test_receipts_survive_a_restart(uploads: ContainerClient, azurite: Azurite, 
                                     tag: str) -> None:
     env = restartable["env"]
     records = Records(azurite.connection_string, env["RECORD_TABLE"])
-    first = DevHost(env).start()
+    first = DevHost(env, app_dir=SAMPLE_APP).start()
     restartable["started"].append(first)
     uploads.get_blob_client(f"{tag}/kept.txt").upload_blob(b"processed once")
     records.wait(tag, 1, "blob_uploads")
     assert first.signal() == 0
 
-    second = DevHost(env).start()
+    second = DevHost(env, app_dir=SAMPLE_APP).start()
     restartable["started"].append(second)
     uploads.get_blob_client(f"{tag}/later.txt").upload_blob(b"after the restart")
     seen = records.wait(tag, 2, "blob_uploads")
@@ -163,8 +163,8 @@ def sdk_uploads(azurite: Azurite, devhost: DevHost) -> ContainerClient:
 
 
 def peak_rss_mb(host: DevHost) -> float:
-    assert host.proc is not None
-    status = Path(f"/proc/{host.proc.pid}/status").read_text()
+    assert host.pid is not None
+    status = Path(f"/proc/{host.pid}/status").read_text()
     line = next(x for x in status.splitlines() if x.startswith("VmHWM:"))
     return int(line.split()[1]) / 1024
 

@@ -16,10 +16,10 @@ from azure.servicebus import ServiceBusClient, ServiceBusMessage
 from azure.storage.blob import BlobServiceClient
 
 from devhost.settings import function_disabled
-from devstack.stack import Azurite, ServiceBusEmulator
+from devstack.stack import Azurite, DevHost, EventGridEmulator, ServiceBusEmulator
 
 from .conftest import Records, app_env
-from .support import HERE, DevHost, EventGridEmulator, write_app
+from .support import HERE, SAMPLE_APP, write_app
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_a_disabled_function_ignores_its_events_until_it_is_enabled(
     switched_off = {**env, "AzureWebJobs.sb_orders.Disabled": "true", "AzureWebJobs.blob_uploads.Disabled": "1",
                     "AzureWebJobs.http_item.Disabled": "True", "azurewebjobs.EG_NOTIFICATIONS.disabled": "true",
                     "AzureWebJobs.sb_events.Disabled": "false"}
-    first = DevHost(switched_off).start()
+    first = DevHost(switched_off, app_dir=SAMPLE_APP).start()
     try:
         for name in ("blob_uploads", "eg_notifications", "http_item", "sb_orders"):
             first.wait_for(f"Function '{name}' is disabled")
@@ -89,7 +89,7 @@ def test_a_disabled_function_ignores_its_events_until_it_is_enabled(
     finally:
         first.stop()
 
-    second = DevHost(env).start()  # the same app and host id, the setting gone
+    second = DevHost(env, app_dir=SAMPLE_APP).start()  # the same app and host id, the setting gone
     try:
         assert second.count("is disabled") == 0
         [order] = records.wait(tag, 1, "sb_orders")

@@ -12,8 +12,10 @@ from azure.core.credentials import AzureKeyCredential
 from azure.core.messaging import CloudEvent
 from azure.eventgrid import EventGridEvent, EventGridPublisherClient
 
+from devstack.stack import DevHost, EventGridEmulator
+
 from .conftest import EG_KEY, Records
-from .support import DevHost, EventGridEmulator, wait_until
+from .support import wait_until
 
 
 def webhook(devhost: DevHost, function: str) -> str:
@@ -24,7 +26,7 @@ def webhook(devhost: DevHost, function: str) -> str:
 def subscribed(devhost: DevHost, eventgrid: EventGridEmulator) -> EventGridEmulator:
     """Subscriptions added through the management API, so the emulator runs the handshakes."""
     for topic, function in (("notifications", "eg_notifications"), ("cloud", "eg_cloud")):
-        resp = requests.put(f"{eventgrid.base}/topics/{topic}/subscriptions/devhost-{function.replace('_', '-')}",
+        resp = requests.put(f"{eventgrid.base_url}/topics/{topic}/subscriptions/devhost-{function.replace('_', '-')}",
                             json={"endpoint": webhook(devhost, function)}, timeout=60)
         assert resp.status_code in (200, 201), resp.text  # a failed handshake would be 400
     return eventgrid

@@ -13,8 +13,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from devhost.http import HttpFront, compile_route
 from devhost.loader import Binding, FunctionEntry, LoadError
+from devstack.stack import DevHost
 
-from .support import DevHost
+from .support import SAMPLE_APP
 
 
 def entry(route: str | None, methods: list[str] | None = None, name: str = "fn") -> FunctionEntry:
@@ -190,7 +191,7 @@ class TestServedBySampleApp:
 
 @pytest.fixture(scope="module")
 def impatient_host(host_env: dict[str, str]):
-    host = DevHost({**host_env, "DEVHOST_HTTP_BODY_TIMEOUT_SECONDS": "1"}).start()
+    host = DevHost({**host_env, "DEVHOST_HTTP_BODY_TIMEOUT_SECONDS": "1"}, app_dir=SAMPLE_APP).start()
     yield host
     host.stop()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -14,10 +13,10 @@ import pytest
 import requests
 from azure.servicebus import ServiceBusClient, ServiceBusMessage
 
-from devstack.stack import Azurite, ServiceBusEmulator
+from devstack.stack import Azurite, DevHost, EventGridEmulator, ServiceBusEmulator, free_port
 
 from .conftest import Records, app_env
-from .support import HERE, DevHost, EventGridEmulator, Process, free_port, run_devhost, wait_until, write_app
+from .support import HERE, SAMPLE_APP, run_devhost, wait_until, write_app
 
 ENV_APP = '''
 import json, os
@@ -70,11 +69,11 @@ class TestSettings:
     def test_local_http_port_is_used_unless_port_is_given(self, tmp_path: Path) -> None:
         port = free_port()
         app = write_app(tmp_path, ENV_APP, settings={"Values": {}, "Host": {"LocalHttpPort": port}})
-        proc = Process([sys.executable, "-m", "devhost", "--app-dir", str(app)]).launch()
+        own = DevHost({}, app_dir=app, port=None).start()  # no --port: devhost picks
         try:
-            proc.wait_for(f"Host started on http://127.0.0.1:{port}")
+            assert own.port == port
         finally:
-            assert proc.stop() == 0
+            assert own.stop() == 0
         other = DevHost({}, app_dir=app).start()  # passes --port
         try:
             assert other.port != port
@@ -83,7 +82,7 @@ class TestSettings:
 
     def test_missing_settings_file_is_one_line_and_exit_2(self, tmp_path: Path) -> None:
         app = write_app(tmp_path, ENV_APP)
-        result = run_devhost(["--app-dir", str(app), "--port", str(free_port())])
+        result = run_devhost(app, free_port())
         assert result.returncode == 2
         assert result.stderr.strip().count("\n") == 0
         assert "no local.settings.json" in result.stderr
@@ -97,7 +96,7 @@ class TestSettings:
     def test_malformed_settings_file_is_one_line_and_exit_2(self, tmp_path: Path, content: str, problem: str) -> None:
         app = write_app(tmp_path, ENV_APP)
         (app / "local.settings.json").write_text(content)
-        result = run_devhost(["--app-dir", str(app), "--port", str(free_port())])
+        result = run_devhost(app, free_port())
         assert result.returncode == 2
         assert result.stderr.strip().count("\n") == 0
         assert problem in result.stderr
@@ -123,13 +122,13 @@ class TestStartupErrors:
                                                                  expected: str) -> None:
         app = write_app(tmp_path, "import azure.functions as func\napp = func.FunctionApp()\n" + source,
                         settings={"Values": {}})
-        result = run_devhost(["--app-dir", str(app), "--port", str(free_port())])
+        result = run_devhost(app, free_port())
         assert result.returncode == 2, result.stdout + result.stderr
         assert expected in result.stderr
 
     def test_an_app_that_fails_to_import_exits_1_with_its_traceback(self, tmp_path: Path) -> None:
         app = write_app(tmp_path, "raise RuntimeError('broken app')\n", settings={"Values": {}})
-        result = run_devhost(["--app-dir", str(app), "--port", str(free_port())])
+        result = run_devhost(app, free_port())
         assert result.returncode == 1
         assert "RuntimeError: broken app" in result.stderr
 
@@ -144,7 +143,7 @@ def own_servicebus() -> Iterator[ServiceBusEmulator]:
 def test_graceful_stop_lets_running_invocations_finish(
         azurite: Azurite, own_servicebus: ServiceBusEmulator, eventgrid: EventGridEmulator, tag: str) -> None:
     env = app_env(azurite, own_servicebus, eventgrid, AzureFunctionsWebHost__hostid=f"stop-{uuid.uuid4().hex[:8]}")
-    host = DevHost(env).start()
+    host = DevHost(env, app_dir=SAMPLE_APP).start()
     try:
         answers: list[requests.Response] = []
         caller = threading.Thread(target=lambda: answers.append(
@@ -173,7 +172,7 @@ def test_listeners_reconnect_when_the_broker_comes_back(
         azurite: Azurite, eventgrid: EventGridEmulator, tag: str) -> None:
     broker = ServiceBusEmulator(HERE / "servicebus.json").start()
     env = app_env(azurite, broker, eventgrid, AzureFunctionsWebHost__hostid=f"reconnect-{uuid.uuid4().hex[:8]}")
-    host = DevHost(env).start()
+    host = DevHost(env, app_dir=SAMPLE_APP).start()
     try:
         broker.kill()  # SIGKILL: the connection just vanishes
         host.wait_for("Service Bus trigger sb_orders (orders): receiving failed")

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 import pytest
 from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusSubQueue
 
-from devstack.stack import ServiceBusEmulator
+from devstack.stack import DevHost, ServiceBusEmulator
 
 from .conftest import Records
-from .support import DevHost, wait_until
+from .support import wait_until
 
 
 @pytest.fixture

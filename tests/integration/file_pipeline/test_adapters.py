@@ -33,8 +33,8 @@ from .conftest import ROOT, blob_trigger
 
 class TestAzureBlobStore(BlobStoreContract):
     @pytest.fixture
-    def blob_store(self, fp_azurite):
-        store = AzureBlobStore(blob_service(fp_azurite.connection_string))
+    def blob_store(self, azurite):
+        store = AzureBlobStore(blob_service(azurite.connection_string))
         store.ensure_containers(CONTAINERS)
         return store
 
@@ -63,20 +63,20 @@ class TestTriggerBlobClient(TriggerBlobContract):
 
 class TestTableFileRecords(FileRecordsContract):
     @pytest.fixture
-    def file_records(self, table_service):
-        return TableFileRecords(table_service.create_table(f"pf{uuid.uuid4().hex[:16]}"))
+    def file_records(self, tables):
+        return TableFileRecords(tables.create_table(f"pf{uuid.uuid4().hex[:16]}"))
 
 
 class TestTableReferenceSource(ReferenceSourceContract):
     @pytest.fixture
-    def reference_source(self, table_service):
-        table = table_service.create_table(f"ref{uuid.uuid4().hex[:16]}")
+    def reference_source(self, tables):
+        table = tables.create_table(f"ref{uuid.uuid4().hex[:16]}")
         seed(table)
         return TableReferenceSource(table)
 
 
-def test_seeding_is_idempotent_and_batched_per_partition(table_service):
-    table = table_service.create_table(f"ref{uuid.uuid4().hex[:16]}")
+def test_seeding_is_idempotent_and_batched_per_partition(tables):
+    table = tables.create_table(f"ref{uuid.uuid4().hex[:16]}")
     rows = load_seed_entities()
     first = seed(table)
     assert first.entities == len(rows)
@@ -89,18 +89,18 @@ def test_seeding_is_idempotent_and_batched_per_partition(table_service):
     assert acme["RejectionPolicy"] == "reject-file"
 
 
-def test_seed_command_line(fp_azurite):
+def test_seed_command_line(azurite):
     name = f"ref{uuid.uuid4().hex[:16]}"
     for _ in range(2):
         done = subprocess.run([sys.executable, "-m", "file_pipeline.seed", "--connection-string",
-                               fp_azurite.connection_string, "--table", name], cwd=ROOT, capture_output=True,
+                               azurite.connection_string, "--table", name], cwd=ROOT, capture_output=True,
                               text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         assert f"reference entities into table {name}" in done.stdout
 
 
-def test_day_totals_are_rows_of_the_client_partition_holding_a_decimal_string(table_service):
-    table = table_service.create_table(f"pf{uuid.uuid4().hex[:16]}")
+def test_day_totals_are_rows_of_the_client_partition_holding_a_decimal_string(tables):
+    table = tables.create_table(f"pf{uuid.uuid4().hex[:16]}")
     records = TableFileRecords(table)
     accept_with_daily(records, {"EUR-2026-11-23": "1250.10", "USD-2026-11-24": "0.01"})
     eur = table.get_entity("ACME001", "day-EUR-2026-11-23")
@@ -108,8 +108,8 @@ def test_day_totals_are_rows_of_the_client_partition_holding_a_decimal_string(ta
     assert table.get_entity("ACME001", "day-USD-2026-11-24")["amount"] == "0.01"
 
 
-def test_a_save_too_large_for_one_table_transaction_is_refused_before_anything_is_written(table_service):
-    table = table_service.create_table(f"pf{uuid.uuid4().hex[:16]}")
+def test_a_save_too_large_for_one_table_transaction_is_refused_before_anything_is_written(tables):
+    table = tables.create_table(f"pf{uuid.uuid4().hex[:16]}")
     records = TableFileRecords(table)
     record = new_record()
     records.add(record)

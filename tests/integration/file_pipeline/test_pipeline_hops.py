@@ -80,12 +80,12 @@ def event(eventgrid: EventGridEmulator, kind: str, file_id: str) -> dict:
     ("nacha_valid.ach", "INITECH03"),
     ("pain001_03_valid.xml", "GLOBEX02"),
 ])
-def test_a_valid_file_becomes_an_xsd_valid_pain001_with_an_accp_report(app, blob_service, table_service, inbox,
-                                                                        fp_eventgrid, sample, client):
+def test_a_valid_file_becomes_an_xsd_valid_pain001_with_an_accp_report(app, blob_service, tables, inbox,
+                                                                        eventgrid, sample, client):
     uploaded = upload(blob_service, client, unique_name("in") + "/" + sample, data_bytes(sample))
     handlers.file_pipeline_validate(uploaded.trigger())
     file_id = uploaded.file_id
-    assert row(table_service, client, file_id)["state"] == "Validated"
+    assert row(tables, client, file_id)["state"] == "Validated"
     assert len([n for n in blob_service.get_container_client(WORK_CONTAINER).list_blob_names(
         name_starts_with=file_id)]) >= 1  # the claim check: transactions in a work blob
     run_to_completion(inbox, file_id)
@@ -94,9 +94,9 @@ def test_a_valid_file_becomes_an_xsd_valid_pain001_with_an_accp_report(app, blob
     validate_stream(io.BytesIO(output), "pain.001.001.09")
     assert etree.parse(io.BytesIO(output)).findtext(".//p:GrpHdr/p:MsgId", namespaces=NS1) == file_id
     assert grp_sts(blob_service, client, file_id) == "ACCP"
-    record = row(table_service, client, file_id)
+    record = row(tables, client, file_id)
     assert record["state"] == "Completed" and record["notified"] is True
-    created = event(fp_eventgrid, "PaymentFileCreated", file_id)
+    created = event(eventgrid, "PaymentFileCreated", file_id)
     assert created["source"] == "/payment-files" and created["subject"] == f"/payment-files/{client}/{file_id}"
     assert created["data"]["locations"]["output"] == f"{OUTPUT_CONTAINER}/{client}/{file_id}.xml"
     assert list(blob_service.get_container_client(WORK_CONTAINER).list_blob_names(name_starts_with=file_id)) == []
@@ -110,11 +110,11 @@ def _bad_acme_csv(tag: str) -> bytes:
     return text.replace("DE62370400440532013001", "DE00370400440532013001").encode()
 
 
-def test_bad_transactions_under_reject_file_reject_the_file(app, blob_service, table_service, inbox, fp_eventgrid):
+def test_bad_transactions_under_reject_file_reject_the_file(app, blob_service, tables, inbox, eventgrid):
     uploaded = upload(blob_service, "ACME001", unique_name("payroll") + ".csv", _bad_acme_csv(unique_name("R")))
     handlers.file_pipeline_validate(uploaded.trigger())
     file_id = uploaded.file_id
-    record = row(table_service, "ACME001", file_id)
+    record = row(tables, "ACME001", file_id)
     assert record["state"] == "Rejected" and json.loads(record["transactionReasons"]) == {"AC01": 1}
     # moved, reported, dead-lettered with a reason code and description, announced
     assert not exists(blob_service, INPUT_CONTAINER, f"ACME001/{uploaded.name}")
@@ -124,12 +124,12 @@ def test_bad_transactions_under_reject_file_reject_the_file(app, blob_service, t
     assert letter.application_properties["DeadLetterReason"] == "NARR"
     assert "policy reject-file" in letter.application_properties["DeadLetterErrorDescription"]
     assert letter.application_properties["transactionReasonCodes"] == "AC01"
-    rejected = event(fp_eventgrid, "PaymentFileRejected", file_id)
+    rejected = event(eventgrid, "PaymentFileRejected", file_id)
     assert rejected["data"]["reasons"][0]["code"] == "NARR" and rejected["data"]["step"] == "FileValidator"
     assert not exists(blob_service, OUTPUT_CONTAINER, f"ACME001/{file_id}.xml")
 
 
-def test_two_rejections_under_one_name_each_keep_their_own_quarantined_upload(app, blob_service, table_service, inbox):
+def test_two_rejections_under_one_name_each_keep_their_own_quarantined_upload(app, blob_service, tables, inbox):
     name = unique_name("payroll") + ".csv"
     first = upload(blob_service, "ACME001", name, _bad_acme_csv(unique_name("Q1")))
     handlers.file_pipeline_validate(first.trigger())
@@ -137,7 +137,7 @@ def test_two_rejections_under_one_name_each_keep_their_own_quarantined_upload(ap
     handlers.file_pipeline_validate(second.trigger())
     assert first.file_id != second.file_id and first.content != second.content
     for uploaded in (first, second):
-        record = row(table_service, "ACME001", uploaded.file_id)
+        record = row(tables, "ACME001", uploaded.file_id)
         assert record["state"] == "Rejected"
         rejected = json.loads(record["locations"])["rejected"]
         assert rejected == f"{REJECTED_CONTAINER}/ACME001/{uploaded.file_id}/{name}"
@@ -147,7 +147,7 @@ def test_two_rejections_under_one_name_each_keep_their_own_quarantined_upload(ap
     assert not exists(blob_service, INPUT_CONTAINER, f"ACME001/{name}")
 
 
-def test_bad_transactions_under_pass_valid_pass_the_valid_ones(app, blob_service, table_service, inbox):
+def test_bad_transactions_under_pass_valid_pass_the_valid_ones(app, blob_service, tables, inbox):
     content = data_bytes("csv_eu_mixed.csv").replace(b"GLX-1", unique_name("G").encode() + b"-1")
     uploaded = upload(blob_service, "GLOBEX02", unique_name("mixed") + ".csv", content)
     handlers.file_pipeline_validate(uploaded.trigger())
@@ -161,36 +161,36 @@ def test_bad_transactions_under_pass_valid_pass_the_valid_ones(app, blob_service
     assert body["locations"]["errorReport"] == f"{REPORTS_CONTAINER}/GLOBEX02/{uploaded.file_id}.errors.csv"
 
 
-def test_an_identical_resubmission_is_a_du01_duplicate(app, blob_service, table_service, inbox):
+def test_an_identical_resubmission_is_a_du01_duplicate(app, blob_service, tables, inbox):
     content = data_bytes("pain001_09_valid.xml").replace(b"ACME-MSG-20261120-01", unique_name("MSG").encode())
     first = upload(blob_service, "ACME001", unique_name("a") + ".xml", content)
     handlers.file_pipeline_validate(first.trigger())
     run_to_completion(inbox, first.file_id)
     second = upload(blob_service, "ACME001", unique_name("b") + ".xml", content)
     handlers.file_pipeline_validate(second.trigger())
-    record = row(table_service, "ACME001", second.file_id)
+    record = row(tables, "ACME001", second.file_id)
     assert record["state"] == "Rejected"
     assert {c for c, _ in json.loads(record["reasons"])} == {"DU01"}
     assert inbox.for_file(DEADLETTER, second.file_id).application_properties["DeadLetterReason"] == "DU01"
 
 
 @pytest.mark.parametrize("hostile", ["billion_laughs.xml", "xxe_file.xml", "xinclude.xml"])
-def test_malicious_xml_is_rejected_and_kept_for_investigation(app, blob_service, table_service, inbox, hostile):
+def test_malicious_xml_is_rejected_and_kept_for_investigation(app, blob_service, tables, inbox, hostile):
     uploaded = upload(blob_service, "ACME001", unique_name("evil") + ".xml", data_bytes(f"hostile/{hostile}"))
     handlers.file_pipeline_validate(uploaded.trigger())
-    record = row(table_service, "ACME001", uploaded.file_id)
+    record = row(tables, "ACME001", uploaded.file_id)
     assert record["state"] == "Rejected" and json.loads(record["reasons"])[0][0] == "FF01"
     assert read(blob_service, REJECTED_CONTAINER, f"ACME001/{uploaded.file_id}/{uploaded.name}") == uploaded.content
     assert inbox.for_file(DEADLETTER, uploaded.file_id).application_properties["DeadLetterReason"] == "FF01"
 
 
-def test_an_unsafe_blob_name_is_rejected_without_being_used(app, blob_service, table_service, inbox):
+def test_an_unsafe_blob_name_is_rejected_without_being_used(app, blob_service, tables, inbox):
     # The trigger's client addresses storage by that name (an HTTP client would resolve the
     # "..", reaching another blob), so it is never used: not for the ETag, not for a copy.
     name = f"ACME001/{unique_name('x')}/../../payment-files-out/ACME001/evil.csv"
     handlers.file_pipeline_validate(blob_trigger(name))
     file_id = file_id_for(INPUT_CONTAINER, name, "")
-    record = row(table_service, "ACME001", file_id)
+    record = row(tables, "ACME001", file_id)
     assert record["state"] == "Rejected" and "'..'" in json.loads(record["reasons"])[0][1]
     assert "rejected" not in json.loads(record["locations"] or "{}")
     assert not exists(blob_service, REJECTED_CONTAINER, f"ACME001/{file_id}.unsafe-name")
@@ -199,12 +199,12 @@ def test_an_unsafe_blob_name_is_rejected_without_being_used(app, blob_service, t
     assert blob_service.get_container_client(INPUT_CONTAINER).exists()  # Azurite is fine
 
 
-def test_an_oversize_file_is_rejected_unread(app, blob_service, table_service, inbox, monkeypatch):
+def test_an_oversize_file_is_rejected_unread(app, blob_service, tables, inbox, monkeypatch):
     monkeypatch.setenv("PAYMENT_FILES_MAX_BYTES", "512")
     reset_runtime()
     uploaded = upload(blob_service, "ACME001", unique_name("big") + ".csv", data_bytes("csv_v1_valid.csv"))
     handlers.file_pipeline_validate(uploaded.trigger())
-    record = row(table_service, "ACME001", uploaded.file_id)
+    record = row(tables, "ACME001", uploaded.file_id)
     assert record["state"] == "Rejected" and "larger than the limit of 512 bytes" in record["reasons"]
     assert record["sha256"] == ""  # never read
     assert exists(blob_service, REJECTED_CONTAINER, f"ACME001/{uploaded.file_id}/{uploaded.name}")
@@ -216,13 +216,13 @@ def _tamper(blob_service: BlobServiceClient, file_id: str) -> None:
 
 
 def test_a_failure_in_file_creator_is_compensated_and_a_corrected_resubmission_accepted(
-        app, blob_service, table_service, inbox, fp_eventgrid):
+        app, blob_service, tables, inbox, eventgrid):
     content = _bad_acme_csv(unique_name("C")).replace(b"DE00370400440532013001", b"DE62370400440532013001")
     name = unique_name("payroll") + ".csv"
     uploaded = upload(blob_service, "ACME001", name, content)
     handlers.file_pipeline_validate(uploaded.trigger())
     file_id = uploaded.file_id
-    assert len(claims_of(table_service, file_id)) == 1  # the content hash is claimed (a CSV has no MsgId)
+    assert len(claims_of(tables, file_id)) == 1  # the content hash is claimed (a CSV has no MsgId)
     handlers.file_pipeline_adapt(inbox.for_file(VALIDATED, file_id).trigger())
     _tamper(blob_service, file_id)  # the claim-checked work file no longer matches its message
     blob_service.get_blob_client(OUTPUT_CONTAINER, f"ACME001/{file_id}.xml").upload_blob(
@@ -234,7 +234,7 @@ def test_a_failure_in_file_creator_is_compensated_and_a_corrected_resubmission_a
     assert letter.application_properties["DeadLetterSource"] == ADAPTED
     handlers.file_pipeline_compensate(inbox.for_file(COMPENSATION, file_id, "CompensatePaymentFile").trigger())
 
-    record = row(table_service, "ACME001", file_id)
+    record = row(tables, "ACME001", file_id)
     assert record["state"] == "Rejected" and record["failedStep"] == "FileCreator"
     assert "WorkFileCorrupt" in json.loads(record["reasons"])[0][1]
     assert not exists(blob_service, OUTPUT_CONTAINER, f"ACME001/{file_id}.xml")
@@ -242,19 +242,19 @@ def test_a_failure_in_file_creator_is_compensated_and_a_corrected_resubmission_a
     assert not exists(blob_service, INPUT_CONTAINER, f"ACME001/{name}")
     assert read(blob_service, REJECTED_CONTAINER, f"ACME001/{file_id}/{name}") == content
     assert grp_sts(blob_service, "ACME001", file_id) == "RJCT"
-    assert claims_of(table_service, file_id) == []  # the DU01 record is released
-    assert event(fp_eventgrid, "PaymentFileRejected", file_id)["data"]["step"] == "FileCreator"
+    assert claims_of(tables, file_id) == []  # the DU01 record is released
+    assert event(eventgrid, "PaymentFileRejected", file_id)["data"]["step"] == "FileCreator"
 
     again: Uploaded = upload(blob_service, "ACME001", name, content)  # the same file, resubmitted
     handlers.file_pipeline_validate(again.trigger())
     run_to_completion(inbox, again.file_id)
-    assert row(table_service, "ACME001", again.file_id)["state"] == "Completed"
+    assert row(tables, "ACME001", again.file_id)["state"] == "Completed"
     _, body = status(f"ACME001/{name}")
     assert body["state"] == "Completed" and body["previousFileIds"] == [file_id]
 
 
-def test_redelivered_triggers_and_messages_produce_no_second_output(app, blob_service, table_service, inbox,
-                                                                     fp_eventgrid):
+def test_redelivered_triggers_and_messages_produce_no_second_output(app, blob_service, tables, inbox,
+                                                                     eventgrid):
     uploaded = upload(blob_service, "ACME001", unique_name("payroll") + ".csv",
                       _bad_acme_csv(unique_name("D")).replace(b"DE00370400440532013001", b"DE62370400440532013001"))
     file_id = uploaded.file_id
@@ -274,8 +274,8 @@ def test_redelivered_triggers_and_messages_produce_no_second_output(app, blob_se
     handlers.file_pipeline_create(adapted.trigger(delivery_count=2))  # redelivered
     handlers.file_pipeline_adapt(validated.trigger(delivery_count=3))  # a very late one
     assert output.get_blob_properties().etag == etag
-    event(fp_eventgrid, "PaymentFileCreated", file_id)  # exactly one (the helper unpacks one)
-    assert row(table_service, "ACME001", file_id)["state"] == "Completed"
+    event(eventgrid, "PaymentFileCreated", file_id)  # exactly one (the helper unpacks one)
+    assert row(tables, "ACME001", file_id)["state"] == "Completed"
     assert [m for m in inbox.all_until_sentinel(ADAPTED) if m.correlation_id == file_id] == []
 
 
@@ -293,10 +293,10 @@ def _eur_file(tag: str, amounts: list[str], day: str = "2026-12-15") -> bytes:
 
 
 def test_the_seeded_daily_limit_holds_across_files_and_compensation_gives_the_room_back(
-        app, blob_service, table_service, inbox):
+        app, blob_service, tables, inbox):
     """ACME001's seeded EUR daily limit is 20 000 000.00, its per-file limit 10 000 000.00; no other
     test pays on 2026-12-15."""
-    files = table_service.get_table_client(FILES_TABLE)
+    files = tables.get_table_client(FILES_TABLE)
 
     def day_total() -> str:
         return files.get_entity("ACME001", "day-EUR-2026-12-15")["amount"]
@@ -306,15 +306,15 @@ def test_the_seeded_daily_limit_holds_across_files_and_compensation_gives_the_ro
     handlers.file_pipeline_validate(first.trigger())
     second = upload(blob_service, "ACME001", unique_name("big") + ".csv", _eur_file(unique_name("B"), ten_million))
     handlers.file_pipeline_validate(second.trigger())
-    assert [row(table_service, "ACME001", f.file_id)["state"] for f in (first, second)] == ["Validated"] * 2
+    assert [row(tables, "ACME001", f.file_id)["state"] for f in (first, second)] == ["Validated"] * 2
     assert day_total() == "20000000.00"  # exactly the limit
-    assert json.loads(row(table_service, "ACME001", second.file_id)["dailyAmounts"]) == {
+    assert json.loads(row(tables, "ACME001", second.file_id)["dailyAmounts"]) == {
         "EUR-2026-12-15": "10000000.00"}
 
     cent = _eur_file(unique_name("C"), ["0.01"])
     over = upload(blob_service, "ACME001", unique_name("cent") + ".csv", cent)
     handlers.file_pipeline_validate(over.trigger())
-    record = row(table_service, "ACME001", over.file_id)
+    record = row(tables, "ACME001", over.file_id)
     assert record["state"] == "Rejected" and json.loads(record["transactionReasons"]) == {"AM14": 1}
     doc = etree.parse(io.BytesIO(read(blob_service, REPORTS_CONTAINER, f"ACME001/{over.file_id}.xml")))
     why = "".join(doc.xpath("//s:TxInfAndSts/s:StsRsnInf/s:AddtlInf/text()", namespaces=NS2))  # 105-char pieces
@@ -327,10 +327,10 @@ def test_the_seeded_daily_limit_holds_across_files_and_compensation_gives_the_ro
     command = inbox.for_file(COMPENSATION, first.file_id, "CompensatePaymentFile")
     handlers.file_pipeline_compensate(command.trigger())
     handlers.file_pipeline_compensate(command.trigger(delivery_count=2))  # redelivered: nothing taken twice
-    assert row(table_service, "ACME001", first.file_id)["state"] == "Rejected"
+    assert row(tables, "ACME001", first.file_id)["state"] == "Rejected"
     assert day_total() == "10000000.00"
 
     again = upload(blob_service, "ACME001", unique_name("cent") + ".csv", cent)  # the cent, sent again
     handlers.file_pipeline_validate(again.trigger())
-    assert row(table_service, "ACME001", again.file_id)["state"] == "Validated"
+    assert row(tables, "ACME001", again.file_id)["state"] == "Validated"
     assert day_total() == "10000000.01"

@@ -20,9 +20,9 @@ import pytest
 
 from choreography.entities import INPUT_CONTAINER, REJECTED_CONTAINER, WORK_CONTAINER
 from choreography.errors import ConcurrencyConflict
+from contracts.payment_files import UNSAFE_NAMES_PARTITION
 from file_pipeline.domain.daily import DailyUsage, amounts_by_key
 from file_pipeline.domain.files import (
-    UNSAFE_NAMES_PARTITION,
     DuplicateKey,
     FileState,
     PaymentFile,

@@ -12,10 +12,16 @@ import pytest
 from pydantic import ValidationError
 
 from choreography.settings import PaymentSettings, Settings, SettingsError
+from contracts.payment_files import (
+    UNSAFE_NAMES_PARTITION,
+    CompensatePaymentFile,
+    FileSummary,
+    PaymentFileValidated,
+    WorkBlob,
+)
 from file_pipeline.domain.files import (
     CLIENT_ID_RE,
     FILE_ID_RE,
-    UNSAFE_NAMES_PARTITION,
     FileState,
     InvalidTransition,
     Step,
@@ -30,7 +36,6 @@ from file_pipeline.instructions import (
     InstructionsBuilder,
     render_pain001,
 )
-from file_pipeline.messages import CompensatePaymentFile, FileSummary, PaymentFileValidated, WorkBlob
 from file_pipeline.seed import MAX_BATCH, batches
 from file_pipeline.workfiles import (
     MeteredReader,

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from file_pipeline.blob_adapters import _Chunks, _ReadAhead
+from file_pipeline.blob_adapters import _ReadAhead
+from file_pipeline.chunk_stream import ChunkStream
 from tests.support.waiting import wait_until
 
 
@@ -30,7 +31,7 @@ class Source:
 
 def test_reads_every_chunk_in_order():
     chunks = [bytes([i]) * 1000 for i in range(7)]
-    stream = io.BufferedReader(_Chunks(_ReadAhead(iter(Source(chunks)), "t")), 4096)
+    stream = io.BufferedReader(ChunkStream(_ReadAhead(iter(Source(chunks)), "t")), 4096)
     assert stream.read() == b"".join(chunks)
 
 
@@ -59,7 +60,7 @@ def test_an_error_is_raised_at_the_chunk_where_it_happened():
 def test_closing_the_stream_early_ends_the_thread():
     source = Source([b"x" * 100] * 50)
     ahead = _ReadAhead(iter(source), "t")
-    stream = io.BufferedReader(_Chunks(ahead), 64)
+    stream = io.BufferedReader(ChunkStream(ahead), 64)
     assert stream.read(10) == b"x" * 10
     stream.close()
     ahead._thread.join(5)

@@ -24,17 +24,18 @@ from choreography.entities import (
 )
 from choreography.handling import consume
 from choreography.messaging import Cause, Incoming, Outgoing
+from contracts.payment_files import UNSAFE_NAMES_PARTITION, CompensatePaymentFile
 from devstack.samples import generate_csv
-from file_pipeline.domain.files import UNSAFE_NAMES_PARTITION, FileState, Step, file_id_for
+from fakes.file_pipeline import FakeReferenceSource, FakeTriggerBlob
+from file_pipeline.domain.files import FileState, Step, file_id_for
 from file_pipeline.formats.xsd import validate_stream
-from file_pipeline.messages import CompensatePaymentFile
 from file_pipeline.steps.shared import ReferenceUnavailable
 from file_pipeline.steps.status import FileStatus, StatusProblem
 from file_pipeline.steps.validate import Outcome, Upload
 from file_pipeline.workfiles import SourceReadError
 
 from .conftest import data_bytes
-from .fakes import FakeReferenceSource, FakeTriggerBlob, Harness
+from .fakes import Harness
 
 NS2 = {"s": "urn:iso:std:iso:20022:tech:xsd:pain.002.001.10"}
 NS1 = {"p": "urn:iso:std:iso:20022:tech:xsd:pain.001.001.09"}

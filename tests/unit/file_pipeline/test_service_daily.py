@@ -17,13 +17,14 @@ from choreography.entities import (
     VALIDATED_QUEUE,
     WORK_CONTAINER,
 )
+from fakes.file_pipeline import FakeReferenceSource
 from file_pipeline.domain.daily import DayTotal
 from file_pipeline.domain.files import FileState
 from file_pipeline.ports import DailyTotalsMoved
 from file_pipeline.steps.validate import Outcome
 
 from .conftest import data_bytes
-from .fakes import FakeReferenceSource, Harness
+from .fakes import Harness
 from .test_daily import MON, TUE, csv_file, reference, tx
 
 VALIDATED, ADAPTED, COMPENSATION = VALIDATED_QUEUE.name, ADAPTED_QUEUE.name, COMPENSATION_QUEUE.name

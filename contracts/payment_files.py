@@ -1,6 +1,6 @@
-"""Contracts of the payment-file pipeline: Service Bus messages between the steps (claim checks:
-references to work blobs, never the payload), the compensation command, and the Event Grid
-events announced to the outside.
+"""Payment files: what FileValidator, FileAdaptor and FileCreator say to each other over Service
+Bus (claim checks: references to work blobs, never the payload), the compensation command, and
+the Event Grid events announced to the bank's other systems.
 
 Service Bus (all queues, no sessions, duplicate detection on; the envelope's correlation id is
 the file id; message ids are ``{Type}:{fileId}`` so a re-send is dropped by the queue, and
@@ -30,13 +30,16 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, Field, StringConstraints
 
 from choreography.contracts import Contract, Data
-from file_pipeline.domain.files import UNSAFE_NAMES_PARTITION
 
 EVENT_SOURCE = "/payment-files"
 PAYMENT_FILE_CREATED = "PaymentFileCreated"
 PAYMENT_FILE_REJECTED = "PaymentFileRejected"
 
-# The same shapes as domain.files.FILE_ID_RE / CLIENT_ID_RE (checked by the unit tests).
+# Where the pipeline records an upload whose name gives no usable client id (the blob name is
+# never used as a key): a client id on the wire like any other.
+UNSAFE_NAMES_PARTITION = "_unsafe-names"
+
+# The same shapes as file_pipeline.domain.files.FILE_ID_RE / CLIENT_ID_RE (checked by the unit tests).
 FileId = Annotated[str, StringConstraints(pattern=r"^PF[0-9A-F]{24}$")]
 ClientId = Annotated[
     str, StringConstraints(pattern=rf"^(?:[A-Za-z0-9][A-Za-z0-9_-]{{0,63}}|{UNSAFE_NAMES_PARTITION})$")]
