@@ -312,6 +312,9 @@ class AmqpServer(Handler):
             if waiter["done"]:
                 return
             waiter["done"] = True
+            # A refusal: the attach goes back with a null source, so the SDK raises instead of
+            # opening a receiver on no session.
+            self._null_termini(link)
             self.close_link(link, TIMEOUT, "The operation did not complete within the allotted timeout of "
                                            f"{timeout_ms / 1000:.3f} seconds. No session is available to accept.")
 
