@@ -50,19 +50,44 @@ def split_sections(raw: bytes | memoryview, decode_body: bool = False) -> list[S
         if consumed <= 0:
             raise DecodeError(f"malformed AMQP section at byte {offset}")
         data.rewind()
-        data.next()
-        obj = data.get_object()
-        if not isinstance(obj, Described) or not isinstance(obj.descriptor, int):
+        if data.next() != Data.DESCRIBED:
             raise DecodeError(f"byte {offset}: expected a described message section")
-        code = int(obj.descriptor)
+        # Read the descriptor alone: a body is bytes to pass on, never turned into Python objects
+        # (an amqp-value map with binary keys cannot even be: memoryviews are not hashable).
+        data.enter()
+        data.next()
+        descriptor = data.get_object()
+        if not isinstance(descriptor, int):
+            raise DecodeError(f"byte {offset}: expected a described message section")
+        code = int(descriptor)
         if code < HEADER or code > FOOTER:
             raise DecodeError(f"byte {offset}: unknown message section 0x{code:x}")
-        value = obj.value if (decode_body or code not in _BODY) else None
-        if isinstance(value, memoryview):
-            value = bytes(value)
+        value = None
+        if decode_body or code not in _BODY:
+            data.next()
+            try:
+                value = data.get_object()
+            except Exception as exc:  # proton's own errors, or an unhashable binary map key
+                raise DecodeError(f"byte {offset}: section 0x{code:x} cannot be read: {exc}") from None
+        data.exit()
+        value = _owned(value)
         sections.append(Section(code, bytes(view[offset:offset + consumed]), value))
         offset += consumed
     return sections
+
+
+def _owned(value: Any) -> Any:
+    """``value`` with every binary copied out: proton hands binaries back as memoryviews into its
+    decode buffer, which the next decode overwrites (a kept annotation would turn to garbage)."""
+    if isinstance(value, memoryview):
+        return bytes(value)
+    if isinstance(value, dict):
+        return {_owned(k): _owned(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_owned(v) for v in value]
+    if isinstance(value, Described):
+        return Described(value.descriptor, _owned(value.value))
+    return value
 
 
 def encode_section(code: int, value: Any) -> bytes:
