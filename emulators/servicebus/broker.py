@@ -42,6 +42,23 @@ ARGUMENT_ERROR = "com.microsoft:argument-error"
 TIMEOUT = "com.microsoft:timeout"
 
 
+LOCK_TOKEN_ANNOTATION = symbol("x-opt-lock-token")
+# Stored beside the message annotations (the store has no columns for them); never sent as such.
+STORED_PRIORITY = symbol("x-emulator-priority")
+STORED_DELIVERY_ANNOTATIONS = symbol("x-emulator-delivery-annotations")
+
+
+def _stored_annotations(msg: "Msg") -> dict[Any, Any]:
+    if msg.priority is None and not msg.delivery_annotations:
+        return msg.annotations
+    stored = dict(msg.annotations)
+    if msg.priority is not None:
+        stored[STORED_PRIORITY] = msg.priority
+    if msg.delivery_annotations:
+        stored[STORED_DELIVERY_ANNOTATIONS] = msg.delivery_annotations
+    return stored
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -86,6 +103,9 @@ class Msg:
     locked_until_ms: int | None = None
     locked_by: Any = None
     original_seq: int | None = None
+    # What the sender put in sections the broker rewrites: they travel on to the receiver.
+    priority: int | None = None
+    delivery_annotations: dict[Any, Any] | None = None
 
     @property
     def size(self) -> int:
@@ -104,8 +124,14 @@ class Msg:
             annotations[symbol("x-opt-message-state")] = self.state
         if self.scheduled_ms is not None:
             annotations[symbol("x-opt-scheduled-enqueue-time")] = timestamp(self.scheduled_ms)
-        return (codec.header_section(self.delivery_count, self.ttl_ms) + codec.annotations_section(annotations)
-                + self.props_raw + self.app_raw + self.body_raw)
+        delivery = self.delivery_annotations
+        if locked_until_ms is not None and self.lock_token is not None:
+            # Service Bus names the lock token in the delivery annotations as well as in the tag.
+            delivery = dict(delivery or {})
+            delivery[LOCK_TOKEN_ANNOTATION] = self.lock_token
+        return (codec.header_section(self.delivery_count, self.ttl_ms, priority=self.priority)
+                + (codec.delivery_annotations_section(delivery) if delivery else b"")
+                + codec.annotations_section(annotations) + self.props_raw + self.app_raw + self.body_raw)
 
     def app_properties(self) -> dict[Any, Any]:
         if not self.app_raw:
@@ -123,7 +149,8 @@ class Msg:
     def copy(self) -> "Msg":
         return Msg(0, self.props_raw, self.app_raw, self.body_raw, dict(self.annotations), self.message_id,
                    self.session_id, self.enqueued_ms, self.ttl_ms, self.expires_ms, ACTIVE, self.scheduled_ms,
-                   original_seq=self.original_seq)
+                   original_seq=self.original_seq, priority=self.priority,
+                   delivery_annotations=self.delivery_annotations)
 
 
 def message_view(msg: Msg) -> MessageView:
@@ -278,15 +305,19 @@ class Holder:
             message_id=None if msg.message_id is None else str(msg.message_id), enqueued_ms=msg.enqueued_ms,
             expires_ms=msg.expires_ms, scheduled_ms=msg.scheduled_ms, delivery_count=msg.delivery_count,
             locked_until_ms=msg.locked_until_ms, lock_token=msg.lock_token.bytes if msg.lock_token else None,
-            ttl_ms=msg.ttl_ms, annotations=codec.encode_value(msg.annotations), props=msg.props_raw,
+            ttl_ms=msg.ttl_ms, annotations=codec.encode_value(_stored_annotations(msg)), props=msg.props_raw,
             app=msg.app_raw, body=msg.body_raw, original_seq=msg.original_seq,
         )
 
     def restore(self, stored: StoredMessage, now: int) -> None:
-        annotations = codec.split_sections(b"\x00\x53\x72" + stored.annotations)[0].value or {}
-        msg = Msg(stored.seq, stored.props, stored.app, stored.body, dict(annotations), stored.message_id,
+        annotations = dict(codec.split_sections(b"\x00\x53\x72" + stored.annotations)[0].value or {})
+        priority = annotations.pop(STORED_PRIORITY, None)
+        delivery = annotations.pop(STORED_DELIVERY_ANNOTATIONS, None)
+        msg = Msg(stored.seq, stored.props, stored.app, stored.body, annotations, stored.message_id,
                   stored.session_id, stored.enqueued_ms, stored.ttl_ms, stored.expires_ms, stored.state,
-                  stored.scheduled_ms, stored.delivery_count, original_seq=stored.original_seq)
+                  stored.scheduled_ms, stored.delivery_count, original_seq=stored.original_seq,
+                  priority=None if priority is None else int(priority),
+                  delivery_annotations=None if delivery is None else dict(delivery))
         self.last_seq = max(self.last_seq, stored.seq)
         self.messages[msg.seq] = msg
         self._track_expiry(msg)
@@ -488,8 +519,15 @@ class Holder:
             if msg is None or msg.state != SCHEDULED:
                 continue
             msg.state = ACTIVE
+            # Azure enqueues a scheduled message when it falls due: that is its enqueued time, and
+            # its time to live runs from there.
+            activated = max(msg.scheduled_ms or now, msg.enqueued_ms)
+            if msg.expires_ms is not None:
+                msg.expires_ms += activated - msg.enqueued_ms
+                self._track_expiry(msg)
+            msg.enqueued_ms = activated
             with self.store.transaction():
-                self.store.update_state(self.path, seq, ACTIVE)
+                self.store.insert(self._stored(msg))
             self._make_visible(msg)
         if self.scheduled:
             self.broker.wake_at(self.scheduled[0][0])
@@ -787,7 +825,8 @@ class Broker:
             return None
         msg = Msg(0, envelope.props_raw, envelope.app_raw, envelope.body_raw, annotations,
                   None if message_id is None else str(message_id), envelope.session_id, now, envelope.ttl_ms, None,
-                  scheduled_ms=scheduled_ms)
+                  scheduled_ms=scheduled_ms, priority=envelope.priority,
+                  delivery_annotations=envelope.delivery_annotations)
         if isinstance(entity, Topic):
             if scheduled_ms is not None and scheduled_ms > now:
                 entity.holding.accept(msg, now)

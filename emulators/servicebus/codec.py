@@ -2,8 +2,9 @@
 
 The broker never rebuilds a whole message: it keeps the sections the sender wrote (properties,
 application properties, body, footer) as the bytes it received and only re-encodes the two
-sections it owns on the way out (header, message annotations), plus application properties when
-dead-lettering or a rule action changes them.  That keeps bodies byte-identical (several data
+sections it owns on the way out (header, delivery and message annotations), plus application
+properties when dead-lettering or a rule action changes them; the sender's priority and delivery
+annotations are carried into the ones it writes.  That keeps bodies byte-identical (several data
 sections, amqp-value, amqp-sequence all pass through untouched) and the hot path cheap.
 """
 
@@ -49,19 +50,44 @@ def split_sections(raw: bytes | memoryview, decode_body: bool = False) -> list[S
         if consumed <= 0:
             raise DecodeError(f"malformed AMQP section at byte {offset}")
         data.rewind()
-        data.next()
-        obj = data.get_object()
-        if not isinstance(obj, Described) or not isinstance(obj.descriptor, int):
+        if data.next() != Data.DESCRIBED:
             raise DecodeError(f"byte {offset}: expected a described message section")
-        code = int(obj.descriptor)
+        # Read the descriptor alone: a body is bytes to pass on, never turned into Python objects
+        # (an amqp-value map with binary keys cannot even be: memoryviews are not hashable).
+        data.enter()
+        data.next()
+        descriptor = data.get_object()
+        if not isinstance(descriptor, int):
+            raise DecodeError(f"byte {offset}: expected a described message section")
+        code = int(descriptor)
         if code < HEADER or code > FOOTER:
             raise DecodeError(f"byte {offset}: unknown message section 0x{code:x}")
-        value = obj.value if (decode_body or code not in _BODY) else None
-        if isinstance(value, memoryview):
-            value = bytes(value)
+        value = None
+        if decode_body or code not in _BODY:
+            data.next()
+            try:
+                value = data.get_object()
+            except Exception as exc:  # proton's own errors, or an unhashable binary map key
+                raise DecodeError(f"byte {offset}: section 0x{code:x} cannot be read: {exc}") from None
+        data.exit()
+        value = _owned(value)
         sections.append(Section(code, bytes(view[offset:offset + consumed]), value))
         offset += consumed
     return sections
+
+
+def _owned(value: Any) -> Any:
+    """``value`` with every binary copied out: proton hands binaries back as memoryviews into its
+    decode buffer, which the next decode overwrites (a kept annotation would turn to garbage)."""
+    if isinstance(value, memoryview):
+        return bytes(value)
+    if isinstance(value, dict):
+        return {_owned(k): _owned(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_owned(v) for v in value]
+    if isinstance(value, Described):
+        return Described(value.descriptor, _owned(value.value))
+    return value
 
 
 def encode_section(code: int, value: Any) -> bytes:
@@ -88,6 +114,13 @@ class Envelope:
     app_raw: bytes
     body_raw: bytes
     body_sections: list[Section] = field(default_factory=list)
+    delivery_annotations: dict[Any, Any] | None = None
+
+    @property
+    def priority(self) -> int | None:
+        if self.header and len(self.header) > 1 and self.header[1] is not None:
+            return int(self.header[1])
+        return None
 
     @property
     def message_id(self) -> Any:
@@ -117,6 +150,7 @@ def parse_message(raw: bytes | memoryview) -> Envelope:
     sections = split_sections(raw)
     header: list[Any] | None = None
     annotations: dict[Any, Any] = {}
+    delivery_annotations: dict[Any, Any] | None = None
     properties: list[Any] = []
     app_properties: dict[Any, Any] = {}
     props_raw = app_raw = b""
@@ -124,6 +158,8 @@ def parse_message(raw: bytes | memoryview) -> Envelope:
     for section in sections:
         if section.code == HEADER:
             header = list(section.value or [])
+        elif section.code == DELIVERY_ANNOTATIONS:
+            delivery_annotations = dict(section.value or {})
         elif section.code == MESSAGE_ANNOTATIONS:
             annotations = dict(section.value or {})
         elif section.code == PROPERTIES:
@@ -135,7 +171,7 @@ def parse_message(raw: bytes | memoryview) -> Envelope:
         elif section.code in _BODY or section.code == FOOTER:
             body.append(section)
     return Envelope(header, annotations, properties, app_properties, props_raw, app_raw,
-                    b"".join(s.raw for s in body), body)
+                    b"".join(s.raw for s in body), body, delivery_annotations)
 
 
 def unpack_batch(envelope: Envelope) -> list[bytes] | None:
@@ -174,15 +210,24 @@ def _data_payload(raw: bytes) -> bytes:
     raise DecodeError("data section without binary payload")
 
 
-def header_section(delivery_count: int, ttl_ms: int | None, durable: bool = True) -> bytes:
-    fields: list[Any] = [durable, ubyte(4), uint(ttl_ms) if ttl_ms is not None and ttl_ms < 2**32 else None,
-                         False, uint(delivery_count)]
+DEFAULT_PRIORITY = 4
+
+
+def header_section(delivery_count: int, ttl_ms: int | None, durable: bool = True,
+                   priority: int | None = None) -> bytes:
+    fields: list[Any] = [durable, ubyte(DEFAULT_PRIORITY if priority is None else priority),
+                         uint(ttl_ms) if ttl_ms is not None and ttl_ms < 2**32 else None, False, uint(delivery_count)]
     return encode_section(HEADER, fields)
 
 
 def annotations_section(annotations: dict[Any, Any]) -> bytes:
     return encode_section(MESSAGE_ANNOTATIONS, {symbol(k) if isinstance(k, str) else k: v
                                                for k, v in annotations.items()})
+
+
+def delivery_annotations_section(annotations: dict[Any, Any]) -> bytes:
+    return encode_section(DELIVERY_ANNOTATIONS, {symbol(k) if isinstance(k, str) else k: v
+                                                for k, v in annotations.items()})
 
 
 def app_properties_section(app_properties: dict[Any, Any]) -> bytes:

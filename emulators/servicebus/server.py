@@ -283,7 +283,12 @@ class AmqpServer(Handler):
             self.broker.mark_dirty(holder)
             self.broker.pump(now_ms())
             return
-        requested = _text(filters.get(SESSION_FILTER))
+        requested_value = filters.get(SESSION_FILTER)
+        if requested_value is not None and not isinstance(requested_value, str):
+            # Service Bus session ids are strings; a filter of any other type names no session.
+            raise BrokerError(ARGUMENT_ERROR, f"The session filter must be a string, not {requested_value!r}. "
+                                              f"Entity:{holder.display}")
+        requested = _text(requested_value)
         session = holder.lock_session(out, requested, now_ms())
         if session is not None:
             self._open_session_link(link, out, holder, session.locked_until_ms)
@@ -312,6 +317,9 @@ class AmqpServer(Handler):
             if waiter["done"]:
                 return
             waiter["done"] = True
+            # A refusal: the attach goes back with a null source, so the SDK raises instead of
+            # opening a receiver on no session.
+            self._null_termini(link)
             self.close_link(link, TIMEOUT, "The operation did not complete within the allotted timeout of "
                                            f"{timeout_ms / 1000:.3f} seconds. No session is available to accept.")
 
@@ -376,6 +384,13 @@ class AmqpServer(Handler):
             return
         except codec.DecodeError as exc:
             delivery.local.condition = _condition("amqp:decode-error", str(exc))
+            delivery.update(Delivery.REJECTED)
+            delivery.settle()
+            return
+        except Exception as exc:
+            # Whatever went wrong, the sender gets an answer: an unsettled transfer hangs its send.
+            log.exception("storing a transfer failed")
+            delivery.local.condition = _condition("amqp:internal-error", f"{type(exc).__name__}: {exc}")
             delivery.update(Delivery.REJECTED)
             delivery.settle()
             return

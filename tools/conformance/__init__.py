@@ -1,0 +1,1 @@
+"""``make conformance``: Microsoft's own azure-servicebus live tests against this emulator."""

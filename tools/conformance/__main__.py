@@ -1,0 +1,275 @@
+"""``python -m tools.conformance``: Microsoft's azure-servicebus live tests against the emulator.
+
+1. Downloads the pinned azure-servicebus source distribution from PyPI with pip, checks its
+   SHA-256 against :data:`SDIST_SHA256`, and extracts its ``tests/`` under ``.conformance/``
+   (git-ignored; Microsoft's files are never committed).  The suite's ``servicebus_preparer.py``
+   is left out: the shim in ``shim/`` stands in for it and for ``devtools_testutils``.
+2. Collects the tests once with the shim, which names an entity for every queue, topic and
+   subscription preparer and writes the emulator's configuration from the preparers' arguments.
+3. Starts a fresh in-memory emulator on that configuration (through devstack, the one launcher)
+   and runs each test file in its own pytest process, ``--jobs`` at a time.  pytest-timeout
+   interrupts a test after ``--timeout`` seconds; a process that does not come back from a hang
+   is killed, the test in flight is recorded as hung and the rest of its file runs on.
+4. Prints a table per file, the tests that are not applicable with the reason, every failure
+   with its first line, and last ``SDK conformance: N passed of M applicable``.
+
+Not part of ``make test``: some of Microsoft's tests sleep for five minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from devstack.stack import ROOT, ServiceBusEmulator
+
+SDK_VERSION = "7.15.0"
+SDIST = f"azure_servicebus-{SDK_VERSION}.tar.gz"
+SDIST_SHA256 = "62c73f3d9efbaf0089a375adc5ef992ffe6d7d0b1218b8462265aa30ad352c3e"
+WORK = ROOT / ".conformance"  # --work-dir changes it: parallel runs must not share one
+SHIM = Path(__file__).with_name("shim")
+
+# The suite's files that talk to a namespace.  The others test the SDK offline (parsers, mocks)
+# and say nothing about the emulator; mgmt_tests need the administration API (not served yet).
+MESSAGING_FILES = [
+    "test_queues.py", "test_sessions.py", "test_subscriptions.py", "test_topic.py", "test_sb_client.py",
+    "test_list_sessions.py", "test_message.py",
+    "async_tests/test_queues_async.py", "async_tests/test_sessions_async.py",
+    "async_tests/test_subscriptions_async.py", "async_tests/test_topic_async.py",
+    "async_tests/test_sb_client_async.py", "async_tests/test_list_sessions_async.py",
+]
+
+# Tests that cannot apply to this emulator, by pattern over the node id, and why (README, "What
+# is not supported").  They are not run and not counted.
+NOT_APPLICABLE: list[tuple[str, str]] = [
+    (r"websocket|-ws\]|\[ws-|AmqpOverWebsocket",
+     "AMQP over WebSockets: the emulator speaks AMQP over TCP only (README: WebSockets not supported)"),
+    (r"test_sb_client_(readonly|writeonly)_credentials|test_sb_client_bad_credentials"
+     r"|test_sb_client_incorrect_queue_conn_str",
+     "authorization: the emulator accepts every token and key (README: no real authorization), "
+     "so a refusal for missing rights or a wrong key cannot happen"),
+    (r"test_sb_client_with_ssl_context|test_queue_message_http_proxy_setting",
+     "TLS / HTTP proxy: the emulator speaks plain AMQP on loopback (README: no TLS)"),
+]
+
+# Failures that are defects of the suite at this version, not of the emulator, with the evidence.
+SUITE_DEFECTS: list[tuple[str, str]] = []
+
+
+@dataclass
+class FileRun:
+    path: str
+    nodeids: list[str]
+    results: dict[str, dict[str, object]] = field(default_factory=dict)
+
+
+def sdist() -> Path:
+    WORK.mkdir(exist_ok=True)
+    archive = WORK / SDIST
+    if not archive.exists():
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+                        f"azure-servicebus=={SDK_VERSION}", "-d", str(WORK)], check=True)
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    if digest != SDIST_SHA256:
+        archive.unlink()
+        raise SystemExit(f"conformance: {SDIST} has SHA-256 {digest}, expected {SDIST_SHA256}; removed it")
+    return archive
+
+
+def extract(archive: Path) -> Path:
+    target = WORK / f"azure-servicebus-{SDK_VERSION}"
+    if target.exists():
+        shutil.rmtree(target)
+    prefix = f"azure_servicebus-{SDK_VERSION}/tests/"
+    with tarfile.open(archive) as tar:
+        members = [m for m in tar.getmembers() if m.name.startswith(prefix) and m.isfile()
+                   and not m.name.endswith("/servicebus_preparer.py") and "/perf_tests/" not in m.name]
+        for member in members:
+            member.name = member.name[len(f"azure_servicebus-{SDK_VERSION}/"):]
+            tar.extract(member, target, filter="data")
+    # The suite's settings, not this project's pyproject (which would add --strict-markers etc.).
+    (target / "tests" / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider\n")
+    return target / "tests"
+
+
+def pytest_env(results: Path | None = None, entities: Path | None = None, port: int = 0) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(SHIM), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["CONFORMANCE_SB_PORT"] = str(port)
+    env.pop("CONFORMANCE_RESULTS", None)
+    env.pop("CONFORMANCE_ENTITIES_OUT", None)
+    if results:
+        env["CONFORMANCE_RESULTS"] = str(results)
+    if entities:
+        env["CONFORMANCE_ENTITIES_OUT"] = str(entities)
+    return env
+
+
+def collect(tests: Path, files: list[str]) -> tuple[dict[str, object], list[str]]:
+    out = WORK / "entities.json"
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "conformance_plugin",
+                           *files], cwd=tests, env=pytest_env(entities=out), capture_output=True, text=True)
+    if not out.exists():
+        raise SystemExit(f"conformance: collection failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    found = json.loads(out.read_text())
+    return found["config"], found["tests"]
+
+
+def not_applicable(nodeid: str) -> str | None:
+    for pattern, reason in NOT_APPLICABLE:
+        if re.search(pattern, nodeid, re.IGNORECASE):
+            return reason
+    return None
+
+
+def run_file(tests: Path, run: FileRun, port: int, timeout: int, log: Path) -> subprocess.Popen[bytes] | None:
+    remaining = [n for n in run.nodeids if n not in run.results]
+    if not remaining:
+        return None
+    results = WORK / "results" / (run.path.replace("/", "__") + ".jsonl")
+    args = [sys.executable, "-m", "pytest", "-p", "conformance_plugin", "-q", "-rN", "--no-header",
+            f"--timeout={timeout}", "--timeout-method=signal", *remaining]
+    with open(log, "ab") as out:
+        return subprocess.Popen(args, cwd=tests, env=pytest_env(results=results, port=port), stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def read_results(run: FileRun) -> str | None:
+    """Fold the file's result log into ``run.results``; returns the node id in flight, if any."""
+    path = WORK / "results" / (run.path.replace("/", "__") + ".jsonl")
+    in_flight = None
+    if not path.exists():
+        return None
+    for line in path.read_text().splitlines():
+        entry = json.loads(line)
+        if entry["event"] == "start":
+            in_flight = entry["nodeid"]
+        else:
+            previous = run.results.get(entry["nodeid"])
+            # A failing teardown after a passing call still fails the test.
+            if previous is None or previous.get("outcome") == "passed":
+                run.results[entry["nodeid"]] = entry
+            if entry["nodeid"] == in_flight and entry["when"] in ("call", "teardown", "setup"):
+                in_flight = None if entry["when"] != "setup" or entry["outcome"] != "passed" else in_flight
+    return in_flight
+
+
+def execute(tests: Path, runs: list[FileRun], port: int, jobs: int, timeout: int) -> None:
+    (WORK / "results").mkdir(exist_ok=True)
+    for stale in (WORK / "results").glob("*.jsonl"):
+        stale.unlink()
+    log = WORK / "pytest.log"
+    log.write_bytes(b"")
+    pending = list(runs)
+    active: dict[str, tuple[FileRun, subprocess.Popen[bytes], float, str | None]] = {}
+    while pending or active:
+        while pending and len(active) < jobs:
+            run = pending.pop(0)
+            proc = run_file(tests, run, port, timeout, log)
+            if proc is not None:
+                active[run.path] = (run, proc, time.monotonic(), None)
+                print(f"  running {run.path} ({len(run.nodeids)} tests)", flush=True)
+        time.sleep(2)
+        for path, (run, proc, since, watched) in list(active.items()):
+            in_flight = read_results(run)
+            if proc.poll() is not None:
+                del active[path]
+                if in_flight is not None and in_flight not in run.results:
+                    run.results[in_flight] = {"outcome": "hung", "detail": "the test process died while it ran"}
+                if any(n not in run.results for n in run.nodeids):
+                    pending.insert(0, run)
+                continue
+            if in_flight != watched:
+                active[path] = (run, proc, time.monotonic(), in_flight)
+            elif in_flight is not None and time.monotonic() - since > timeout + 60:
+                # pytest-timeout could not interrupt it: kill this file's process, go on without it.
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                run.results[in_flight] = {"outcome": "hung",
+                                          "detail": f"still running {timeout + 60} s after it started; killed"}
+
+
+def report(runs: list[FileRun], skipped_na: dict[str, str]) -> int:
+    rows = []
+    total: Counter[str] = Counter()
+    for run in runs:
+        counts: Counter[str] = Counter(str(r.get("outcome")) for r in run.results.values())
+        counts["not applicable"] = sum(1 for n in skipped_na if n.startswith(run.path + "::"))
+        total.update(counts)
+        rows.append((run.path, counts))
+    print()
+    print("| file | passed | failed | hung | skipped by the suite | xfail by the suite | not applicable |")
+    print("|---|---|---|---|---|---|---|")
+    for path, c in [*rows, ("**total**", total)]:
+        print(f"| {path} | {c['passed']} | {c['failed']} | {c['hung']} | {c['skipped']} | {c['xfailed']} | "
+              f"{c['not applicable']} |")
+    reasons = Counter(skipped_na.values())
+    if reasons:
+        print("\nNot applicable (not run, not counted):")
+        for reason, count in reasons.items():
+            print(f"- {count}: {reason}")
+    skipped = [(n, r) for run in runs for n, r in run.results.items() if r.get("outcome") == "skipped"]
+    if skipped:
+        print("\nSkipped by the suite itself (not counted):")
+        for reason, count in Counter(str(r.get("detail")) for _, r in skipped).items():
+            print(f"- {count}: {reason}")
+    xfailed = [(n, r) for run in runs for n, r in run.results.items() if r.get("outcome") == "xfailed"]
+    if xfailed:
+        print("\nExpected failures the suite marks xfail, and failed as it expects (not counted):")
+        for nodeid, result in sorted(xfailed):
+            print(f"- {nodeid}: {result.get('detail')}")
+    failures = [(n, r) for run in runs for n, r in sorted(run.results.items())
+                if r.get("outcome") in ("failed", "hung")]
+    if failures:
+        print("\nFailures:")
+        for nodeid, result in failures:
+            print(f"- {result['outcome']}: {nodeid}: {result.get('detail', '')}")
+    applicable = total["passed"] + total["failed"] + total["hung"]
+    print(f"\nSDK conformance: {total['passed']} passed of {applicable} applicable")
+    return 0 if total["failed"] + total["hung"] == 0 else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.conformance", description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=4,
+                        help="test files run at once (default 4: the tests mostly wait, on the broker or a sleep)")
+    parser.add_argument("--timeout", type=int, default=420,
+                        help="seconds per test (default 420: some tests sleep 305 s)")
+    parser.add_argument("-k", dest="select", default=None, help="only node ids matching this regular expression")
+    parser.add_argument("files", nargs="*", help="only these files of the suite (default: all messaging files)")
+    parser.add_argument("--work-dir", default=None, help="where the suite is extracted and run (default .conformance)")
+    args = parser.parse_args(argv)
+    if args.work_dir:
+        global WORK
+        WORK = Path(args.work_dir).resolve()
+
+    tests = extract(sdist())
+    files = args.files or MESSAGING_FILES
+    config, nodeids = collect(tests, files)
+    if args.select:
+        nodeids = [n for n in nodeids if re.search(args.select, n)]
+    skipped_na = {n: r for n in nodeids if (r := not_applicable(n)) is not None}
+    config_path = WORK / "servicebus-config.json"
+    config_path.write_text(json.dumps(config, indent=1))
+    runs = [FileRun(f, [n for n in nodeids if n.startswith(f + "::") and n not in skipped_na]) for f in files]
+    print(f"conformance: azure-servicebus {SDK_VERSION} tests ({len(nodeids)} collected, "
+          f"{len(skipped_na)} not applicable), per-test timeout {args.timeout} s", flush=True)
+    with ServiceBusEmulator(config_path) as emulator:
+        execute(tests, [r for r in runs if r.nodeids], emulator.port, args.jobs, args.timeout)
+    return report(runs, skipped_na)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
