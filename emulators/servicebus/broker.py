@@ -116,7 +116,8 @@ class Msg:
         annotations = dict(self.annotations)
         annotations[symbol("x-opt-sequence-number")] = self.seq
         annotations[symbol("x-opt-enqueued-time")] = timestamp(self.enqueued_ms)
-        if self.original_seq is not None:
+        if self.original_seq is not None and self.original_seq != self.seq:
+            # As Service Bus: only a message that moved (dead-lettered, forwarded) names its first number.
             annotations[symbol("x-opt-enqueue-sequence-number")] = self.original_seq
         if locked_until_ms is not None:
             annotations[symbol("x-opt-locked-until")] = timestamp(locked_until_ms)
@@ -129,8 +130,9 @@ class Msg:
             # Service Bus names the lock token in the delivery annotations as well as in the tag.
             delivery = dict(delivery or {})
             delivery[LOCK_TOKEN_ANNOTATION] = self.lock_token
+        # Service Bus always sends delivery annotations, empty when there is nothing to say.
         return (codec.header_section(self.delivery_count, self.ttl_ms, priority=self.priority)
-                + (codec.delivery_annotations_section(delivery) if delivery else b"")
+                + codec.delivery_annotations_section(delivery or {})
                 + codec.annotations_section(annotations) + self.props_raw + self.app_raw + self.body_raw)
 
     def app_properties(self) -> dict[Any, Any]:

@@ -210,13 +210,10 @@ def _data_payload(raw: bytes) -> bytes:
     raise DecodeError("data section without binary payload")
 
 
-DEFAULT_PRIORITY = 4
-
-
-def header_section(delivery_count: int, ttl_ms: int | None, durable: bool = True,
-                   priority: int | None = None) -> bytes:
-    fields: list[Any] = [durable, ubyte(DEFAULT_PRIORITY if priority is None else priority),
-                         uint(ttl_ms) if ttl_ms is not None and ttl_ms < 2**32 else None, False, uint(delivery_count)]
+def header_section(delivery_count: int, ttl_ms: int | None, priority: int | None = None) -> bytes:
+    # As Service Bus writes it: durable and first-acquirer left out, priority only when the sender set one.
+    fields: list[Any] = [None, None if priority is None else ubyte(priority),
+                         uint(ttl_ms) if ttl_ms is not None and ttl_ms < 2**32 else None, None, uint(delivery_count)]
     return encode_section(HEADER, fields)
 
 

@@ -54,18 +54,36 @@ MESSAGING_FILES = [
 # Tests that cannot apply to this emulator, by pattern over the node id, and why (README, "What
 # is not supported").  They are not run and not counted.
 NOT_APPLICABLE: list[tuple[str, str]] = [
-    (r"websocket|-ws\]|\[ws-|AmqpOverWebsocket",
+    (r"websocket|-ws\]|\[ws-|AmqpOverWebsocket"
+     # these three send with transport_type=TransportType.AmqpOverWebsocket
+     r"|test_(async_)?queue_send_(large_message_receive|timeout|twice)\[",
      "AMQP over WebSockets: the emulator speaks AMQP over TCP only (README: WebSockets not supported)"),
     (r"test_sb_client_(readonly|writeonly)_credentials|test_sb_client_bad_credentials"
-     r"|test_sb_client_incorrect_queue_conn_str",
+     r"|test_sb_client_incorrect_queue_conn_str|test_azure_named_key_credential",
      "authorization: the emulator accepts every token and key (README: no real authorization), "
      "so a refusal for missing rights or a wrong key cannot happen"),
-    (r"test_sb_client_with_ssl_context|test_queue_message_http_proxy_setting",
+    (r"test_sb_client_with_ssl_context|test_queue_message_http_proxy_setting"
+     r"|test_custom_endpoint_connection_verify_exception",
      "TLS / HTTP proxy: the emulator speaks plain AMQP on loopback (README: no TLS)"),
 ]
 
 # Failures that are defects of the suite at this version, not of the emulator, with the evidence.
-SUITE_DEFECTS: list[tuple[str, str]] = []
+SUITE_DEFECTS: list[tuple[str, str]] = [
+    (r"test_(async_)?queue_operation_negative\[",
+     "the test monkeypatches the SDK's message completion with a function that does not take the "
+     "'await_outcome' keyword the 7.15.0 SDK passes (TypeError in the test's own _hack_amqp_message_complete)"),
+    (r"test_async_queue_message_batch_large\[",
+     "an 'async def' test without @pytest.mark.asyncio: pytest (with or without pytest-asyncio in strict "
+     "mode) does not run it"),
+]
+
+
+def suite_defect(nodeid: str, detail: str) -> str | None:
+    """Why a failure is the suite's own, if it is one of the known defects and fails as they do."""
+    for pattern, reason in SUITE_DEFECTS:
+        if re.search(pattern, nodeid) and ("await_outcome" in detail or "not natively supported" in detail):
+            return reason
+    return None
 
 
 @dataclass
@@ -205,16 +223,21 @@ def report(runs: list[FileRun], skipped_na: dict[str, str]) -> int:
     rows = []
     total: Counter[str] = Counter()
     for run in runs:
+        for nodeid, result in run.results.items():
+            reason = suite_defect(nodeid, str(result.get("detail", "")))
+            if result.get("outcome") == "failed" and reason:
+                result["outcome"], result["reason"] = "suite defect", reason
         counts: Counter[str] = Counter(str(r.get("outcome")) for r in run.results.values())
         counts["not applicable"] = sum(1 for n in skipped_na if n.startswith(run.path + "::"))
         total.update(counts)
         rows.append((run.path, counts))
     print()
-    print("| file | passed | failed | hung | skipped by the suite | xfail by the suite | not applicable |")
-    print("|---|---|---|---|---|---|---|")
+    print("| file | passed | failed | hung | skipped by the suite | xfail by the suite | suite defect "
+          "| not applicable |")
+    print("|---|---|---|---|---|---|---|---|")
     for path, c in [*rows, ("**total**", total)]:
         print(f"| {path} | {c['passed']} | {c['failed']} | {c['hung']} | {c['skipped']} | {c['xfailed']} | "
-              f"{c['not applicable']} |")
+              f"{c['suite defect']} | {c['not applicable']} |")
     reasons = Counter(skipped_na.values())
     if reasons:
         print("\nNot applicable (not run, not counted):")
@@ -230,6 +253,11 @@ def report(runs: list[FileRun], skipped_na: dict[str, str]) -> int:
         print("\nExpected failures the suite marks xfail, and failed as it expects (not counted):")
         for nodeid, result in sorted(xfailed):
             print(f"- {nodeid}: {result.get('detail')}")
+    defects = [(n, r) for run in runs for n, r in sorted(run.results.items()) if r.get("outcome") == "suite defect"]
+    if defects:
+        print("\nDefects of the suite at this version (not counted; the evidence is the test's own error):")
+        for nodeid, result in defects:
+            print(f"- {nodeid}: {result['reason']}. Error: {result.get('detail', '')}")
     failures = [(n, r) for run in runs for n, r in sorted(run.results.items())
                 if r.get("outcome") in ("failed", "hung")]
     if failures:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusClient, ServiceBusMessage
+from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusClient, ServiceBusMessage, ServiceBusReceiveMode
 from azure.servicebus.amqp import AmqpAnnotatedMessage, AmqpMessageBodyType
 from azure.servicebus.exceptions import OperationTimeoutError, ServiceBusError
 
@@ -94,3 +94,17 @@ def test_j_binary_annotation_values_survive_the_sections_decoded_after_them(clie
         (msg,) = receive(receiver, 1)
         assert msg.raw_amqp_message.annotations[b"x-custom-binary"] == b"0123456789abcdef0123456789abcdef"
         receiver.complete_message(msg)
+
+
+def test_d_messages_are_framed_as_service_bus_frames_them(client: ServiceBusClient) -> None:
+    # Microsoft's tests check the exact encoded size: no durable or first-acquirer flag and no
+    # default priority in the header, empty delivery annotations when there is nothing to say, and
+    # x-opt-enqueue-sequence-number only on a message that moved.
+    with client.get_queue_sender("suite-d-annotations") as sender:
+        sender.send_messages(ServiceBusMessage("plain"))
+    with client.get_queue_receiver("suite-d-annotations", receive_mode=ServiceBusReceiveMode.RECEIVE_AND_DELETE) as r:
+        (msg,) = receive(r, 1)
+        raw = msg.raw_amqp_message
+        assert raw.delivery_annotations == {}
+        assert (raw.header.durable, raw.header.first_acquirer, raw.header.priority) == (None, None, None)
+        assert b"x-opt-enqueue-sequence-number" not in raw.annotations
