@@ -16,7 +16,10 @@ subscription                 label filter                                 functi
 Compensation commands have subscriptions of their own so that a backlog of requests or
 scheduling retries never holds up the compensations that free drones and packages.
 Outcomes for the Delivery saga go to the session queue ``delivery-events`` (session = delivery
-id); permanent failures go to the queue ``deadletter`` (see :mod:`choreography.handling`).
+id); permanent failures go to the queue ``deadletter`` (see :mod:`choreography.handling`), and so
+does every entity's own dead-letter queue (``ForwardDeadLetteredMessagesTo``). Each
+subscription's filter also takes a message whose ``ResubmitTo`` names it, and no other's, so
+remediation can send a dead letter back to the one subscription it failed in.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ DELIVERIES_TABLE = "deliveries"
 PACKAGES_TABLE = "packages"
 DRONES_TABLE = "drones"
 NOTIFICATIONS_TABLE = "notifications"
+REMEDIATIONS_TABLE = "remediations"  # every decision on a dead letter (remediation/)
 
 # The payment-file pipeline: its hand-offs (queues, no sessions, duplicate detection on), its
 # blob containers and its tables, all in the AzureWebJobsStorage account.

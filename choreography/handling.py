@@ -24,9 +24,10 @@ dead-letter route** that behaves identically in Azure and locally:
   and after ``MaxDeliveryCount`` (5) attempts Service Bus moves it to the entity's own
   ``$deadletterqueue`` with ``DeadLetterReason = MaxDeliveryCountExceeded``.
 
-So an operator looks in two places, each with a reason: ``deadletter`` (decided by the app) and
-each entity's ``$deadletterqueue`` (decided by the broker). Both are the same in Azure and on
-the local stack, because both are plain Service Bus behaviour.
+Both end in one place: every queue and subscription forwards its dead-letter queue to
+``deadletter`` (``ForwardDeadLetteredMessagesTo``; Service Bus stamps ``DeadLetterSource``), so
+the remediation service (:mod:`remediation`) sees every dead letter with its reason and decides
+to retry it, compensate or park it. The same in Azure and on the local stack.
 """
 
 from __future__ import annotations

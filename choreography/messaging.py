@@ -40,6 +40,10 @@ class Incoming:
     content_type: str | None = None
     application_properties: Mapping[str, Any] = field(default_factory=dict)
     delivery_count: int = 1
+    enqueued_at: datetime | None = None
+    # Set by Service Bus on a dead letter it forwarded (ForwardDeadLetteredMessagesTo): the
+    # entity path the message failed in.
+    dead_letter_source: str | None = None
 
     @property
     def delivery_id(self) -> str | None:
@@ -100,11 +104,49 @@ class OutgoingEvent:
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """A copy of a message that failed permanently, with the reason it failed."""
+    """A copy of a message that failed permanently, with the reason it failed. ``compensated``:
+    the consuming service already ran its compensation (its ``on_permanent_failure``)."""
 
     incoming: Incoming
     reason: str
     description: str
+    compensated: bool = True
+
+
+# Application properties that steer a resubmitted copy (see :class:`Resubmission`).
+RESUBMIT_TO = "ResubmitTo"
+REMEDIATION_ATTEMPT = "RemediationAttempt"
+FIRST_FAILURE_AT = "FirstFailureAt"
+LAST_FAILURE_AT = "LastFailureAt"
+COMPENSATED = "Compensated"
+# The context of the span that dead-lettered the message: remediation's invocation is its child,
+# so a trace shows which function gave the message up (the body's envelope keeps the journey's).
+DEAD_LETTER_TRACEPARENT = "DeadLetterTraceparent"
+
+
+@dataclass(frozen=True)
+class Resubmission:
+    """A dead letter sent back to the one entity it failed in: a queue, or a single subscription
+    of a topic (the copy carries ``ResubmitTo = <subscription>``, which every subscription's
+    filter honours, so the topic's other subscriptions never see it). The body is the original,
+    byte for byte; ``message_id`` is new (the original's would be dropped by duplicate detection)."""
+
+    entity: str  # "delivery-events" or "deliveries/subscriptions/package"
+    body: bytes
+    message_id: str
+    subject: str | None
+    correlation_id: str | None
+    session_id: str | None
+    content_type: str | None
+    application_properties: Mapping[str, Any]
+    scheduled_at: datetime | None = None
+    traceparent: str | None = None  # of the journey it belongs to: the resubmission joins that trace
+
+    @property
+    def destination(self) -> tuple[str, str | None]:
+        """(queue or topic, subscription or None)."""
+        topic, _, subscription = self.entity.partition("/subscriptions/")
+        return topic, subscription or None
 
 
 def stamp(message: Outgoing, cause: Cause, now: datetime, traceparent: str | None = None) -> Envelope:
@@ -122,16 +164,23 @@ def stamp(message: Outgoing, cause: Cause, now: datetime, traceparent: str | Non
     )
 
 
-def dead_letter_properties(letter: DeadLetter) -> dict[str, Any]:
-    """The original application properties plus why, and from where, the message was dead-lettered."""
+def dead_letter_properties(letter: DeadLetter, now: datetime, traceparent: str | None = None) -> dict[str, Any]:
+    """The original application properties plus why, from where and when the message was
+    dead-lettered (``FirstFailureAt`` survives resubmissions: a copy carries it)."""
     props = {str(k): v for k, v in letter.incoming.application_properties.items()}
+    props.pop(RESUBMIT_TO, None)  # steering for the failed copy's trip, not part of the message
     props.update({
         "DeadLetterReason": letter.reason,
         "DeadLetterErrorDescription": letter.description[:4096],
         "DeadLetterSource": letter.incoming.source,
-        "OriginalMessageId": letter.incoming.message_id,
+        "OriginalMessageId": text(props.get("OriginalMessageId")) or letter.incoming.message_id,
         "OriginalDeliveryCount": letter.incoming.delivery_count,
+        FIRST_FAILURE_AT: text(props.get(FIRST_FAILURE_AT)) or now.isoformat(),
+        LAST_FAILURE_AT: now.isoformat(),
+        COMPENSATED: letter.compensated,
     })
+    if traceparent:
+        props[DEAD_LETTER_TRACEPARENT] = traceparent
     return props
 
 
@@ -144,6 +193,13 @@ class Publisher(Protocol):
 
     def dead_letter(self, letter: DeadLetter) -> None:
         """Send a copy of ``letter.incoming`` to the application dead-letter queue."""
+        ...
+
+
+class Resubmitter(Protocol):
+    """Sends a dead letter back to exactly the entity it failed in (remediation, ``ops dlq``)."""
+
+    def resubmit(self, copy: Resubmission) -> None:
         ...
 
 

@@ -28,13 +28,23 @@ from azure.core.credentials import AzureKeyCredential
 from azure.core.messaging import CloudEvent
 from azure.eventgrid import EventGridPublisherClient
 from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusSender
+from opentelemetry.trace import Span
 
 from . import flow, telemetry
 from .clock import Clock, SystemClock
 from .contracts import Envelope
 from .entities import DEADLETTER_QUEUE, DELIVERY_NOTICES_TOPIC, Destination
 from .idempotency import message_id as make_message_id
-from .messaging import Cause, DeadLetter, Outgoing, OutgoingEvent, dead_letter_properties, stamp
+from .messaging import (
+    RESUBMIT_TO,
+    Cause,
+    DeadLetter,
+    Outgoing,
+    OutgoingEvent,
+    Resubmission,
+    dead_letter_properties,
+    stamp,
+)
 
 log = logging.getLogger(__name__)
 
@@ -118,11 +128,36 @@ class ServiceBusPublisher:
             subject=incoming.subject,
             message_id=message_id,
             correlation_id=incoming.correlation_id or incoming.delivery_id,
-            application_properties=sdk_properties(dead_letter_properties(letter)),
+            application_properties=sdk_properties(dead_letter_properties(
+                letter, self._clock.now(), telemetry.traceparent_of(span, incoming.cause.traceparent))),
         )
+        self._send_one(DEADLETTER_QUEUE, copy, span)
+
+    def resubmit(self, copy: Resubmission) -> None:
+        """``copy`` to its queue, or to its topic steered to one subscription by ``ResubmitTo``."""
+        topic, subscription = copy.destination
+        properties = dict(copy.application_properties)
+        properties.pop(RESUBMIT_TO, None)
+        if subscription is not None:
+            properties[RESUBMIT_TO] = subscription
+        destination = Destination(topic, "topic" if subscription is not None else "queue")
+        span = telemetry.start_producer(topic, {
+            telemetry.MESSAGING_SYSTEM: "servicebus", telemetry.MESSAGING_OPERATION: "send",
+            telemetry.MESSAGING_DESTINATION: topic, telemetry.MESSAGING_SUBSCRIPTION: subscription,
+            telemetry.MESSAGING_MESSAGE_ID: copy.message_id, telemetry.MESSAGE_TYPE: copy.subject,
+            telemetry.CORRELATION: copy.correlation_id,
+            telemetry.SCHEDULED_FOR: copy.scheduled_at.isoformat() if copy.scheduled_at else None},
+            copy.traceparent, _service())
+        message = ServiceBusMessage(
+            copy.body, content_type=copy.content_type, subject=copy.subject, message_id=copy.message_id,
+            correlation_id=copy.correlation_id, session_id=copy.session_id,
+            scheduled_enqueue_time_utc=copy.scheduled_at, application_properties=sdk_properties(properties))
+        self._send_one(destination, message, span)
+
+    def _send_one(self, destination: Destination, message: ServiceBusMessage, span: Span) -> None:
         try:
-            with self._sender(DEADLETTER_QUEUE) as sender:
-                sender.send_messages(copy)
+            with self._sender(destination) as sender:
+                sender.send_messages(message)
         except BaseException as exc:
             telemetry.end([span], exc)
             raise

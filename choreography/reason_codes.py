@@ -28,8 +28,12 @@ class ReasonCode(StrEnum):
     # Delivery saga.
     JOIN_TIMEOUT = "JoinTimeout"
 
-    # Set by Service Bus itself when a transient failure outlives MaxDeliveryCount.
+    # Set by Service Bus itself: a transient failure outlived MaxDeliveryCount; a message expired
+    # unread (DeadLetteringOnMessageExpiration). Both are retried by remediation.
     MAX_DELIVERY_COUNT_EXCEEDED = "MaxDeliveryCountExceeded"
+    TTL_EXPIRED = "TTLExpiredException"
+    # A consumer lost its message or session lock (a host that stalled or died mid-work).
+    LOCK_LOST = "MessageLockLost"
 
     # A transient failure outlived a service's own retries, spaced out over minutes.
     RETRIES_EXHAUSTED = "RetriesExhausted"

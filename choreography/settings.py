@@ -22,6 +22,10 @@ app setting                             meaning (default)
 ``PAYMENT_FILES_RETRY_BASE_SECONDS``    delay before the second try (10); doubled for each
                                         later one, at most 5 minutes (10+20+40+80+160 s)
 ``PAYMENT_FILES_SPOOL_DIR``             where work files spill to disk (the system temp dir)
+``REMEDIATION_MAX_ATTEMPTS``            resubmissions of a transiently failed message before it
+                                        is parked for a person (3)
+``REMEDIATION_RETRY_BASE_SECONDS``      delay before the first resubmission (30), doubled for each
+                                        later one, at most ``REMEDIATION_RETRY_MAX_SECONDS`` (1800)
 ======================================  ==========================================================
 
 """
@@ -52,6 +56,10 @@ PAYMENT_FILES_CLOCK = "PAYMENT_FILES_CLOCK"
 PAYMENT_FILES_MAX_ATTEMPTS = "PAYMENT_FILES_MAX_ATTEMPTS"
 PAYMENT_FILES_RETRY_BASE_SECONDS = "PAYMENT_FILES_RETRY_BASE_SECONDS"
 PAYMENT_FILES_SPOOL_DIR = "PAYMENT_FILES_SPOOL_DIR"
+# The remediation service's section.
+REMEDIATION_MAX_ATTEMPTS = "REMEDIATION_MAX_ATTEMPTS"
+REMEDIATION_RETRY_BASE_SECONDS = "REMEDIATION_RETRY_BASE_SECONDS"
+REMEDIATION_RETRY_MAX_SECONDS = "REMEDIATION_RETRY_MAX_SECONDS"
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 DEFAULT_MAX_ATTEMPTS = 6
 DEFAULT_RETRY_BASE = timedelta(seconds=10)
@@ -146,6 +154,19 @@ class PaymentSettings:
 
 
 @dataclass(frozen=True)
+class RemediationSettings:
+    max_attempts: int = 3
+    retry_base: timedelta = timedelta(seconds=30)
+    retry_max: timedelta = timedelta(minutes=30)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> RemediationSettings:
+        return cls(max_attempts=_positive_int(env, REMEDIATION_MAX_ATTEMPTS, cls.max_attempts),
+                   retry_base=_positive_seconds(env, REMEDIATION_RETRY_BASE_SECONDS, cls.retry_base),
+                   retry_max=_positive_seconds(env, REMEDIATION_RETRY_MAX_SECONDS, cls.retry_max))
+
+
+@dataclass(frozen=True)
 class Settings:
     storage_connection: str = ""
     service_bus_connection: str = ""
@@ -156,6 +177,7 @@ class Settings:
     drone_retry_base: timedelta = timedelta(seconds=DEFAULTS[DRONE_RETRY_BASE_SECONDS])
     drone_retry_max: timedelta = timedelta(seconds=DEFAULTS[DRONE_RETRY_MAX_SECONDS])
     payments: PaymentSettings = field(default_factory=PaymentSettings)
+    remediation: RemediationSettings = field(default_factory=RemediationSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -170,6 +192,7 @@ class Settings:
             drone_retry_base=_seconds(env, DRONE_RETRY_BASE_SECONDS),
             drone_retry_max=_seconds(env, DRONE_RETRY_MAX_SECONDS),
             payments=PaymentSettings.from_env(env),
+            remediation=RemediationSettings.from_env(env),
         )
 
     def require(self, value: str, name: str) -> str:

@@ -11,7 +11,7 @@ from opentelemetry.trace import SpanKind
 
 from . import telemetry
 from .entities import Destination, Subscription
-from .messaging import Incoming, text
+from .messaging import DEAD_LETTER_TRACEPARENT, Incoming, text
 
 
 def incoming(message: func.ServiceBusMessage, source: Subscription | Destination) -> Incoming:
@@ -26,6 +26,8 @@ def incoming(message: func.ServiceBusMessage, source: Subscription | Destination
         content_type=message.content_type,
         application_properties=dict(message.application_properties or {}),
         delivery_count=message.delivery_count or 1,
+        enqueued_at=message.enqueued_time_utc,
+        dead_letter_source=message.dead_letter_source,
     )
 
 
@@ -61,7 +63,9 @@ def describe(values: list[Any]) -> Described:
             return Described(SpanKind.SERVER, "http", value.headers.get("traceparent"),
                              value.headers.get("tracestate"), {"http.request.method": value.method})
         if isinstance(value, func.ServiceBusMessage):
-            return Described(SpanKind.CONSUMER, "pubsub", envelope_traceparent(value))
+            # a dead letter the app wrote: a child of the span that gave the message up
+            given_up = text((value.application_properties or {}).get(DEAD_LETTER_TRACEPARENT))
+            return Described(SpanKind.CONSUMER, "pubsub", given_up or envelope_traceparent(value))
         if isinstance(value, func.CloudEvent):
             extensions = value.extension_attrs
             return Described(SpanKind.CONSUMER, "pubsub", text(extensions.get("traceparent")),

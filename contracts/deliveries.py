@@ -22,6 +22,7 @@ in-process interface between two services: Ingestion opens and reads the record 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
@@ -29,7 +30,10 @@ from typing import Any, Protocol
 from pydantic import AwareDatetime, Field
 
 from choreography.contracts import Contract, Data, DeliveryId
+from choreography.entities import DELIVERY_EVENTS_QUEUE, DRONE_SCHEDULER_SUBSCRIPTION, PACKAGE_SUBSCRIPTION
+from choreography.idempotency import message_id
 from choreography.keys import TableKey
+from choreography.messaging import Outgoing
 from choreography.reason_codes import ReasonCode
 
 
@@ -158,3 +162,25 @@ class DeliveryRecords(Protocol):
     def status(self, delivery_id: str) -> dict[str, Any] | None:
         """``{deliveryId, status, reason?, droneId?, history}``, or None if there is no such delivery."""
         ...
+
+
+# What the owner of a subscription would have said had it been able to finish: the remediation
+# service publishes these for a failed message whose saga has not been compensated yet. The
+# message ids are the ones the owning service uses, so the two can never both count.
+def _package_rejected(delivery_id: str, reason: ReasonCode, description: str) -> Outgoing:
+    rejected = PackageRejected(delivery_id=delivery_id, reason=reason, description=description)
+    return Outgoing(DELIVERY_EVENTS_QUEUE, rejected, message_id("PackageRejected", delivery_id), delivery_id,
+                    session_id=delivery_id)
+
+
+def _drone_unavailable(delivery_id: str, reason: ReasonCode, description: str) -> Outgoing:
+    unavailable = DroneUnavailable(delivery_id=delivery_id, reason=reason, description=description)
+    return Outgoing(DELIVERY_EVENTS_QUEUE, unavailable, message_id("DroneUnavailable", delivery_id), delivery_id,
+                    session_id=delivery_id)
+
+
+COMPENSATIONS: dict[tuple[str, str], Callable[[str, ReasonCode, str], Outgoing]] = {
+    (PACKAGE_SUBSCRIPTION.path, DeliveryRequested.TYPE): _package_rejected,
+    (DRONE_SCHEDULER_SUBSCRIPTION.path, DeliveryRequested.TYPE): _drone_unavailable,
+    (DRONE_SCHEDULER_SUBSCRIPTION.path, "RetryDroneScheduling"): _drone_unavailable,
+}

@@ -8,7 +8,11 @@ the payment reference table, then:
   journey (hop, time, outcome, compensation);
 * drops sample payment files into Blob Storage (a valid CSV, a NACHA file, a pain.001.001.03,
   files with bad transactions under each client policy, a malicious XML) and shows what became
-  of each.
+  of each;
+* takes Table ``packages`` away while one delivery is submitted (a storage outage for the
+  Package service alone): Service Bus gives the request up after five attempts, remediation
+  resubmits it to the Package subscription once the table is back, and the delivery ships;
+  then prints ``python -m ops dlq list --all``: every dead letter of the run and its decision.
 
 Exits 0 only if every delivery and every file ended as expected.
 """
@@ -26,7 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
+
+from choreography.entities import PACKAGES_TABLE, REMEDIATIONS_TABLE
+from remediation.adapters import TableAuditLog
+from remediation.domain import Decision
 
 from .clock import PAYMENT_CLOCK
 from .seed import seed_all
@@ -152,7 +161,8 @@ def journey(case: Case, submitted_at: float) -> str:
 def run_demo(count: int = 20, timeout: float = 180.0) -> int:
     print("Starting the local stack (Azurite, Service Bus emulator, Event Grid emulator, devhost)...", flush=True)
     settings = {"FLIGHT_TIME_SECONDS": "0", "JOIN_TIMEOUT_SECONDS": "60", "DRONE_RETRY_BASE_SECONDS": "1",
-                "DRONE_RETRY_MAX_SECONDS": "4", "PAYMENT_FILES_CLOCK": PAYMENT_CLOCK}
+                "DRONE_RETRY_MAX_SECONDS": "4", "PAYMENT_FILES_CLOCK": PAYMENT_CLOCK,
+                "REMEDIATION_RETRY_BASE_SECONDS": "2"}
     # The journeys' spans outlive the demo's in-memory stack: `python -m ops trace` reads them after.
     TRACES.unlink(missing_ok=True)
     stack = Stack(with_devhost=False, settings=settings, traces_db=TRACES)
@@ -207,13 +217,65 @@ def run_demo(count: int = 20, timeout: float = 180.0) -> int:
         print(f"\n{len(all_cases) - len(bad)}/{len(all_cases)} deliveries ended as expected "
               f"({shipped} shipped, {len(all_cases) - shipped} cancelled) in {time.monotonic() - started:.1f} s.")
         bad_files = run_payments(stack, base, timeout)
+        repair_problems = run_repair(stack, base, timeout)
         shown = next((c for c in all_cases if (c.result or {}).get("status") == "Shipped"), all_cases[0])
         print(f"\nEvery hop above is a span in one trace per journey (kept in {TRACES.relative_to(ROOT)}). "
               f"See one delivery's:\n  .venv/bin/python -m ops trace {shown.delivery_id}\n"
               "and the choreography map derived from the code:\n  .venv/bin/python -m ops map")
-        return 0 if not bad and not bad_files else 1
+        return 0 if not bad and not bad_files and not repair_problems else 1
     finally:
         stack.stop()
+
+
+def run_repair(stack: Stack, base: str, timeout: float) -> list[str]:
+    """One delivery through a storage outage of the Package service, repaired by remediation."""
+    from ops import cli as ops_cli
+
+    print("\nRemediation: Table packages is taken away while one more delivery is submitted")
+    case = Case("through a Package storage outage", "small", 2.0, "Shipped")
+    problems: list[str] = []
+    with TableServiceClient.from_connection_string(stack.storage_connection) as tables:
+        tables.delete_table(PACKAGES_TABLE)
+        try:
+            status, body, _ = request("POST", f"{base}/deliveries", delivery_body(case))
+            if status != 202:
+                return [f"submission answered {status}: {body}"]
+            audit = TableAuditLog(tables.create_table_if_not_exists(REMEDIATIONS_TABLE))
+            decided = _wait(lambda: next((e for e in audit.entries(Decision.RETRY)
+                                          if e.record.correlation_id == case.delivery_id), None), timeout)
+        finally:
+            tables.create_table_if_not_exists(PACKAGES_TABLE)
+    if decided is None:
+        return [f"remediation never decided on {case.delivery_id}"]
+    record = decided.record
+    print(f"  {record.entity}: {record.reason} ({record.description}); remediation: {decided.verdict.why}, "
+          f"in {decided.verdict.delay.total_seconds():.0f} s; the table is back")
+    case.result = _wait(lambda: _final(base, case.delivery_id), timeout)
+    if case.result is None:
+        problems.append(f"{case.delivery_id} did not settle within {timeout:.0f} s")
+    else:
+        check(case)
+        problems += case.problems
+        print(journey(case, 0.0))
+    print("\nEvery dead letter of this run and what remediation decided (python -m ops dlq list --all):")
+    ops_cli.main(["dlq", "--servicebus", stack.servicebus_connection, "--storage", stack.storage_connection,
+                  "list", "--all"])
+    return problems
+
+
+def _final(base: str, delivery_id: str) -> dict[str, Any] | None:
+    code, body, _ = request("GET", f"{base}/deliveries/{delivery_id}")
+    return body if code == 200 and body.get("status") in FINAL else None
+
+
+def _wait(probe: Any, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = probe()
+        if found is not None:
+            return found
+        time.sleep(0.3)
+    return None
 
 
 def run_payments(stack: Stack, base: str, timeout: float) -> list[PaymentCase]:

@@ -19,8 +19,9 @@ When everything has ended (bounded), it reads the stores, not the logs, and chec
 * every payment file ended as expected, with one output (and one status report) per completed
   file, a report for each rejected one, and no work file left;
 * dead letters are exactly the expected poison (the parcels refused by Package or Drone
-  Scheduler, the rejected payment files), each with a reason; every entity's own dead-letter
-  queue is empty (no message ran out of deliveries).
+  Scheduler, the rejected payment files), each with a reason, as remediation recorded them; no
+  message ran out of deliveries (no ``MaxDeliveryCountExceeded`` or expiry among them, nothing
+  left in ``deadletter``'s own dead-letter queue).
 
 Prints a table, each violation with its ids, and last ``soak: N submitted, N ended, L lost, D
 duplicated``; exits 1 on any violation. ``--seed`` repeats a run's chaos.
@@ -48,7 +49,10 @@ from azure.data.tables import TableServiceClient
 from azure.servicebus import ServiceBusClient, ServiceBusSubQueue
 from azure.storage.blob import BlobServiceClient
 
+from choreography.entities import REMEDIATIONS_TABLE
 from devstack.samples import generate_csv, generate_nacha
+from remediation.adapters import TableAuditLog
+from remediation.domain import TRANSIENT, AuditEntry
 
 from .clock import PAYMENT_CLOCK
 from .demo import PAYMENT_CASES, SAMPLES, request
@@ -61,10 +65,6 @@ PAYMENT_FINAL = ("Completed", "Rejected")
 EXECUTION_DATE = dt.date(2026, 11, 23)  # a business day after PAYMENT_CLOCK
 SETTINGS = {"FLIGHT_TIME_SECONDS": "0", "JOIN_TIMEOUT_SECONDS": "180", "DRONE_RETRY_BASE_SECONDS": "1",
             "DRONE_RETRY_MAX_SECONDS": "4", "PAYMENT_FILES_CLOCK": PAYMENT_CLOCK}
-# Entities whose own $DeadLetterQueue must stay empty: a message there ran out of deliveries.
-QUEUES = ("delivery-events", "deadletter", "payment-files-validated", "payment-files-adapted",
-          "payment-files-compensation")
-SUBSCRIPTIONS = ("package", "package-compensation", "drone-scheduler", "drone-release")
 
 
 PACKAGE_REFUSES = ("deliveries/subscriptions/package", "WeightExceedsSizeLimit")
@@ -267,6 +267,11 @@ def _rows(tables: TableServiceClient, table: str) -> list[dict[str, Any]]:
         return []
 
 
+def audit_entries(stack: Stack) -> list[AuditEntry]:
+    with TableServiceClient.from_connection_string(stack.storage_connection) as tables:
+        return list(TableAuditLog(tables.create_table_if_not_exists(REMEDIATIONS_TABLE)).entries())
+
+
 def peek_all(client: ServiceBusClient, queue: str | None = None, subscription: str | None = None,
              dead_letter: bool = False) -> list[Any]:
     """Every message of a queue, or of a subscription of ``deliveries`` (or its dead-letter queue),
@@ -287,10 +292,6 @@ def peek_all(client: ServiceBusClient, queue: str | None = None, subscription: s
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value or "")
-
-
-def _props(message: Any) -> dict[str, str]:
-    return {_text(k): _text(v) for k, v in (message.application_properties or {}).items()}
 
 
 def _history(row: dict[str, Any]) -> list[dict[str, Any]]:
@@ -487,16 +488,17 @@ def check_dead_letters(stack: Stack, accepted: list[Delivery], files: list[Payme
         view = file.view or {}
         if file.state == "Rejected" and view.get("fileId"):  # FileValidator's rejections only, here
             expected[view["fileId"]] = ((("payment-files-in", ""),), False)
+    # Every dead letter ends in remediation's audit (queue deadletter, fed by every entity's own
+    # dead-letter queue); what remediation itself could not take stays in deadletter's.
+    entries = audit_entries(stack)
+    letters = [e.record for e in entries]
     with ServiceBusClient.from_connection_string(stack.servicebus_connection) as client:
-        letters = peek_all(client, "deadletter")
-        native = [(q, m) for q in QUEUES for m in peek_all(client, q, dead_letter=True)]
-        native += [(f"deliveries/subscriptions/{s}", m) for s in SUBSCRIPTIONS
-                   for m in peek_all(client, subscription=s, dead_letter=True)]
+        stuck = peek_all(client, "deadletter", dead_letter=True)
     seen: dict[str, list[tuple[str, str]]] = defaultdict(list)
     unexpected, no_reason = [], []
-    for message in letters:
-        props = _props(message)
-        about = _text(message.correlation_id) or props.get("fileId", "")
+    for letter in letters:
+        props = {k: _text(v) for k, v in letter.properties.items()}
+        about = letter.correlation_id or props.get("fileId", "")
         reason, source = props.get("DeadLetterReason", ""), props.get("DeadLetterSource", "")
         if not reason:
             no_reason.append(f"{about} from {source}")
@@ -515,8 +517,9 @@ def check_dead_letters(stack: Stack, accepted: list[Delivery], files: list[Payme
     report.check("dead letters: every expected poison, with its reason", total, total - len(missing), missing)
     report.check("dead letters: nothing unexpected", 0, len(unexpected), unexpected)
     report.check("dead letters: each with a reason", len(letters), len(letters) - len(no_reason), no_reason)
-    exhausted = [f"{entity}: {_text(m.correlation_id)} {_text(m.dead_letter_reason)} "
-                 f"{_text(m.dead_letter_error_description)[:120]}" for entity, m in native]
+    exhausted = [f"{r.entity}: {r.correlation_id} {r.reason} {r.description[:120]}" for r in letters
+                 if r.reason in TRANSIENT]
+    exhausted += [f"deadletter: {_text(m.correlation_id)} {_text(m.dead_letter_reason)}" for m in stuck]
     report.check("no message ran out of deliveries ($DeadLetterQueue)", 0, len(exhausted), exhausted)
 
 

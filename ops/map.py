@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from choreography.entities import DEADLETTER_QUEUE
 from choreography.flow import declared
 from devstack.traces import SpanRecord
 
@@ -70,6 +71,13 @@ class Choreography:
         return {(e.source, e.message_type, e.target) for e in self.edges if e.target}
 
 
+# ``(<labels> AND ResubmitTo IS NULL) OR ResubmitTo = '<subscription>'``: the labels, plus the
+# copies remediation sends back to this subscription alone (not an edge of the choreography).
+_RESUBMISSION = re.compile(r"^\s*\((?P<labels>.*)\s+AND\s+ResubmitTo\s+IS\s+NULL\s*\)\s+OR\s+"
+                           r"ResubmitTo\s*=\s*'[^']*'\s*$", re.IGNORECASE)
+DEAD_LETTERS = "dead letters"
+
+
 def _label_filter(rules: list[dict[str, Any]] | None) -> set[str] | None:
     """The labels a subscription accepts (None: all)."""
     if not rules:
@@ -78,6 +86,9 @@ def _label_filter(rules: list[dict[str, Any]] | None) -> set[str] | None:
     for rule in rules:
         props = rule.get("Properties", {})
         sql = (props.get("SqlFilter") or {}).get("SqlExpression", "")
+        resubmittable = _RESUBMISSION.match(sql)
+        if resubmittable:
+            sql = resubmittable.group("labels")
         correlation = (props.get("CorrelationFilter") or {}).get("Label")
         if correlation:
             labels.add(correlation)
@@ -86,6 +97,20 @@ def _label_filter(rules: list[dict[str, Any]] | None) -> set[str] | None:
         else:
             return None  # a filter this map cannot read: assume it lets everything through
     return labels
+
+
+def dead_letter_forwarding(config: dict[str, Any]) -> dict[tuple[str, str | None], str]:
+    """(queue or topic, subscription or None) -> the queue its dead letters are forwarded to."""
+    found: dict[tuple[str, str | None], str] = {}
+    for namespace in config["UserConfig"]["Namespaces"]:
+        for queue in namespace.get("Queues", []):
+            if target := queue.get("Properties", {}).get("ForwardDeadLetteredMessagesTo"):
+                found[(queue["Name"], None)] = target
+        for topic in namespace.get("Topics", []):
+            for sub in topic.get("Subscriptions", []):
+                if target := sub.get("Properties", {}).get("ForwardDeadLetteredMessagesTo"):
+                    found[(topic["Name"], sub["Name"])] = target
+    return found
 
 
 def subscriptions(config: dict[str, Any]) -> dict[tuple[str, str], set[str] | None]:
@@ -156,6 +181,19 @@ def derive(functions: Iterable[Any] | None = None, servicebus_config: dict[str, 
                 else:
                     edge = Edge(flow.function, message_type, where, None)  # type: ignore[union-attr]
                     (result.external if d.kind == "eventgrid" else result.unconsumed).append(edge)
+    # Dead letters: the app's own (every Service Bus consumer writes them to ``deadletter``) and
+    # the broker's, which each entity forwards there (ForwardDeadLetteredMessagesTo).
+    # A blob-triggered step dead-letters the claim check of an upload it rejects.
+    forwarding = dead_letter_forwarding(servicebus_config)
+    for trigger in triggers:
+        if trigger.kind == "blob":
+            target = by_queue.get(DEADLETTER_QUEUE.name)
+        elif trigger.kind == "servicebus":
+            target = by_queue.get(forwarding.get((trigger.entity, trigger.subscription), ""))
+        else:
+            continue
+        if target is not None and target.function != trigger.function:
+            result.edges.append(Edge(trigger.function, DEAD_LETTERS, f"queue {target.entity}", target.function))
     fed = {e.target for e in result.edges}
     result.unfed = [t for t in triggers if t.kind in ("servicebus", "eventgrid") and t.function not in fed]
     return result
@@ -252,6 +290,8 @@ def observe(spans: Iterable[SpanRecord]) -> Observed:
             continue
         sender = by_id.get(producer.parentSpanId or "")
         message_type = producer.attributes.get("choreography.message.type")
+        if producer.attributes.get("messaging.destination.name") == DEADLETTER_QUEUE.name:
+            message_type = DEAD_LETTERS
         if sender is None or "faas.name" not in sender.attributes or not message_type:
             continue
         key = (str(sender.attributes["faas.name"]), str(message_type), str(target))

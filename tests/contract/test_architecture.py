@@ -20,7 +20,7 @@ import pytest
 
 from .conftest import ROOT
 
-SERVICES = ("ingestion", "package", "drone_scheduler", "delivery", "notifications", "file_pipeline")
+SERVICES = ("ingestion", "package", "drone_scheduler", "delivery", "notifications", "file_pipeline", "remediation")
 SHARED = ("choreography", "contracts")
 # A module a reader can hold in their head at once; the payment pipeline's largest use cases and
 # rule sets fit in well under it once split by step and by concern.

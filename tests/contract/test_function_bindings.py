@@ -164,6 +164,17 @@ def test_delivery_events_retries_then_dead_letters(servicebus_config):
         assert subscription.max_delivery_count == 5
 
 
+def test_every_queue_and_subscription_forwards_its_dead_letters_to_one_place(servicebus_config):
+    """So remediation sees every dead letter, the broker's (MaxDeliveryCount, TTL) and the app's;
+    the one place itself keeps its own (remediation failing), for ``ops dlq`` to show."""
+    dead = entities.DEADLETTER_QUEUE.name
+    for name, queue in servicebus_config.queues.items():
+        assert queue.forward_dead_lettered_to == (None if name == dead else dead), name
+    for topic in servicebus_config.topics.values():
+        for name, subscription in topic.subscriptions.items():
+            assert subscription.forward_dead_lettered_to == dead, name
+
+
 def test_the_decorated_functions_stay_callable_with_one_trigger_argument(functions):
     for f in functions:
         if f.get_function_name() in EXPECTED_TRIGGERS:

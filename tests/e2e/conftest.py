@@ -12,12 +12,16 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from azure.data.tables import TableServiceClient
 
+from choreography.entities import REMEDIATIONS_TABLE
 from devstack.clock import PAYMENT_CLOCK
 from devstack.seed import seed_all
 from devstack.stack import Stack
 from devstack.traces import SpanRecord
 from ops.sources import StoreApi
+from remediation.adapters import TableAuditLog
+from remediation.domain import AuditEntry
 
 FINAL = {"Shipped", "Cancelled"}
 
@@ -81,6 +85,22 @@ class App:
                 return body
             time.sleep(0.2)
         raise AssertionError(f"delivery {delivery_id} never reached {status}; last status {body}")
+
+    def remediations(self) -> list[AuditEntry]:
+        """Every decision remediation took (Table ``remediations``): where each dead letter ends."""
+        with TableServiceClient.from_connection_string(self.stack.storage_connection) as tables:
+            table = tables.create_table_if_not_exists(REMEDIATIONS_TABLE)
+            return list(TableAuditLog(table).entries())
+
+    def wait_remediation(self, predicate: Callable[[AuditEntry], bool], what: str,
+                         timeout: float = 120.0) -> AuditEntry:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [e for e in self.remediations() if predicate(e)]
+            if found:
+                return found[0]
+            time.sleep(0.3)
+        raise AssertionError(f"remediation never decided on {what}")
 
     def events(self, topic: str = "deliveries", type_: str | None = None) -> list[dict[str, Any]]:
         url = f"{self.stack.eventgrid_url}/topics/{topic}/events" + (f"?type={type_}" if type_ else "")

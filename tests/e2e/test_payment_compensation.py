@@ -10,7 +10,7 @@ is restarted; once the blob is damaged, devhost is restarted with the function o
 What each test then checks is what the pipeline promises for a compensated file: status
 ``Rejected`` with the failed step and its reason, no output, no work blobs, the upload
 quarantined in ``payment-files-rejected``, a pain.002 ``RJCT``, ``PaymentFileRejected`` on Event
-Grid, the failing step's message on the app's ``deadletter`` queue with ``DeadLetterReason``,
+Grid, the failing step's message dead-lettered with ``DeadLetterReason`` (and decided on by remediation),
 and the duplicate-file (DU01) claims released, so the same file submitted again is accepted
 and completes.
 """
@@ -32,13 +32,14 @@ from azure.storage.blob import BlobServiceClient
 from lxml import etree
 
 from devstack.traces import SpanRecord
+from remediation.domain import DeadLetterRecord
 
 from .conftest import App, assert_hops_chain, call, invocations, start_stack, trace_of
 
 SAMPLES = Path(__file__).resolve().parents[2] / "devstack" / "samples" / "payments"
 DEADLINE = 120.0  # generous: a loaded two-core machine runs the whole stack
 STEPS = ("file_pipeline_adapt", "file_pipeline_create")
-VALIDATED, ADAPTED, DEADLETTER = "payment-files-validated", "payment-files-adapted", "deadletter"
+VALIDATED, ADAPTED = "payment-files-validated", "payment-files-adapted"
 INPUT, WORK, OUTPUT, REJECTED = "payment-files-in", "payment-files-work", "payment-files-out", "payment-files-rejected"
 PAIN002 = {"s": "urn:iso:std:iso:20022:tech:xsd:pain.002.001.10"}
 
@@ -206,8 +207,9 @@ def wait_message(app: App, queue: str, file_id: str, subject: str) -> Peeked:
     return poll(f"{subject} for {file_id} on {queue}", probe)
 
 
-def dead_letters(app: App, file_id: str) -> list[Peeked]:
-    return [m for m in on_queue(app, DEADLETTER) if m.correlation_id == file_id]
+def dead_letters(app: App, file_id: str) -> list[DeadLetterRecord]:
+    """The file's dead letters, as remediation recorded them (it takes every one from ``deadletter``)."""
+    return [e.record for e in app.remediations() if e.record.correlation_id == file_id]
 
 
 def send_again(app: App, queue: str, message: Peeked) -> str:
@@ -252,7 +254,7 @@ def assert_compensated(app: App, file: Submitted, file_id: str, *, step: str, re
 
     # the failing step's message, dead-lettered by the app with the reason
     [letter] = poll(f"the dead letter of {file_id}", lambda: dead_letters(app, file_id))
-    assert letter.subject == subject
+    assert letter.message_type == subject and letter.entity == queue
     assert letter.properties["DeadLetterReason"] == reason
     assert letter.properties["DeadLetterSource"] == queue
     assert letter.properties["DeadLetterErrorDescription"]

@@ -41,7 +41,14 @@ UNTESTED = {
         "tests/e2e/test_payment_compensation.py (its journey is checked there)",
     ("file_pipeline_create", "CompensatePaymentFile", "file_pipeline_compensate"):
         "tests/e2e/test_payment_compensation.py",
+    ("remediation_on_dead_letter", "PackageRejected", "delivery_on_event"):
+        "a business failure its service did not compensate: tests/integration/test_remediation.py",
+    ("remediation_on_dead_letter", "DroneUnavailable", "delivery_on_event"):
+        "a business failure its service did not compensate: tests/integration/test_remediation.py",
 }
+# Every consumer's dead letters reach remediation: tests/hostile/test_servicebus.py sends every
+# consumer a body it cannot read, tests/e2e/test_remediation.py fails one transiently.
+DEAD_LETTER_EDGES_ELSEWHERE = choreography_map.DEAD_LETTERS
 DELIVERY_FUNCTIONS = {"ingestion_submit_delivery", "package_on_delivery_requested", "drone_scheduler_on_request",
                       "delivery_on_event", "drone_scheduler_on_release_drone", "notifications_on_delivery_event"}
 
@@ -234,5 +241,5 @@ def test_zz_the_declared_map_matches_the_edges_the_journeys_took(app: App) -> No
     observed = set(choreography_map.observe(StoreApi(app.stack.traces_url).spans(1_000_000)).edges)
     assert observed, "no edges observed"
     assert not observed - declared, f"observed but not declared: {sorted(observed - declared)}"
-    missing = declared - observed - set(UNTESTED)
+    missing = {edge for edge in declared - observed - set(UNTESTED) if edge[1] != DEAD_LETTER_EDGES_ELSEWHERE}
     assert not missing, f"declared, never observed, not listed as untested: {sorted(missing)}"

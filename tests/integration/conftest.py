@@ -74,6 +74,8 @@ APP_SETTINGS = {
     "JOIN_TIMEOUT_SECONDS": "2",
     "DRONE_RETRY_BASE_SECONDS": "0.2",
     "DRONE_RETRY_MAX_SECONDS": "1",
+    "REMEDIATION_MAX_ATTEMPTS": "2",
+    "REMEDIATION_RETRY_BASE_SECONDS": "1",
 }
 
 
@@ -84,6 +86,8 @@ def app_settings(azurite: Azurite, servicebus: ServiceBusEmulator, eventgrid: Ev
         "ServiceBusConnection": servicebus.connection_string,
         "EventGridTopicEndpoint": eventgrid.topic_endpoint(),
         "EventGridTopicKey": EVENTGRID_KEY,
+        "PaymentsEventGridTopicEndpoint": eventgrid.topic_endpoint("payments"),
+        "PaymentsEventGridTopicKey": EVENTGRID_KEY,
         **APP_SETTINGS,
     }
 
@@ -116,6 +120,7 @@ class Received:
     scheduled_enqueue_time_utc: Any
     enqueued_time_utc: Any
     received_at: datetime
+    dead_letter_source: str | None = None  # set by Service Bus on a dead letter it forwarded
 
     @classmethod
     def of(cls, message: ServiceBusReceivedMessage) -> Received:
@@ -130,6 +135,7 @@ class Received:
             scheduled_enqueue_time_utc=message.scheduled_enqueue_time_utc,
             enqueued_time_utc=message.enqueued_time_utc,
             received_at=datetime.now(UTC),
+            dead_letter_source=message.dead_letter_source,
         )
 
     def trigger(self, delivery_count: int = 1) -> ServiceBusTrigger:
@@ -139,7 +145,7 @@ class Received:
             content_type=self.content_type, correlation_id=self.correlation_id, delivery_count=delivery_count,
             label=self.subject, subject=self.subject, message_id=self.message_id, session_id=self.session_id,
             enqueued_time_utc=self.enqueued_time_utc, lock_token=str(uuid.uuid4()),
-            user_properties=dict(self.application_properties))
+            user_properties=dict(self.application_properties), dead_letter_source=self.dead_letter_source)
 
     @property
     def delivery_id(self) -> str | None:

@@ -104,6 +104,8 @@ def test_dead_letter_copies_the_message_with_the_reason(publisher, mailbox):
     assert props["DeadLetterErrorDescription"] == "body is not JSON"
     assert props["DeadLetterSource"] == "deliveries/subscriptions/package"
     assert props["OriginalMessageId"] == original.message_id and props["type"] == "DeliveryRequested"
+    assert props["OriginalDeliveryCount"] == 1 and props["Compensated"] is True
+    assert props["FirstFailureAt"] == props["LastFailureAt"]
     mailbox.take(DEADLETTER_QUEUE.name, lambda m: m.correlation_id == delivery_id)
 
 

@@ -175,12 +175,14 @@ def test_a_permanent_failure_compensates_dead_letters_and_returns():
     assert consumer.compensated == [("d-1", True, ReasonCode.WEIGHT_EXCEEDS_SIZE_LIMIT)]
     [letter] = publisher.dead_letters
     assert letter.incoming is message
-    props = dead_letter_properties(letter)
+    props = dead_letter_properties(letter, T0)
     assert props["DeadLetterReason"] == "WeightExceedsSizeLimit"
     assert props["DeadLetterErrorDescription"] == "too heavy"
     assert props["DeadLetterSource"] == "delivery-events"
     assert props["OriginalMessageId"] == "m-1" and props["OriginalDeliveryCount"] == 2
     assert props["type"] == "PackageReady"  # the original properties travel along
+    assert props["FirstFailureAt"] == props["LastFailureAt"] == T0.isoformat()
+    assert props["Compensated"] is True  # consume() ran the service's compensation first
 
 
 def test_a_malformed_message_still_compensates_by_its_correlation_id():
