@@ -9,6 +9,7 @@ import socket
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -149,11 +150,14 @@ def test_garbage_on_the_socket_leaves_the_emulator_serving_real_clients(app: App
             conn.recv(4096)  # whatever it answers (or a close)
         except OSError:
             pass  # refused mid-way, reset or silent: all fine, as long as others are served
+    # A message scheduled for later: peekable, and no consumer of the app takes it meanwhile.
     probe = f"probe-{uuid.uuid4().hex[:12]}"
     with ServiceBusClient.from_connection_string(app.stack.servicebus_connection) as client:
         with client.get_queue_sender("deadletter") as sender:
-            sender.send_messages(ServiceBusMessage(b"probe", message_id=probe))
-        assert probe in {_text(m.message_id) for m in peek_all(client, "deadletter")}
+            [sequence] = sender.schedule_messages(ServiceBusMessage(b"probe", message_id=probe),
+                                                  datetime.now(UTC) + timedelta(hours=1))
+            assert probe in {_text(m.message_id) for m in peek_all(client, "deadletter")}
+            sender.cancel_scheduled_messages(sequence)
 
 
 def test_after_the_service_bus_corpus_the_stack_still_ships(app: App, dead_letters: Any) -> None:
