@@ -26,6 +26,14 @@ of the result.
 three fresh stacks: tracing off, spans made and dropped (no-op exporter), and exported to the
 stack's trace store; CPU per delivery and its ratio to tracing off.
 
+**Against the floor** (issue 15): ``benchmarks/floor.py`` runs first, in the same run, on a fresh
+stack of its own: the operations the choreography needs per delivery, with the same SDKs and
+emulators and no project code. The project's open-loop scenario at the floor's rate (tracing
+off) is compared with it per process (devhost with the floor's client process) and in total,
+as ratios. The operations the project does per delivery are counted on one more fresh stack
+with the trace store (each SDK call is a span there: sends, receives, completes, Table calls by
+kind, Event Grid publishes).
+
 Results: ``benchmarks/results/deliveries.json`` and ``.md`` (``--only-tracing``: ``tracing.json``, ``.md``).
 """
 
@@ -51,7 +59,9 @@ sys.path.insert(0, str(ROOT))
 
 from aiohttp import ClientSession, ClientTimeout, TCPConnector, web  # noqa: E402
 
+from benchmarks.floor import OPERATIONS, run_floor  # noqa: E402
 from devstack.stack import Stack, free_port  # noqa: E402
+from ops.sources import StoreApi  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 TARGET_PER_S, TARGET_P99_MS = 100, 250
@@ -170,15 +180,55 @@ async def scenario(stack: Stack, urls: list[str], watcher: Watcher, total: int, 
     }
 
 
-async def run(stack: Stack, urls: list[str], total: int, concurrency: int, rate: float | None) -> dict[str, Any]:
+async def run(stack: Stack, urls: list[str], total: int, concurrency: int, rate: float | None,
+              count_operations: bool = False) -> dict[str, Any]:
     watcher = Watcher()
     await watcher.start(stack)
     try:
         # Warm-up, not measured: connections, sender links and caches of a fresh host.
         await scenario(stack, urls, watcher, WARM_UP, WARM_UP, None)
-        return await scenario(stack, urls, watcher, total, concurrency, rate)
+        since = time.time_ns()
+        result = await scenario(stack, urls, watcher, total, concurrency, rate)
+        if count_operations:
+            await asyncio.sleep(2)  # the last spans leave the host in batches
+            result["operations_per_delivery"] = operations(StoreApi(stack.traces_url).spans(2_000_000), since,
+                                                           result["shipped"])
+        return result
     finally:
         await watcher.stop()
+
+
+# Each SDK call is one span in the trace store (azure-core's OpenTelemetry plugin, one span per call).
+SPAN_OPERATIONS = {
+    "servicebus sends": {"ServiceBus.send"},
+    "servicebus receives": {"ServiceBus.receive"},
+    "servicebus completes": {"ServiceBus.complete"},
+    "eventgrid publishes": {"EventGridPublisherClientOperationsMixin.send"},
+    "table writes": {"TableClient.create_entity", "TableClient.update_entity", "TableClient.upsert_entity",
+                     "TableClient.delete_entity", "TableClient.submit_transaction"},
+    "table reads": {"TableClient.get_entity", "TableClient.query_entities", "TableClient.list_entities"},
+    "blob listings (the blob trigger's scan)": {"ContainerClient.list_blobs"},
+}
+
+
+def operations(spans: list[Any], since_ns: int, deliveries: int) -> dict[str, float]:
+    """SDK calls per delivery, by kind, from the spans that started after ``since_ns``. A session
+    accept is no span of its own; the invocations of the session-triggered function are counted
+    instead (every message the join needs or receives for nothing)."""
+    counted = {kind: 0 for kind in SPAN_OPERATIONS}
+    by_name = {name: kind for kind, names in SPAN_OPERATIONS.items() for name in names}
+    invocations = 0
+    for span in spans:
+        if span.startNs < since_ns:
+            continue
+        kind = by_name.get(span.name)
+        if kind:
+            counted[kind] += 1
+        if span.attributes.get("faas.name") == "delivery_on_event":
+            invocations += 1
+    result = {kind: round(n / max(1, deliveries), 2) for kind, n in counted.items()}
+    result["delivery_on_event invocations"] = round(invocations / max(1, deliveries), 2)
+    return result
 
 
 # What tracing costs (issue 11): the same open-loop load with tracing off (the OpenTelemetry API's
@@ -193,7 +243,7 @@ TRACING_MODES = {
 
 
 def on_a_fresh_stack(args: argparse.Namespace, total: int, concurrency: int, rate: float | None,
-                     tracing: str = "trace store") -> dict[str, Any]:
+                     tracing: str = "trace store", count_operations: bool = False) -> dict[str, Any]:
     """One scenario on a stack of its own, so no scenario pays for another's leftovers (every
     delivery leaves a join timeout that fires, as a no-op, five minutes later)."""
     extra, with_traces = TRACING_MODES[tracing]
@@ -206,7 +256,30 @@ def on_a_fresh_stack(args: argparse.Namespace, total: int, concurrency: int, rat
         urls = [stack.functions_url] + [
             stack.start_instance(n, {"AzureWebJobs.file_pipeline_validate.Disabled": "true"})
             for n in range(2, args.instances + 1)]
-        return asyncio.run(run(stack, urls, total, concurrency, rate))
+        return asyncio.run(run(stack, urls, total, concurrency, rate, count_operations))
+
+
+def floor(args: argparse.Namespace) -> dict[str, Any]:
+    with Stack(with_devhost=False, with_traces=False) as stack:
+        return run_floor(stack, args.floor_deliveries, args.floor_rate)
+
+
+def against_floor(floor_result: dict[str, Any], project: dict[str, Any]) -> dict[str, Any]:
+    """CPU ms per delivery per process, the project's over the floor's (devhost against the
+    floor's client process)."""
+    shipped = max(1, project["shipped"])
+    mine = {name: float(seconds) * 1000 / shipped for name, seconds in project["cpu_s"].items()}
+    pairs = {"devhost": "client", "servicebus": "servicebus", "azurite": "azurite", "eventgrid": "eventgrid"}
+    rows = {}
+    for name, floor_name in pairs.items():
+        base = floor_result["cpu_ms_per_delivery"].get(floor_name)
+        if name in mine and base:
+            rows[name] = {"project_ms": round(mine[name], 1), "floor_ms": base, "ratio": round(mine[name] / base, 2)}
+    total = sum(mine.get(n, 0.0) for n in pairs)
+    base_total = sum(floor_result["cpu_ms_per_delivery"].values())
+    rows["total"] = {"project_ms": round(total, 1), "floor_ms": round(base_total, 1),
+                     "ratio": round(total / base_total, 2)}
+    return rows
 
 
 def tracing_cost(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -263,11 +336,31 @@ def markdown(meta: dict[str, Any], results: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def floor_markdown(comparison: dict[str, Any]) -> str:
+    if not comparison:
+        return ""
+    lines = []
+    if "cpu_against_floor" in comparison:
+        floor_result = comparison["floor"]
+        lines += ["", f"Against the floor (`benchmarks/floor.py`, same run: {floor_result['deliveries']} deliveries at "
+                  f"{floor_result['offered_per_s']:g}/s, the same SDKs and emulators, no project code) and the "
+                  f"project's scenario {comparison['compared_scenario']} (tracing off), CPU ms per delivery:", "",
+                  "| process | project | floor | ratio |", "|---|---|---|---|"]
+        lines += [f"| {name}{' (floor: its client)' if name == 'devhost' else ''} | {row['project_ms']} | "
+                  f"{row['floor_ms']} | {row['ratio']} |" for name, row in comparison["cpu_against_floor"].items()]
+    ops = comparison.get("operations_per_delivery")
+    if ops:
+        lines += ["", "Operations per delivery (the project's counted from the trace store, one span per SDK call):",
+                  "", "| operation | project | floor |", "|---|---|---|"]
+        lines += [f"| {kind} | {n} | {ops['floor'].get(kind, '')} |" for kind, n in ops["project"].items()]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deliveries", type=int, default=5000, help="throughput scenario size")
     parser.add_argument("--concurrency", type=int, default=16, help="concurrent HTTP clients")
-    parser.add_argument("--rates", type=lambda v: [float(x) for x in v.split(",") if x], default=[100.0, 20.0, 10.0],
+    parser.add_argument("--rates", type=lambda v: [float(x) for x in v.split(",") if x], default=[30.0, 20.0, 10.0],
                         help="offered rates (deliveries/s) of the latency scenarios, comma-separated")
     parser.add_argument("--rate-seconds", type=float, default=20.0, help="length of each latency scenario")
     parser.add_argument("--fleet-size", type=int, default=500)
@@ -279,14 +372,27 @@ def main() -> int:
                         help="below the stack's throughput, so no backlog inflates the CPU per delivery")
     parser.add_argument("--tracing-repeats", type=int, default=3)
     parser.add_argument("--only-tracing", action="store_true", help="run only the tracing-cost scenarios")
+    parser.add_argument("--floor-deliveries", type=int, default=200, help="deliveries of the floor (0: no floor)")
+    parser.add_argument("--floor-rate", type=float, default=10.0, help="the floor's rate, and the project's compared")
     args = parser.parse_args()
     results = []
+    comparison: dict[str, Any] = {}
     if not args.only_tracing:
-        results.append({"scenario": "throughput", **on_a_fresh_stack(args, args.deliveries, args.concurrency, None)})
-        for rate in args.rates:
+        floor_result = floor(args) if args.floor_deliveries else None
+        results.append({"scenario": "throughput", **on_a_fresh_stack(args, args.deliveries, args.concurrency, None,
+                                                                     "off")})
+        rates = sorted(set(args.rates) | ({args.floor_rate} if floor_result else set()), reverse=True)
+        for rate in rates:
             total = max(1, int(rate * args.rate_seconds))
             results.append({"scenario": f"{rate:g}/s for {args.rate_seconds:g} s",
-                            **on_a_fresh_stack(args, total, max(args.concurrency, 64), rate)})
+                            **on_a_fresh_stack(args, total, max(args.concurrency, 64), rate, "off")})
+        counted = on_a_fresh_stack(args, max(1, int(args.floor_rate * args.rate_seconds)), max(args.concurrency, 64),
+                                   args.floor_rate, "trace store", count_operations=True)
+        comparison["operations_per_delivery"] = {"project": counted["operations_per_delivery"], "floor": OPERATIONS}
+        if floor_result:
+            at_rate = next(r for r in results if r.get("offered_per_s") == args.floor_rate)
+            comparison.update({"floor": floor_result, "cpu_against_floor": against_floor(floor_result, at_rate),
+                               "compared_scenario": at_rate["scenario"]})
     if args.tracing_deliveries:
         results.extend(tracing_cost(args))
     meta = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpus": os.cpu_count(),
@@ -295,8 +401,9 @@ def main() -> int:
             "target": {"deliveries_per_s": TARGET_PER_S, "p99_ms": TARGET_P99_MS}}
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = "tracing" if args.only_tracing else "deliveries"  # --only-tracing keeps the full run's results
-    (RESULTS / f"{name}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
-    text = markdown(meta, results)
+    (RESULTS / f"{name}.json").write_text(json.dumps({"meta": meta, "results": results, **comparison}, indent=2)
+                                          + "\n")
+    text = markdown(meta, results) + floor_markdown(comparison)
     (RESULTS / f"{name}.md").write_text(text)
     print(text)
     return 0 if all(r["shipped"] == r["deliveries"] for r in results) else 1

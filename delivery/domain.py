@@ -193,6 +193,8 @@ class Delivery:
         assert self.package is not None and self.package.ok and self.drone is not None and self.drone.ok
         self.status = Status.IN_TRANSIT
         self._log(Status.IN_TRANSIT.value, now, "delivery", detail=self.drone.reference)
+        if timing.flight_time <= timedelta(0):
+            return self.flight_completed(now)  # a flight of no length needs no timer message
         return [StartFlight(self.drone.reference, now + timing.flight_time)]
 
     # -- timers -----------------------------------------------------------------------------

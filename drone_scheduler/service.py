@@ -177,7 +177,9 @@ class DroneSchedulerService:
 
     def release(self, command: ReleaseDrone, cause: Cause) -> None:
         """Compensation and end of flight, idempotent: stop scheduling for the delivery, return
-        its drone(s) to the pool, acknowledge with ``DroneReleased``."""
+        its drone(s) to the pool. A compensation (the command names a reason) is acknowledged with
+        ``DroneReleased``, for the delivery's history; the end of a flight is not: the delivery is
+        over and needs nothing more from the drone."""
         self.fleet.close(command.delivery_id, self.clock.now())
         self.fleet.stop_waiting(command.delivery_id)
         released: list[str] = []
@@ -192,6 +194,8 @@ class DroneSchedulerService:
                     released.append(result.drone_id)
             if all(result is not None for result in results):
                 break  # else one changed between the read and the release: read again
+        if command.reason is None:
+            return
         event = DroneReleased(delivery_id=command.delivery_id, drone_ids=released)
         self.publisher.send([to_delivery(event, command.delivery_id,
                                          message_id("DroneReleased", command.delivery_id,

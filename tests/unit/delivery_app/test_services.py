@@ -254,10 +254,11 @@ def test_a_fleet_remembered_before_it_grew_does_not_refuse_a_heavy_package():
     assert [d.drone_id for d in world.fleet.held_by("d-2")] == ["drone-99"]
 
 
-def test_release_frees_the_drone_closes_the_delivery_and_acknowledges(world: World):
+def test_release_frees_the_drone_closes_the_delivery_and_acknowledges_a_compensation(world: World):
     world.drones.schedule("d-1", 1, T0 + timedelta(hours=1), 0, CAUSE)
-    world.drones.release(ReleaseDrone(delivery_id="d-1"), CAUSE)
-    world.drones.release(ReleaseDrone(delivery_id="d-1"), CAUSE)  # idempotent
+    cancelled = ReleaseDrone(delivery_id="d-1", reason=ReasonCode.WEIGHT_EXCEEDS_SIZE_LIMIT)
+    world.drones.release(cancelled, CAUSE)
+    world.drones.release(cancelled, CAUSE)  # idempotent
     assert all(d.is_free for d in world.fleet.drones())
     assert world.fleet.is_closed("d-1")
     released = world.publisher.of_type("DroneReleased")
@@ -265,6 +266,14 @@ def test_release_frees_the_drone_closes_the_delivery_and_acknowledges(world: Wor
     assert released[1].envelope.data["droneIds"] == []
     world.drones.schedule("d-1", 1, T0 + timedelta(hours=1), 0, CAUSE)  # a stale retry: ignored
     assert all(d.is_free for d in world.fleet.drones())
+
+
+def test_the_end_of_a_flight_frees_the_drone_without_an_acknowledgement(world: World):
+    """The delivery is over when it asks for the drone back: nothing needs a message back."""
+    world.drones.schedule("d-1", 1, T0 + timedelta(hours=1), 0, CAUSE)
+    world.drones.release(ReleaseDrone(delivery_id="d-1", drone_id="drone-01"), CAUSE)
+    assert all(d.is_free for d in world.fleet.drones()) and world.fleet.is_closed("d-1")
+    assert world.publisher.of_type("DroneReleased") == []
 
 
 def test_release_of_one_named_drone_leaves_the_others(world: World):
@@ -360,7 +369,8 @@ def test_delivery_commands_have_deterministic_ids_per_cause(world: World):
     assert event.data == {"deliveryId": "d-1", "status": "Cancelled", "reason": "JoinTimeout", "packageId": "p"}
 
 
-def test_a_crash_between_the_save_and_the_send_leaves_an_outbox_the_next_reader_sends(world: World):
+def test_a_crash_between_the_save_and_the_send_leaves_an_outbox_the_next_reader_sends():
+    world = make_world(flight_seconds=60)  # a flight that takes time: the timer is the outbox
     world.deliveries.add(Delivery.requested("d-1", "fp", T0))
     timing = world.delivery.timing
     world.delivery.change("d-1", "m-1", Cause("m-1", None), lambda d, now: d.package_ready("p", now, now, timing))
@@ -387,9 +397,10 @@ def test_a_crash_between_the_save_and_the_send_leaves_an_outbox_the_next_reader_
     assert stored is not None and [h.status for h in stored.history].count("InTransit") == 1
 
 
-def test_a_state_another_instance_moved_on_from_is_read_again_and_sends_nothing(world: World):
+def test_a_state_another_instance_moved_on_from_is_read_again_and_sends_nothing():
     """Instance A remembers the delivery as Scheduling; instance B joins it (InTransit). A stale
     A must not act on its copy (a join timeout there would cancel a delivery in flight)."""
+    world = make_world(flight_seconds=60)  # a flight that takes time: the timer is the outbox
     world.deliveries.add(Delivery.requested("d-1", "fp", T0))
     timing = world.delivery.timing
     a = world.delivery
@@ -405,7 +416,8 @@ def test_a_state_another_instance_moved_on_from_is_read_again_and_sends_nothing(
     assert world.status("d-1") == "InTransit"
 
 
-def test_the_next_change_starts_from_the_state_this_process_saved(world: World):
+def test_the_next_change_starts_from_the_state_this_process_saved():
+    world = make_world(flight_seconds=60)  # a flight that takes time: the timer is the outbox
     world.deliveries.add(Delivery.requested("d-1", "fp", T0))
     timing = world.delivery.timing
     reads = {"n": 0}
