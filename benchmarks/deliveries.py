@@ -64,7 +64,7 @@ from devstack.stack import Stack, free_port  # noqa: E402
 from ops.sources import StoreApi  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-TARGET_PER_S, TARGET_P99_MS = 100, 250
+TARGET_PER_S, TARGET_P99_MS = 40, 250  # issue 15: what the floor allows on 2 cores (p99 at 30/s offered)
 WARM_UP = 20  # deliveries shipped before each scenario's measurement starts
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
