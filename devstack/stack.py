@@ -551,6 +551,7 @@ class Stack:
         self.processes["azurite"] = proc
         for port in (self.ports.blob, self.ports.queue, self.ports.table):
             wait_for_port(port, proc, 60)
+        provision_storage(self.storage_connection)
 
     def _start_traces(self) -> None:
         db = self.traces_db or (self.data_dir / "traces.sqlite" if self.data_dir else None)
@@ -659,6 +660,28 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def provision_storage(connection_string: str) -> None:
+    """The containers and tables of the app (choreography/entities.py, which infra/main.bicep
+    declares for Azure too), created if missing: a file dropped into ``payment-files-in`` with
+    Storage Explorer or the SDK right after ``make up`` lands in a container that exists. The
+    Service Bus entities come from emulators/servicebus/config.json, which the emulator loads."""
+    from azure.core.exceptions import ResourceExistsError
+    from azure.data.tables import TableServiceClient
+    from azure.storage.blob import BlobServiceClient
+
+    from choreography.entities import CONTAINERS, TABLES
+
+    with BlobServiceClient.from_connection_string(connection_string) as blobs:
+        for container in CONTAINERS:
+            try:
+                blobs.create_container(container)
+            except ResourceExistsError:
+                pass  # kept from an earlier run (a durable stack)
+    with TableServiceClient.from_connection_string(connection_string) as tables:
+        for table in TABLES:
+            tables.create_table_if_not_exists(table)
 
 
 def run_until_interrupted(stack: Stack, on_ready: Callable[[Stack], None]) -> int:
