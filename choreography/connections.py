@@ -18,7 +18,9 @@ from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from azure.servicebus import ServiceBusClient
 from azure.storage.blob import BlobServiceClient
 
-from .settings import Connection, Identity
+from .settings import Connection, Identity, Settings, SettingsError
+
+AZURITE = "UseDevelopmentStorage=true"
 
 
 @functools.cache
@@ -54,3 +56,16 @@ def event_grid_publisher(endpoint: str, key: str, identity: Identity) -> EventGr
     if key:
         return EventGridPublisherClient(endpoint, AzureKeyCredential(key))
     return EventGridPublisherClient(endpoint, credential(identity))
+
+
+def storage_tables(connection_string: str = "") -> TableServiceClient:
+    """For the command-line seeders: ``connection_string`` if given, else ``AzureWebJobsStorage``
+    in either form (``AzureWebJobsStorage__accountName=... python -m devstack seed`` seeds an
+    Azure account whose shared keys are off, as whoever ``az login`` is), else Azurite."""
+    if connection_string:
+        return TableServiceClient.from_connection_string(connection_string)
+    settings = Settings.from_env()
+    try:
+        return table_service(settings.storage_account())
+    except SettingsError:
+        return TableServiceClient.from_connection_string(AZURITE)

@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
 
         from .seed import seed_all
 
-        seed_all(os.environ.get("AzureWebJobsStorage", "UseDevelopmentStorage=true"))
+        # Unset: the seeders read AzureWebJobsStorage__accountName (Azure, as `az login`), else Azurite.
+        seed_all(os.environ.get("AzureWebJobsStorage", ""))
         return 0
     return 2
 

@@ -23,6 +23,9 @@ param maximumInstanceCount int = 40
 @allowed([512, 2048, 4096])
 param instanceMemoryMB int = 2048
 
+@description('Your own Entra ID object id (azd passes AZURE_PRINCIPAL_ID): given blob and table data roles on the storage account so you can drop a file and seed reference data. Empty: none.')
+param principalId string = ''
+
 var token = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
 var tags = { 'azd-env-name': environmentName }
 
@@ -111,6 +114,7 @@ module roles 'modules/roles.bicep' = {
   name: 'roles'
   params: {
     principalId: functionApp.outputs.principalId
+    userPrincipalId: principalId
     storageAccountName: storage.outputs.name
     serviceBusNamespaceName: serviceBus.outputs.name
     eventGridTopicNames: [

@@ -2,6 +2,8 @@
 // connection uses. Role ids are Azure's built-in role definitions.
 
 param principalId string
+@description('The deploying user (may be empty): blob and table data roles, to drop files and seed.')
+param userPrincipalId string = ''
 param storageAccountName string
 param serviceBusNamespaceName string
 param eventGridTopicNames array
@@ -20,6 +22,7 @@ var roles = {
   serviceBusDataReceiver: '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0'
   eventGridDataSender: 'd5a91429-5739-47e2-a06b-3470a27159e7'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+  storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 }
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -77,3 +80,18 @@ resource telemetryRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringMetricsPublisher)
   }
 }
+
+var userRoles = empty(userPrincipalId) ? [] : [
+  roles.storageBlobDataContributor
+  roles.storageTableDataContributor
+]
+
+resource userStorageRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for role in userRoles: {
+  name: guid(storage.id, userPrincipalId, role)
+  scope: storage
+  properties: {
+    principalId: userPrincipalId
+    principalType: 'User'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', role)
+  }
+}]

@@ -141,3 +141,16 @@ def test_the_blob_trigger_source_setting(raw: str, source: str) -> None:
 def test_an_unknown_blob_trigger_source_is_refused() -> None:
     with pytest.raises(SettingsError, match="PAYMENT_FILES_BLOB_TRIGGER_SOURCE"):
         blob_trigger_source({"PAYMENT_FILES_BLOB_TRIGGER_SOURCE": "polling"})
+
+
+def test_the_seeders_reach_an_azure_account_by_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AzureWebJobsStorage", raising=False)
+    monkeypatch.setenv("AzureWebJobsStorage__accountName", "stapp")
+    with connections.storage_tables() as tables:
+        assert tables.url == "https://stapp.table.core.windows.net"
+        assert isinstance(tables.credential, DefaultAzureCredential)
+    monkeypatch.delenv("AzureWebJobsStorage__accountName")
+    with connections.storage_tables() as tables:
+        assert tables.account_name == "devstoreaccount1"
+    with connections.storage_tables("UseDevelopmentStorage=true") as tables:
+        assert isinstance(tables.credential, AzureNamedKeyCredential)
