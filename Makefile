@@ -8,8 +8,16 @@ STAMP := $(VENV)/.installed
 .PHONY: venv test unit integration e2e bench lint clean servicebus demo up seed soak docs conformance
 
 AZURITE := tools/azurite/node_modules/.package-lock.json
+CHECKOV := tools/checkov/venv/.installed
 
-venv: $(STAMP) $(AZURITE)
+venv: $(STAMP) $(AZURITE) $(CHECKOV)
+
+# checkov (tests/infra scans infra/) in a virtualenv of its own: its pins (packaging<24,
+# pycep-parser==0.5.1) must not downgrade the project's.
+$(CHECKOV): tools/checkov/requirements.txt
+	test -x tools/checkov/venv/bin/python || $(PYTHON) -m venv tools/checkov/venv
+	tools/checkov/venv/bin/python -m pip install --quiet -r tools/checkov/requirements.txt
+	touch $(CHECKOV)
 
 # Azurite is pinned by tools/azurite/package-lock.json and installed exactly from it.
 $(AZURITE): tools/azurite/package.json tools/azurite/package-lock.json

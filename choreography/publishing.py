@@ -24,13 +24,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from azure.core.credentials import AzureKeyCredential
 from azure.core.messaging import CloudEvent
 from azure.eventgrid import EventGridPublisherClient
 from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusSender
 from opentelemetry.trace import Span
 
-from . import flow, telemetry
+from . import connections, flow, telemetry
 from .clock import Clock, SystemClock
 from .contracts import Envelope
 from .entities import DEADLETTER_QUEUE, DELIVERY_NOTICES_TOPIC, Destination
@@ -45,6 +44,7 @@ from .messaging import (
     dead_letter_properties,
     stamp,
 )
+from .settings import Identity
 
 log = logging.getLogger(__name__)
 
@@ -226,13 +226,15 @@ def _close_quietly(closable: Any) -> None:
 
 
 class EventGridPublisher:
-    """Publishes CloudEvents 1.0 to an Event Grid topic with its access key."""
+    """Publishes CloudEvents 1.0 to an Event Grid topic: with its access key, or without one
+    with ``identity`` (Entra ID, the topic's EventGrid Data Sender role)."""
 
     def __init__(self, endpoint: str, key: str, clock: Clock | None = None, source: str = EVENT_SOURCE,
-                 topic: Destination = DELIVERY_NOTICES_TOPIC):
+                 topic: Destination = DELIVERY_NOTICES_TOPIC, identity: Identity | None = None):
         self._topic = topic
         self._endpoint = endpoint
         self._key = key
+        self._identity = identity or Identity()
         self._clock = clock or SystemClock()
         self._source = source
         self._client: EventGridPublisherClient | None = None
@@ -275,7 +277,7 @@ class EventGridPublisher:
     def _get_client(self) -> EventGridPublisherClient:
         with self._lock:
             if self._client is None:
-                self._client = EventGridPublisherClient(self._endpoint, AzureKeyCredential(self._key))
+                self._client = connections.event_grid_publisher(self._endpoint, self._key, self._identity)
             return self._client
 
     def close(self) -> None:

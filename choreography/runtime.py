@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from azure.data.tables import TableClient, TableServiceClient
 
+from . import connections
 from . import settings as names
 from .clock import Clock, SystemClock
 from .publishing import EventGridPublisher, ServiceBusPublisher
@@ -36,9 +37,10 @@ class Runtime:
     def publisher(self) -> ServiceBusPublisher:
         with self._lock:
             if self._publisher is None:
-                connection = self.settings.require(self.settings.service_bus_connection,
-                                                   names.SERVICE_BUS_CONNECTION)
-                self._publisher = ServiceBusPublisher(connection, self.clock)
+                namespace = self.settings.service_bus_namespace()
+                self._publisher = ServiceBusPublisher(
+                    namespace.connection_string or namespace.namespace(), self.clock,
+                    client_factory=lambda _: connections.service_bus_client(namespace))
             return self._publisher
 
     @property
@@ -46,8 +48,8 @@ class Runtime:
         with self._lock:
             if self._events is None:
                 endpoint = self.settings.require(self.settings.event_grid_endpoint, names.EVENT_GRID_ENDPOINT)
-                key = self.settings.require(self.settings.event_grid_key, names.EVENT_GRID_KEY)
-                self._events = EventGridPublisher(endpoint, key, self.clock)
+                self._events = EventGridPublisher(endpoint, self.settings.event_grid_key, self.clock,
+                                                  identity=self.settings.event_grid_identity)
             return self._events
 
     def table(self, name: str) -> TableClient:
@@ -56,8 +58,7 @@ class Runtime:
             client = self._table_clients.get(name)
             if client is None:
                 if self._tables is None:
-                    connection = self.settings.require(self.settings.storage_connection, names.STORAGE_CONNECTION)
-                    self._tables = TableServiceClient.from_connection_string(connection)
+                    self._tables = connections.table_service(self.settings.storage_account())
                 client = self._tables.create_table_if_not_exists(name)
                 self._table_clients[name] = client
             return client

@@ -33,11 +33,13 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from .settings import Identity
 from .tracing import child_traceparent
 
 log = logging.getLogger(__name__)
 
 APPINSIGHTS = "APPLICATIONINSIGHTS_CONNECTION_STRING"
+APPINSIGHTS_AUTHENTICATION = "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"
 OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
 OTLP_TRACES_ENDPOINT = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
 TRACES_EXPORTER = "OTEL_TRACES_EXPORTER"
@@ -95,8 +97,24 @@ def _azure_monitor(env: Mapping[str, str]) -> None:
     from azure.monitor.opentelemetry import configure_azure_monitor
 
     processors = [_otlp_processor(env)] if _otlp_endpoint(env) else []
+    options: dict[str, Any] = {}
+    identity = app_insights_identity(env)
+    if identity is not None:
+        from .connections import credential
+
+        options["credential"] = credential(identity)
     configure_azure_monitor(connection_string=env[APPINSIGHTS], span_processors=processors,
-                            logger_name="choreography")
+                            logger_name="choreography", **options)
+
+
+def app_insights_identity(env: Mapping[str, str]) -> Identity | None:
+    """The managed identity telemetry is sent with when Application Insights takes Entra ID only
+    (``APPLICATIONINSIGHTS_AUTHENTICATION_STRING`` = ``Authorization=AAD[;ClientId=...]``, the
+    setting App Service documents); None: the connection string alone."""
+    parts = dict(part.split("=", 1) for part in env.get(APPINSIGHTS_AUTHENTICATION, "").split(";") if "=" in part)
+    if parts.get("Authorization", "").upper() != "AAD":
+        return None
+    return Identity(credential="managedidentity", client_id=parts.get("ClientId", ""))
 
 
 def _otlp_endpoint(env: Mapping[str, str]) -> str | None:

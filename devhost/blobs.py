@@ -1,4 +1,5 @@
-"""Blob triggers: container polling with the host's blob receipts and poison queue.
+"""Blob triggers: container polling (or, with ``source=EventGrid``, BlobCreated events) with the
+host's blob receipts and poison queue.
 
 Contract, per ``blobTrigger`` function (``path`` = ``container/pattern``, ``connection``
 names the app setting, default ``Storage`` → ``AzureWebJobsStorage``):
@@ -59,6 +60,7 @@ import functools
 import json
 import logging
 import re
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -135,6 +137,16 @@ def compile_pattern(pattern: str) -> tuple[re.Pattern[str], str]:
     return re.compile(regex, re.DOTALL), prefix
 
 
+def blob_name_in(url: str, container: str) -> str | None:
+    """The blob name in a blob URL of ``container``: ``/container/name`` (Azure) or
+    ``/account/container/name`` (Azurite's path style); None for another container."""
+    parts = urllib.parse.unquote(urllib.parse.urlsplit(url).path).lstrip("/").split("/")
+    for skip in (0, 1):
+        if len(parts) > skip + 1 and parts[skip] == container:
+            return "/".join(parts[skip + 1:])
+    return None
+
+
 def quoted(etag: str) -> str:
     # Listings carry bare ETags, HEAD answers quoted ones; the host's receipts use the quoted form.
     return etag if etag.startswith('"') else f'"{etag}"'
@@ -173,11 +185,29 @@ class BlobListener:
     def description(self) -> str:
         return f"blobTrigger ({self.entry.trigger.get('path')})"
 
+    @property
+    def event_grid(self) -> bool:
+        """``source=EventGrid``: blobs are announced by BlobCreated events, never polled for."""
+        return str(self.entry.trigger.get("source") or "").lower() == "eventgrid"
+
     def start(self) -> None:
-        if str(self.entry.trigger.get("source") or "").lower() == "eventgrid":
-            log.warning("Blob trigger %s: source=EventGrid is polled locally like LogsAndContainerScan",
-                        self.entry.name)
+        if self.event_grid:
+            self.running.set()  # it waits for Event Grid (devhost/eventgrid.py: BlobEventsWebhook)
+            return
         self._task = asyncio.create_task(self._poll())
+
+    async def blob_created(self, url: str) -> bool:
+        """The blob of a BlobCreated event, processed as a polled one is; False when ``url`` names
+        no blob this trigger watches (another container, a name outside its path)."""
+        name = blob_name_in(url, self.container)
+        if name is None or self._stopping.is_set() or not self._regex.fullmatch(name):
+            return False
+        blob = self._clients.blob_service(self._connection_string).get_blob_client(self.container, name)
+        try:
+            self._consider(await blob.get_blob_properties())
+        except ResourceNotFoundError:
+            pass  # deleted since the event: nothing to process, as in the host
+        return True
 
     async def stop(self, timeout: float) -> None:
         self._stopping.set()

@@ -33,6 +33,7 @@ from aiohttp import web
 from azure.functions import meta
 from azure.functions.eventgrid import EventGridEventInConverter
 
+from .blobs import BlobListener
 from .http import read_body
 from .invoke import InvocationFailed, Invoker
 from .loader import EVENT_GRID_TRIGGER, FunctionEntry
@@ -43,6 +44,7 @@ _KNOWN_ORIGINS = {
     "eventgrid.azure.microsoft.scloud", "eventgrid.azure.cn",
 }
 _DEFAULT_ORIGIN = "eventgrid.azure.net"
+BLOB_CREATED = "Microsoft.Storage.BlobCreated"
 
 
 def webhook_url(base: str, entry: FunctionEntry) -> str:
@@ -75,31 +77,11 @@ class EventGridWebhook:
             origin = request.headers.get("WebHook-Request-Origin", "")
             allowed = origin if origin in _KNOWN_ORIGINS else _DEFAULT_ORIGIN
             return web.Response(status=200, headers={"WebHook-Allowed-Origin": allowed})
-        kind = request.headers.get("aeg-event-type", "").lower()
-        if kind == "unsubscribe":
-            return web.Response(status=202)
-        if kind not in ("subscriptionvalidation", "notification"):
-            return web.Response(status=400, text="missing or unknown aeg-event-type header")
-        raw = await read_body(request, self._body_timeout)
-        if isinstance(raw, web.Response):
-            return raw
-        try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            return web.Response(status=400, text="the request body is not readable JSON")
-        if kind == "subscriptionvalidation":
-            code = _validation_code(body)
-            if code is None:
-                return web.Response(status=400, text="no data.validationCode in the validation event")
-            return web.json_response({"validationResponse": code})
-        if isinstance(body, dict):
-            events = [body]
-        elif isinstance(body, list):
-            events = body
-        else:
-            return web.Response(status=400, text="the request content must be a JSON object or array")
+        delivery = await read_delivery(request, self._body_timeout)
+        if isinstance(delivery, web.Response):
+            return delivery
         reason = f"EventGrid trigger fired at {datetime.now(UTC).isoformat()}"
-        runs = [self._run(entry, event, reason) for event in events]
+        runs = [self._run(entry, event, reason) for event in delivery]
         errors = [e for e in await asyncio.gather(*runs) if e is not None]
         if errors:
             return web.Response(status=500, text=errors[0])
@@ -115,6 +97,67 @@ class EventGridWebhook:
         except InvocationFailed as failed:
             return str(failed.error)
         return None
+
+
+async def read_delivery(request: web.Request, body_timeout: float) -> list[Any] | web.Response:
+    """The events of a notification, or the answer to give at once (a validation handshake, an
+    unsubscribe, a bad request), as the host's Event Grid webhooks answer them."""
+    kind = request.headers.get("aeg-event-type", "").lower()
+    if kind == "unsubscribe":
+        return web.Response(status=202)
+    if kind not in ("subscriptionvalidation", "notification"):
+        return web.Response(status=400, text="missing or unknown aeg-event-type header")
+    raw = await read_body(request, body_timeout)
+    if isinstance(raw, web.Response):
+        return raw
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return web.Response(status=400, text="the request body is not readable JSON")
+    if kind == "subscriptionvalidation":
+        code = _validation_code(body)
+        if code is None:
+            return web.Response(status=400, text="no data.validationCode in the validation event")
+        return web.json_response({"validationResponse": code})
+    if isinstance(body, dict):
+        return [body]
+    if isinstance(body, list):
+        return body
+    return web.Response(status=400, text="the request content must be a JSON object or array")
+
+
+class BlobEventsWebhook:
+    """``/runtime/webhooks/blobs?functionName=Host.Functions.NAME``: where Event Grid delivers
+    ``Microsoft.Storage.BlobCreated`` (Event Grid schema) to a blob trigger with
+    ``source=EventGrid``, as the host's blob extension takes it. Each event's blob goes through
+    the trigger's receipts, tries and poison queue (:meth:`BlobListener.blob_created`); the
+    answer (202) does not wait for the function, as the host queues the work before answering.
+    Other event types are acknowledged and ignored; an unknown function is 404."""
+
+    def __init__(self, listeners: list[BlobListener], body_timeout: float = HTTP_BODY_TIMEOUT_SECONDS) -> None:
+        self._listeners = {listener.entry.name.lower(): listener for listener in listeners if listener.event_grid}
+        self._body_timeout = body_timeout
+
+    @property
+    def needed(self) -> bool:
+        return bool(self._listeners)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        name = request.query.get("functionName", "")
+        listener = self._listeners.get(name.lower().removeprefix("host.functions."))
+        if listener is None:
+            return web.Response(status=404, text=f"cannot find function: '{name}'")
+        delivery = await read_delivery(request, self._body_timeout)
+        if isinstance(delivery, web.Response):
+            return delivery
+        for event in delivery:
+            if not isinstance(event, dict) or event.get("eventType") != BLOB_CREATED:
+                continue
+            url = (event.get("data") or {}).get("url") if isinstance(event.get("data"), dict) else None
+            if not isinstance(url, str):
+                return web.Response(status=400, text="a BlobCreated event without data.url")
+            await listener.blob_created(url)
+        return web.Response(status=202)
 
 
 def _validation_code(body: Any) -> str | None:

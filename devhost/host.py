@@ -36,7 +36,7 @@ from aiohttp import web
 
 from .blobs import BlobListener
 from .clients import Clients
-from .eventgrid import EventGridWebhook, webhook_url
+from .eventgrid import BlobEventsWebhook, EventGridWebhook, webhook_url
 from .http import HttpFront, display_url
 from .invoke import Invoker
 from .loader import (
@@ -204,9 +204,12 @@ async def _serve(options: Options, app_dir: Path, port: int, host_options: HostO
         # no route and no webhook: the runtime ignores the events meant for it.
         listeners = build_listeners(enabled, host_options, clients, invoker, hostid)
         webhook = EventGridWebhook(enabled, invoker, host_options.http_body_timeout)
+        blob_events = BlobEventsWebhook([item for item in listeners if isinstance(item, BlobListener)],
+                                        host_options.http_body_timeout)
         front = HttpFront(entries, host_options.route_prefix, invoker, hostid,
                           webhook.handle if any(e.trigger.type == EVENT_GRID_TRIGGER for e in entries) else None,
-                          disabled, host_options.http_body_timeout)
+                          disabled, host_options.http_body_timeout,
+                          blobs_handler=blob_events.handle if blob_events.needed else None)
     except LoadError as exc:
         await clients.close()
         invoker.close()

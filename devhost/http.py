@@ -30,7 +30,8 @@ Contract:
   trigger is listening. While the host stops, new requests get 503.
 * A function disabled with ``AzureWebJobs.<name>.Disabled`` is not served: its route answers
   404, as Azure answers any caller without the master key (devhost has no keys).
-* ``/runtime/webhooks/eventgrid`` is handled by :mod:`devhost.eventgrid`.
+* ``/runtime/webhooks/eventgrid`` is handled by :mod:`devhost.eventgrid`, and so is
+  ``/runtime/webhooks/blobs`` (BlobCreated events for blob triggers with ``source=EventGrid``).
 """
 
 from __future__ import annotations
@@ -251,7 +252,8 @@ class HttpFront:
 
     def __init__(self, entries: list[FunctionEntry], route_prefix: str, invoker: Invoker, host_id: str,
                  eventgrid_handler: Callable[[web.Request], Any] | None,
-                 disabled: frozenset[str] = frozenset(), body_timeout: float = HTTP_BODY_TIMEOUT_SECONDS) -> None:
+                 disabled: frozenset[str] = frozenset(), body_timeout: float = HTTP_BODY_TIMEOUT_SECONDS,
+                 blobs_handler: Callable[[web.Request], Any] | None = None) -> None:
         self.route_prefix = route_prefix
         self.body_timeout = body_timeout
         # Every route is compiled (a bad template is a startup error even on a disabled
@@ -266,6 +268,7 @@ class HttpFront:
         self._entries = entries
         self._host_id = host_id
         self._eventgrid = eventgrid_handler
+        self._blobs = blobs_handler
         self._started = time.monotonic()
         self._state = "Initialized"
         self._running = asyncio.Event()
@@ -289,6 +292,8 @@ class HttpFront:
         if self._eventgrid is not None:
             app.router.add_route("*", "/runtime/webhooks/eventgrid", self._eventgrid)
             app.router.add_route("*", "/runtime/webhooks/EventGrid", self._eventgrid)
+        if self._blobs is not None:
+            app.router.add_route("*", "/runtime/webhooks/blobs", self._blobs)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         return app
 

@@ -29,7 +29,8 @@ Local stack is up (Ctrl-C stops everything):
   Service Bus emulator  amqp://127.0.0.1:{p.servicebus}   ServiceBusConnection={stack.servicebus_connection}
   Event Grid emulator   {stack.eventgrid_url}/topics/deliveries/api/events
                         published events: {stack.eventgrid_url}/topics/deliveries/events
-  Azurite               blob :{p.blob}  queue :{p.queue}  table :{p.table}   (UseDevelopmentStorage=true)
+  Azurite               blob :{p.blob}  queue :{p.queue}  table :{p.table}   containers and tables created
+                        AzureWebJobsStorage={stack.storage_connection}
   Trace store           {stack.traces_url}/v1/traces (OTLP/HTTP)   a journey: python -m ops trace <deliveryId>
   Logs                  .devstack/logs/
 """, flush=True)
@@ -48,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="start the whole local stack until Ctrl-C")
     up.add_argument("--data-dir", default=str(ROOT / ".devstack"))
     up.add_argument("--in-memory", action="store_true")
+    up.add_argument("--free-ports", action="store_true",
+                    help="free ports instead of local.settings.json.example's (tests; the URLs are printed)")
     up.add_argument("--no-devhost", action="store_true",
                     help="start only Azurite and the emulators, for `func start` in another terminal")
     demo = sub.add_parser("demo", help="run the drone delivery demo on a fresh stack")
@@ -69,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         from .seed import seed_all
 
         data_dir = None if args.in_memory else Path(args.data_dir)
-        stack = Stack(ports=Ports.default(), data_dir=data_dir, log_dir=ROOT / ".devstack" / "logs",
+        stack = Stack(ports=Ports.free() if args.free_ports else Ports.default(), data_dir=data_dir,
+                      log_dir=ROOT / ".devstack" / "logs",
                       with_devhost=False)
 
         def ready(s: Stack) -> None:
@@ -99,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
 
         from .seed import seed_all
 
-        seed_all(os.environ.get("AzureWebJobsStorage", "UseDevelopmentStorage=true"))
+        # Unset: the seeders read AzureWebJobsStorage__accountName (Azure, as `az login`), else Azurite.
+        seed_all(os.environ.get("AzureWebJobsStorage", ""))
         return 0
     return 2
 

@@ -17,6 +17,6 @@ def seed_all(storage_connection: str) -> None:
     for module in SEEDERS:
         if importlib.util.find_spec(module) is None:
             continue
-        # Every seeder reads AzureWebJobsStorage, as the functions do.
-        subprocess.run([sys.executable, "-m", module], cwd=ROOT, check=True,
-                       env={**os.environ, "AzureWebJobsStorage": storage_connection})
+        # Every seeder reads AzureWebJobsStorage (or its identity form), as the functions do.
+        env = {**os.environ, "AzureWebJobsStorage": storage_connection} if storage_connection else dict(os.environ)
+        subprocess.run([sys.executable, "-m", module], cwd=ROOT, check=True, env=env)

@@ -39,6 +39,7 @@ ACCOUNT = "devstoreaccount1"
 ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 EVENTGRID_KEY = "local-eventgrid-key"
 SUBSCRIPTIONS = Path(__file__).with_name("eventgrid-subscriptions.json")
+BLOB_TRIGGER_SOURCE = "PAYMENT_FILES_BLOB_TRIGGER_SOURCE"
 
 
 class StackError(RuntimeError):
@@ -479,6 +480,7 @@ class Stack:
     with_traces: bool = True
     traces_db: Path | None = None
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
+    _storage_events: Any = None  # storage_events.BlobCreatedEvents while the stack runs with blob events
 
     # -- what the app sees --------------------------------------------------------------
     @property
@@ -551,6 +553,7 @@ class Stack:
         self.processes["azurite"] = proc
         for port in (self.ports.blob, self.ports.queue, self.ports.table):
             wait_for_port(port, proc, 60)
+        provision_storage(self.storage_connection)
 
     def _start_traces(self) -> None:
         db = self.traces_db or (self.data_dir / "traces.sqlite" if self.data_dir else None)
@@ -572,6 +575,20 @@ class Stack:
         proc = ManagedProcess("eventgrid", cmd, log_path=self._log("eventgrid"), echo=self.echo).start()
         self.processes["eventgrid"] = proc
         proc.wait_for_line(r"listening on http://", 60)
+        if self.blob_events:
+            from .storage_events import TOPIC, BlobCreatedEvents
+
+            self._storage_events = BlobCreatedEvents(self.storage_connection,
+                                                     f"{self.eventgrid_url}/topics/{TOPIC}/api/events",
+                                                     EVENTGRID_KEY).start()
+
+    @property
+    def blob_events(self) -> bool:
+        """FileValidator's blob trigger is Event Grid-based (``PAYMENT_FILES_BLOB_TRIGGER_SOURCE``
+        in the stack's settings or the environment devhost inherits): Azurite's new blobs are
+        then announced as BlobCreated events through the Event Grid emulator."""
+        source = self.settings.get(BLOB_TRIGGER_SOURCE, os.environ.get(BLOB_TRIGGER_SOURCE, ""))
+        return source.strip().lower() == "eventgrid"
 
     def start_devhost(self, timeout: float = 120.0) -> None:
         self._start_host("devhost", self.ports.functions, {}, timeout)
@@ -639,8 +656,14 @@ class Stack:
         if not SUBSCRIPTIONS.exists():
             return
         for sub in json.loads(SUBSCRIPTIONS.read_text()):
-            endpoint = f"{self.functions_url}/runtime/webhooks/eventgrid?functionName={sub['function']}"
-            body = {"endpoint": endpoint, **{k: v for k, v in sub.items() if k not in ("topic", "name", "function")}}
+            if sub.get("webhook") == "blobs":
+                if not self.blob_events:
+                    continue  # FileValidator polls: nothing to deliver BlobCreated to
+                endpoint = f"{self.functions_url}/runtime/webhooks/blobs?functionName=Host.Functions.{sub['function']}"
+            else:
+                endpoint = f"{self.functions_url}/runtime/webhooks/eventgrid?functionName={sub['function']}"
+            body = {"endpoint": endpoint,
+                    **{k: v for k, v in sub.items() if k not in ("topic", "name", "function", "webhook")}}
             status, detail = http_json("PUT", f"{self.eventgrid_url}/topics/{sub['topic']}/subscriptions/{sub['name']}",
                                        body)
             if status not in (200, 201):
@@ -650,6 +673,9 @@ class Stack:
     def stop(self) -> None:
         instances = sorted(name for name in self.processes if name.startswith("devhost-"))
         for name in (*instances, "devhost", "eventgrid", "servicebus", "azurite", "traces"):
+            if name == "eventgrid" and self._storage_events is not None:
+                self._storage_events.stop()
+                self._storage_events = None
             proc = self.processes.pop(name, None)
             if proc:
                 proc.stop()
@@ -659,6 +685,28 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def provision_storage(connection_string: str) -> None:
+    """The containers and tables of the app (choreography/entities.py, which infra/main.bicep
+    declares for Azure too), created if missing: a file dropped into ``payment-files-in`` with
+    Storage Explorer or the SDK right after ``make up`` lands in a container that exists. The
+    Service Bus entities come from emulators/servicebus/config.json, which the emulator loads."""
+    from azure.core.exceptions import ResourceExistsError
+    from azure.data.tables import TableServiceClient
+    from azure.storage.blob import BlobServiceClient
+
+    from choreography.entities import CONTAINERS, TABLES
+
+    with BlobServiceClient.from_connection_string(connection_string) as blobs:
+        for container in CONTAINERS:
+            try:
+                blobs.create_container(container)
+            except ResourceExistsError:
+                pass  # kept from an earlier run (a durable stack)
+    with TableServiceClient.from_connection_string(connection_string) as tables:
+        for table in TABLES:
+            tables.create_table_if_not_exists(table)
 
 
 def run_until_interrupted(stack: Stack, on_ready: Callable[[Stack], None]) -> int:

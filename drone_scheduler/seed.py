@@ -13,8 +13,7 @@ import argparse
 import os
 import sys
 
-from azure.data.tables import TableServiceClient
-
+from choreography.connections import storage_tables
 from choreography.entities import DRONES_TABLE
 from choreography.settings import STORAGE_CONNECTION
 
@@ -30,15 +29,15 @@ def seed(fleet: DroneFleet, drones: list[Drone]) -> list[Drone]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m drone_scheduler.seed", description=__doc__.splitlines()[0])
-    parser.add_argument("--connection", default=os.environ.get(STORAGE_CONNECTION, "UseDevelopmentStorage=true"),
-                        help=f"storage connection string (default: ${STORAGE_CONNECTION} or Azurite)")
+    parser.add_argument("--connection", default=os.environ.get(STORAGE_CONNECTION, ""),
+                        help=f"storage connection string (default: ${STORAGE_CONNECTION} in either form, or Azurite)")
     parser.add_argument("--fleet-size", type=int, default=5)
     parser.add_argument("--table", default=DRONES_TABLE)
     parser.add_argument("--reset", action="store_true", help="free every drone first (idle stack only)")
     args = parser.parse_args(argv)
     if args.fleet_size < 1:
         parser.error("--fleet-size must be at least 1")
-    with TableServiceClient.from_connection_string(args.connection) as service:
+    with storage_tables(args.connection) as service:
         table = service.create_table_if_not_exists(args.table)
         fleet = TableDroneFleet(table)
         if args.reset:

@@ -26,6 +26,8 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobBlock, BlobServiceClient, ContentSettings
 
+from choreography import connections
+from choreography.settings import STORAGE_CONNECTION, Connection
 from file_pipeline.chunk_stream import ChunkStream
 from file_pipeline.ports import (
     BlobInfo,
@@ -110,11 +112,13 @@ class _ReadAhead:
         self._stop.set()
 
 
-def blob_service(connection_string: str) -> BlobServiceClient:
-    """A client that downloads and uploads in :data:`CHUNK_SIZE` pieces."""
-    return BlobServiceClient.from_connection_string(
-        connection_string, max_single_get_size=CHUNK_SIZE, max_chunk_get_size=CHUNK_SIZE,
-        max_block_size=CHUNK_SIZE, max_single_put_size=CHUNK_SIZE)
+def blob_service(connection: str | Connection) -> BlobServiceClient:
+    """A client (of a connection string, or of either form of connection) that downloads and
+    uploads in :data:`CHUNK_SIZE` pieces."""
+    if isinstance(connection, str):
+        connection = Connection(setting=STORAGE_CONNECTION, connection_string=connection)
+    return connections.blob_service(connection, max_single_get_size=CHUNK_SIZE, max_chunk_get_size=CHUNK_SIZE,
+                                    max_block_size=CHUNK_SIZE, max_single_put_size=CHUNK_SIZE)
 
 
 class BlockUpload:

@@ -13,7 +13,7 @@ from choreography.clock import FixedClock
 from choreography.entities import CONTAINERS, FILES_TABLE, PAYMENT_NOTICES_TOPIC, REFERENCE_TABLE
 from choreography.publishing import EventGridPublisher
 from choreography.runtime import Runtime, runtime
-from choreography.settings import PAYMENTS_EVENT_GRID_ENDPOINT, PAYMENTS_EVENT_GRID_KEY, STORAGE_CONNECTION
+from choreography.settings import PAYMENTS_EVENT_GRID_ENDPOINT
 from contracts.payment_files import EVENT_SOURCE
 
 from .blob_adapters import AzureBlobStore, blob_service
@@ -23,12 +23,11 @@ from .table_adapters import TableFileRecords, TableReferenceSource
 
 def build(rt: Runtime) -> PaymentFilePipeline:
     settings = rt.settings.payments
-    storage = rt.settings.require(rt.settings.storage_connection, STORAGE_CONNECTION)
-    blobs = AzureBlobStore(blob_service(storage))
+    blobs = AzureBlobStore(blob_service(rt.settings.storage_account()))
     blobs.ensure_containers(CONTAINERS)
     events = EventGridPublisher(rt.settings.require(settings.event_grid_endpoint, PAYMENTS_EVENT_GRID_ENDPOINT),
-                                rt.settings.require(settings.event_grid_key, PAYMENTS_EVENT_GRID_KEY), rt.clock,
-                                source=EVENT_SOURCE, topic=PAYMENT_NOTICES_TOPIC)
+                                settings.event_grid_key, rt.clock, source=EVENT_SOURCE, topic=PAYMENT_NOTICES_TOPIC,
+                                identity=settings.event_grid_identity)
     return PaymentFilePipeline(
         blobs=blobs,
         records=TableFileRecords(rt.table(FILES_TABLE)),

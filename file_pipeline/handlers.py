@@ -14,6 +14,11 @@ Service Bus handlers settle by exception through :func:`choreography.handling.co
 to complete, raise to have the broker redeliver; permanent failures are compensated and
 dead-lettered there. The blob trigger's retries and poison queue are the host's (blob receipts).
 
+The blob trigger's ``source`` is the app setting ``PAYMENT_FILES_BLOB_TRIGGER_SOURCE``, read when
+the worker indexes the functions: ``EventGrid`` (Microsoft.Storage.BlobCreated events; the only
+kind Flex Consumption runs, and what infra/ deploys) or ``LogsAndContainerScan`` (polling, the
+default locally).
+
 The blob trigger is an SDK-type binding (``azurefunctions.extensions.bindings.blob``): the host
 hands over a ``BlobClient`` and downloads nothing (with ``func.InputStream`` the whole file
 would sit in the worker's memory before the function starts). FileValidator reads the blob's
@@ -37,7 +42,7 @@ from choreography.entities import (
 )
 from choreography.flow import flow, to
 from choreography.handling import consume
-from choreography.settings import SERVICE_BUS_CONNECTION, STORAGE_CONNECTION
+from choreography.settings import SERVICE_BUS_CONNECTION, STORAGE_CONNECTION, blob_trigger_source
 from choreography.triggers import incoming
 from contracts.payment_files import (
     PAYMENT_FILE_CREATED,
@@ -57,7 +62,7 @@ bp = func.Blueprint()
 
 @bp.function_name("file_pipeline_validate")
 @bp.blob_trigger(arg_name="client", path=f"{INPUT_CONTAINER}/{{clientId}}/{{fileName}}",
-                 connection=STORAGE_CONNECTION)
+                 connection=STORAGE_CONNECTION, source=func.BlobSource(blob_trigger_source()))
 @flow(to(VALIDATED_QUEUE, PaymentFileValidated), to(PAYMENT_NOTICES_TOPIC, PAYMENT_FILE_REJECTED, PAYMENT_FILE_CREATED))
 def file_pipeline_validate(client: blob.BlobClient) -> None:
     """FileValidator: an uploaded payment file -> PaymentFileValidated, or rejected with reasons."""

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from itertools import groupby
 from typing import Any
 
-from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+from azure.data.tables import TableClient, UpdateMode
 
+from choreography.connections import storage_tables
 from choreography.entities import REFERENCE_TABLE
 from choreography.settings import STORAGE_CONNECTION
 from file_pipeline.domain.reference import ReferenceData, check_table_key, load_seed_entities
@@ -63,10 +64,11 @@ def seed(table: TableClient, rows: Iterable[Mapping[str, Any]] | None = None) ->
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m file_pipeline.seed", description=__doc__.splitlines()[0])
     parser.add_argument("--connection-string",
-                        default=os.environ.get(STORAGE_CONNECTION) or "UseDevelopmentStorage=true")
+                        default=os.environ.get(STORAGE_CONNECTION, ""),
+                        help=f"default: ${STORAGE_CONNECTION} in either form, or Azurite")
     parser.add_argument("--table", default=REFERENCE_TABLE)
     args = parser.parse_args(argv)
-    with TableServiceClient.from_connection_string(args.connection_string) as service:
+    with storage_tables(args.connection_string) as service:
         table = service.create_table_if_not_exists(args.table)
         report = seed(table)
     print(f"seeded {report.entities} reference entities into table {args.table} "

@@ -212,3 +212,15 @@ def test_a_failing_blob_client_function_is_poisoned_after_five_tries(
     assert message == {"Type": "BlobTrigger", "FunctionId": "Host.Functions.blob_clients", "BlobType": "BlockBlob",
                        "ContainerName": "sdkuploads", "BlobName": name, "ETag": etag}
     assert len(records.all(tag, "blob_clients")) == 5
+
+
+@pytest.mark.parametrize(("url", "name"), [
+    ("https://acct.blob.core.windows.net/uploads/a/b%20c.csv", "a/b c.csv"),  # Azure
+    ("http://127.0.0.1:10000/devstoreaccount1/uploads/x.csv", "x.csv"),       # Azurite, path style
+    ("http://127.0.0.1:10000/devstoreaccount1/other/x.csv", None),
+    ("https://acct.blob.core.windows.net/uploads", None),
+])
+def test_a_blob_created_event_names_its_blob_by_url(url: str, name: str | None) -> None:
+    from devhost.blobs import blob_name_in
+
+    assert blob_name_in(url, "uploads") == name

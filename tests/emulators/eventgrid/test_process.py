@@ -29,13 +29,15 @@ from .conftest import (
 )
 
 
-def test_default_config_serves_deliveries_and_payments(tmp_path):
+def test_default_config_serves_deliveries_payments_and_storage(tmp_path):
     proc = EmulatorProcess(["--in-memory", "--port", "0"], tmp_path / "emulator.log").start()
     try:
         topics = requests.get(proc.url("/topics"), timeout=10).json()
         assert [(t["name"], t["inputSchema"], t["subscriptions"]) for t in topics] == [
             ("deliveries", "CloudEventSchemaV1_0", []),
             ("payments", "CloudEventSchemaV1_0", []),
+            # Stands in for the storage account's system topic (devstack/storage_events.py).
+            ("storage", "EventGridSchema", []),
         ]
         for topic in ("deliveries", "payments"):
             client = EventGridPublisherClient(
