@@ -165,8 +165,13 @@ def test_the_session_queue_and_filtered_subscriptions_are_deployed_as_the_app_ne
     deliveries = next(t for t in deployed["topics"] if t["name"] == "deliveries")
     filters = {s["name"]: [r["properties"]["sqlFilter"]["sqlExpression"] for r in s["rules"]]
                for s in deliveries["subscriptions"]}
-    assert filters["package"] == ["sys.Label = 'DeliveryRequested'"]
+    assert filters["package"] == ["(sys.Label = 'DeliveryRequested' AND ResubmitTo IS NULL) OR ResubmitTo = 'package'"]
     assert all(filters.values()), "a subscription without a rule would receive every message"
+    # every entity's dead letters go to the one place remediation reads (issue 13)
+    forwards = [q["properties"].get("forwardDeadLetteredMessagesTo") for q in deployed["queues"]
+                if q["name"] != "deadletter"]
+    forwards += [s["properties"].get("forwardDeadLetteredMessagesTo") for s in deliveries["subscriptions"]]
+    assert set(forwards) == {"deadletter"}
 
 
 @pytest.mark.parametrize(("module", "resource", "known"), [
