@@ -9,13 +9,10 @@ import uuid
 from typing import Any
 
 import pytest
-from azure.servicebus import ServiceBusClient
 
-from devstack.soak import peek_all
 from devstack.stack import EVENTGRID_KEY
 
 from .conftest import App, call, still_serving, wait_for
-from .test_servicebus import _text
 
 CE = "application/cloudevents-batch+json"
 
@@ -111,15 +108,13 @@ def test_an_event_that_can_never_be_stored_is_dead_lettered_once_and_delivered(a
     assert [(s["status"], s["attempts"]) for s in states] == [("delivered", 1)]
 
     def letters() -> list[Any]:
-        with ServiceBusClient.from_connection_string(app.stack.servicebus_connection) as client:
-            found = [m for m in peek_all(client, "deadletter")
-                     if _text((m.application_properties or {}).get(b"DeadLetterSource")) ==
-                     "eventgrid:deliveries/notifications" and json.loads(b"".join(m.body))["id"] == event_id]
-        return found
+        # remediation takes every dead letter from deadletter and records it with its properties
+        return [e for e in app.remediations() if e.record.entity == "eventgrid:deliveries/notifications"
+                and json.loads(e.record.body)["id"] == event_id]
 
     [letter] = wait_for(letters, f"the dead letter of {name}")
-    props = {_text(k): _text(v) for k, v in letter.application_properties.items()}
-    assert props["DeadLetterReason"] == "MalformedMessage" and props["DeadLetterErrorDescription"]
+    assert letter.record.reason == "MalformedMessage" and letter.record.description
+    assert letter.verdict.decision == "park"
 
 
 def test_after_the_event_grid_corpus_the_stack_still_ships(app: App, published: Any) -> None:
