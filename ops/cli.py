@@ -65,6 +65,10 @@ def _dlq_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     parser = sub.add_parser("dlq", help="dead letters and parked messages: list, show, resubmit, purge")
     parser.add_argument("--servicebus", help=f"Service Bus connection string (default: {SERVICE_BUS_CONNECTION})")
     parser.add_argument("--storage", help=f"storage connection string (default: {STORAGE_CONNECTION})")
+    parser.add_argument("--admin", help="the administration API's connection string when it is not the namespace's "
+                                        f"(the local emulator's port 5300; default: {dlq.ADMIN_CONNECTION})")
+    parser.add_argument("--admin-cert", help="a PEM certificate to trust for it (the local emulator's self-signed "
+                                             f"one; default: {dlq.ADMIN_CERTIFICATE})")
     actions = parser.add_subparsers(dest="action", required=True)
 
     def filters(p: argparse.ArgumentParser) -> None:
@@ -98,7 +102,9 @@ def _duration(raw: str) -> timedelta:
 def _dlq(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     with dlq.DeadLetters(dlq.setting(SERVICE_BUS_CONNECTION, args.servicebus),
-                         dlq.setting(STORAGE_CONNECTION, args.storage)) as letters:
+                         dlq.setting(STORAGE_CONNECTION, args.storage),
+                         dlq.optional_setting(dlq.ADMIN_CONNECTION, args.admin),
+                         dlq.optional_setting(dlq.ADMIN_CERTIFICATE, args.admin_cert)) as letters:
         if args.action == "show":
             try:
                 print(dlq.show(letters.find(args.id), now))

@@ -11,7 +11,10 @@ Where a dead letter can be:
 
 Entities and their dead-letter counts come from ``ServiceBusAdministrationClient``, so the
 same command works against the local emulator and a real namespace: only the connection strings
-(``ServiceBusConnection``, ``AzureWebJobsStorage``) change.
+(``ServiceBusConnection``, ``AzureWebJobsStorage``) change. In Azure the administration API is
+the namespace's own; the local emulator serves it on a port of its own (5300) with a self-signed
+certificate: ``ServiceBusAdminConnection`` names that endpoint and ``ServiceBusAdminCertificate``
+the certificate to trust (``make up`` prints both).
 """
 
 from __future__ import annotations
@@ -59,6 +62,13 @@ def duration(raw: str) -> timedelta:
 def setting(name: str, given: str | None = None) -> str:
     """A connection string: the option, else the environment, else ``local.settings.json`` (as
     ``func start`` reads it), else the committed emulator defaults."""
+    value = optional_setting(name, given)
+    if value is None:
+        raise DlqError(f"no {name}: pass it as an option or set the app setting in the environment")
+    return value
+
+
+def optional_setting(name: str, given: str | None = None) -> str | None:
     if given:
         return given
     if os.environ.get(name):
@@ -71,7 +81,7 @@ def setting(name: str, given: str | None = None) -> str:
             continue
         if value:
             return str(value)
-    raise DlqError(f"no {name}: pass it as an option or set the app setting in the environment")
+    return None
 
 
 @dataclass(frozen=True)
@@ -127,13 +137,21 @@ class Filter:
                 and (self.younger_than is None or (age is not None and age <= self.younger_than)))
 
 
-class DeadLetters:
-    """The dead letters of one namespace and its remediation audit."""
+ADMIN_CONNECTION = "ServiceBusAdminConnection"
+ADMIN_CERTIFICATE = "ServiceBusAdminCertificate"
 
-    def __init__(self, servicebus: str, storage: str) -> None:
+
+class DeadLetters:
+    """The dead letters of one namespace and its remediation audit. ``admin``: the administration
+    API's connection string when it is not the namespace's own (the local emulator's port);
+    ``admin_certificate``: a PEM file to trust for it (the emulator's self-signed one)."""
+
+    def __init__(self, servicebus: str, storage: str, admin: str | None = None,
+                 admin_certificate: str | None = None) -> None:
         self._servicebus = servicebus
         self._client = ServiceBusClient.from_connection_string(servicebus)
-        self._admin = ServiceBusAdministrationClient.from_connection_string(servicebus)
+        verify: dict[str, Any] = {"connection_verify": admin_certificate} if admin_certificate else {}
+        self._admin = ServiceBusAdministrationClient.from_connection_string(admin or servicebus, **verify)
         self._tables = TableServiceClient.from_connection_string(storage)
         self.audit = TableAuditLog(self._tables.get_table_client(REMEDIATIONS_TABLE))
 
