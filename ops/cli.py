@@ -120,7 +120,9 @@ def _dlq(args: argparse.Namespace) -> int:
                 print(json.dumps([x.to_json(now) for x in found], indent=2))
             else:
                 print(dlq.table(found, now) if found else "no dead letters")
-            return 0
+            for warning in letters.warnings:
+                print(f"ops dlq: {warning}", file=sys.stderr)
+            return 1 if letters.warnings else 0
         if args.action == "resubmit":
             return _resubmit(letters, args, chosen, now)
         return _purge(letters, args, chosen, now)

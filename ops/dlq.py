@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.data.tables import TableServiceClient
 from azure.servicebus import ServiceBusClient, ServiceBusReceivedMessage, ServiceBusSubQueue
 from azure.servicebus.management import ServiceBusAdministrationClient
@@ -154,6 +154,7 @@ class DeadLetters:
         self._admin = ServiceBusAdministrationClient.from_connection_string(admin or servicebus, **verify)
         self._tables = TableServiceClient.from_connection_string(storage)
         self.audit = TableAuditLog(self._tables.get_table_client(REMEDIATIONS_TABLE))
+        self.warnings: list[str] = []
 
     def close(self) -> None:
         self._client.close()
@@ -170,11 +171,18 @@ class DeadLetters:
     def entities(self) -> dict[str, int]:
         """Every queue and subscription, with the count of its own dead-letter queue."""
         found: dict[str, int] = {}
-        for queue in self._admin.list_queues_runtime_properties():
-            found[queue.name] = queue.dead_letter_message_count or 0
-        for topic in self._admin.list_topics():
-            for subscription in self._admin.list_subscriptions_runtime_properties(topic.name):
-                found[f"{topic.name}/subscriptions/{subscription.name}"] = subscription.dead_letter_message_count or 0
+        try:
+            for queue in self._admin.list_queues_runtime_properties():
+                found[queue.name] = queue.dead_letter_message_count or 0
+            for topic in self._admin.list_topics():
+                for subscription in self._admin.list_subscriptions_runtime_properties(topic.name):
+                    found[f"{topic.name}/subscriptions/{subscription.name}"] = (
+                        subscription.dead_letter_message_count or 0)
+        except AzureError as exc:
+            # e.g. a Listen-only identity, or a local emulator whose administration port and
+            # certificate were not given (--admin, --admin-cert)
+            raise DlqError(f"the Service Bus administration API cannot be used ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0][:200]})") from None
         return found
 
     def check_entity(self, entity: str | None) -> None:
@@ -186,10 +194,16 @@ class DeadLetters:
                            f"{', '.join(sorted(known))}")
 
     def letters(self, include_all: bool = False) -> list[Letter]:
+        """Every dead letter this can see; what it could not look at is in :attr:`warnings`."""
         found = list(self._audited(include_all))
         found += [Letter(UNDECIDED, _record(m, DEADLETTER_QUEUE.name, queued=True), DEADLETTER_QUEUE.name,
                          sequence_number=m.sequence_number) for m in self._peek(DEADLETTER_QUEUE.name, False)]
-        for entity, count in self.entities().items():
+        try:
+            entities = self.entities()
+        except DlqError as exc:
+            self.warnings.append(f"the entities' own dead-letter queues are not listed: {exc}")
+            entities = {}
+        for entity, count in entities.items():
             if count:
                 found += [Letter(DEAD_LETTERED, _record(m, entity, queued=False), f"{entity}/$DeadLetterQueue",
                                  sequence_number=m.sequence_number) for m in self._peek(entity, True)]
