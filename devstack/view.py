@@ -9,8 +9,8 @@ except for one action, resubmitting a dead letter, which is :meth:`ops.dlq.DeadL
 * ``GET /``, ``/static/...``  the page (``devstack/static/view``); ``/vendor/mermaid.min.js`` the
   Mermaid bundle pinned in ``tools/mermaid`` (no CDN: the page works offline);
 * ``GET /events``  Server-Sent Events: a ``state`` event (the whole picture, see :class:`Collector`)
-  whenever it changes, at most once a second; ``retry: 1000`` so a browser reconnects at once
-  after the view (or the whole stack) restarts;
+  every second while someone watches (``version`` goes up when something but the chart changed);
+  ``retry: 1000`` so a browser reconnects at once after the view (or the whole stack) restarts;
 * ``GET /api/state``  the same picture as JSON; ``GET /api/journey?key=K``  one journey's hops;
 * ``POST /api/deadletters/{id}/resubmit`` with ``{"confirm": "<id>"}``;
 * ``GET /health``  ``{"instance", "clients": [{"queued", "skipped"}]}``.

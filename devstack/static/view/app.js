@@ -147,14 +147,17 @@ function renderChart(points) {
     return `<polyline class="${cls}" fill="none" stroke-width="2" points="${d}"/>`;
   };
   svg.innerHTML = line(points.map((p) => p.perSecond), rate, "rate") + line(points.map((p) => p.p50), ms, "p50")
-    + line(points.map((p) => p.p99), ms, "p99")
-    + `<text x="6" y="14" font-size="11">max ${rate.toFixed(1)}/s, p99 up to ${Math.round(ms)} ms</text>`;
+    + line(points.map((p) => p.p99), ms, "p99");
+  // Text outside the stretched SVG, where it keeps its shape.
+  $("chart-scale").textContent = `scale: ${rate.toFixed(1)} invocations/s and ${Math.round(ms)} ms at the top; `
+    + "5 minutes ago on the left, now on the right";
   svg.querySelectorAll(".rate").forEach((e) => e.setAttribute("stroke", "#1565c0"));
   svg.querySelectorAll(".p50").forEach((e) => e.setAttribute("stroke", "#2e7d32"));
   svg.querySelectorAll(".p99").forEach((e) => e.setAttribute("stroke", "#c62828"));
 }
 
 function render(picture) {
+  window.pictures = (window.pictures || 0) + 1;
   $("updated").textContent = `picture ${picture.version} at ${picture.at.slice(11, 19)} UTC`;
   const warnings = $("warnings");
   warnings.replaceChildren();
