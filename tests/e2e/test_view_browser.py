@@ -15,13 +15,17 @@ from pathlib import Path
 
 import pytest
 from azure.servicebus import ServiceBusClient, ServiceBusMessage
+from azure.storage.blob import BlobServiceClient
 from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
 
+from choreography.entities import INPUT_CONTAINER
+from devstack.stack import ROOT
 from ops import journey
 from ops.sources import StoreApi
 
 from .conftest import App, call, delivery, start_stack, trace_of
 
+SAMPLE = ROOT / "devstack" / "samples" / "payments" / "csv_v1_valid.csv"
 WAIT_MS = 60_000  # generous: a loaded shared machine is slow, never wrong
 
 
@@ -99,7 +103,16 @@ def test_the_page_follows_a_delivery_to_shipped_and_shows_its_journey(app: App, 
     for hop in expected:
         expect(timeline).to_contain_text(hop, timeout=WAIT_MS)
     assert page.locator("#journey li").count() == len(expected)
-    screenshot(page, tmp_path, "live-view.png")
+    screenshot(page, tmp_path, "live-view-journey.png")
+
+
+def test_the_page_shows_a_payment_file_through_the_pipeline(app: App, page: Page) -> None:
+    name = f"view-{uuid.uuid4().hex[:8]}.csv"
+    with BlobServiceClient.from_connection_string(app.stack.storage_connection) as blobs:
+        blobs.get_container_client(INPUT_CONTAINER).upload_blob(f"ACME001/{name}", SAMPLE.read_bytes())
+    row = page.locator("#files tbody tr", has_text=f"ACME001/{name}")
+    expect(row).to_have_attribute("data-status", "Completed", timeout=WAIT_MS)
+    expect(row).to_contain_text("ACCP")
 
 
 def test_a_dead_letter_appears_with_its_reason_and_is_resubmitted_after_confirmation(app: App, page: Page,
@@ -113,7 +126,11 @@ def test_a_dead_letter_appears_with_its_reason_and_is_resubmitted_after_confirma
     expect(letters.first).to_contain_text("MalformedMessage", timeout=WAIT_MS)
     expect(letters.first).to_contain_text("parked")
     expect(page.locator("#dl-counts")).to_contain_text("MalformedMessage")
-    screenshot(page, tmp_path, "live-view-dead-letter.png")
+    # The delivery the unreadable request named: its journey marks the dead letters.
+    page.locator(f'#deliveries tr[data-key="{correlation}"]').click()
+    expect(page.locator("#journey li.dead").first).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#journey")).to_contain_text("dead-lettered MalformedMessage")
+    screenshot(page, tmp_path, "live-view.png")
 
     letter = letters.first
     letter_id = letter.get_attribute("data-id")
