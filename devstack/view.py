@@ -220,6 +220,7 @@ class Collector:
         self.dead_letters: dict[str, Any] = dead_letter_summary([], None)
         self.warnings: dict[str, str] = {}
         self.picture: dict[str, Any] = {}
+        self.event = ""  # the newest picture as an event, for a client that just (re)connected
         self.version = 0
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -306,7 +307,7 @@ class Collector:
             if changed or not self.picture:
                 self.version += 1
             self.picture = {**picture, "version": self.version, "at": datetime.now(UTC).isoformat()}
-            event = sse("state", self.picture, self.version)
+            event = self.event = sse("state", self.picture, self.version)
         self.hub.publish(event)
         return self.picture
 
@@ -441,6 +442,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _events(self) -> None:
         hub, collector = self.server.hub, self.server.collector
         client = hub.subscribe()
+        if collector.event:
+            client.offer(collector.event)  # the page fills at once, before the next tick
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
