@@ -15,6 +15,8 @@ except for one action, resubmitting a dead letter, which is :meth:`ops.dlq.DeadL
 * ``POST /api/deadletters/{id}/resubmit`` with ``{"confirm": "<id>"}``;
 * ``GET /health``  ``{"instance", "clients": [{"queued", "skipped"}]}``.
 
+It answers only requests addressed to ``127.0.0.1:<port>`` or ``localhost:<port>`` (Host header).
+
 Each event-stream client has a bounded queue (:class:`Hub`): the collector never waits for a
 client; a client that does not keep up skips to the newest picture (each event is the whole
 picture, so nothing is lost but intermediate frames), and one whose socket stops taking data
@@ -225,6 +227,8 @@ class Collector:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._lock = threading.Lock()
+        self._letters: Any = None  # ops.dlq.DeadLetters, open while the view runs
+        self._dead_letters_lock = threading.Lock()
 
     # -- sources --------------------------------------------------------------------------------
     def _refresh_spans(self) -> None:
@@ -265,19 +269,28 @@ class Collector:
         observed = choreography_map.observe(list(self.spans.values()))
         return choreography_map.mermaid(self._map, observed.labels())
 
-    def refresh_dead_letters(self) -> None:
+    def _open_dead_letters(self) -> Any:
         from ops import dlq
 
+        return dlq.DeadLetters(self.servicebus, self.storage, dlq.optional_setting(dlq.ADMIN_CONNECTION),
+                               dlq.optional_setting(dlq.ADMIN_CERTIFICATE))
+
+    def refresh_dead_letters(self) -> None:
+        """What ``ops dlq list --all`` lists, on clients kept open between refreshes (one AMQP
+        connection, not one every few seconds); reopened after a failure."""
         now = datetime.now(UTC)
-        try:
-            with dlq.DeadLetters(self.servicebus, self.storage, dlq.optional_setting(dlq.ADMIN_CONNECTION),
-                                 dlq.optional_setting(dlq.ADMIN_CERTIFICATE)) as letters:
-                found = [x.to_json(now) for x in letters.letters(include_all=True)]
-                entities = None if letters.warnings else letters.entities()
-                warnings = letters.warnings
-        except Exception as exc:  # noqa: BLE001 - any failure of one source is shown, the page goes on
-            self.warnings["deadletters"] = f"dead letters: {type(exc).__name__}: {str(exc)[:200]}"
-            return
+        with self._dead_letters_lock:
+            try:
+                if self._letters is None:
+                    self._letters = self._open_dead_letters()
+                self._letters.warnings.clear()
+                found = [x.to_json(now) for x in self._letters.letters(include_all=True)]
+                warnings = list(self._letters.warnings)
+                entities = None if warnings else self._letters.entities()
+            except Exception as exc:  # noqa: BLE001 - any failure of one source is shown, the page goes on
+                self.warnings["deadletters"] = f"dead letters: {type(exc).__name__}: {str(exc)[:200]}"
+                self._close_dead_letters()
+                return
         found.sort(key=lambda x: x.get("lastFailureAt") or "", reverse=True)
         with self._lock:
             self.dead_letters = dead_letter_summary(found, entities)
@@ -285,6 +298,14 @@ class Collector:
             self.warnings["deadletters"] = "; ".join(warnings)
         else:
             self.warnings.pop("deadletters", None)
+
+    def _close_dead_letters(self) -> None:
+        if self._letters is not None:
+            try:
+                self._letters.close()
+            except Exception:  # noqa: BLE001 - already broken: nothing more to release
+                pass
+            self._letters = None
 
     # -- the picture ----------------------------------------------------------------------------
     def build(self) -> dict[str, Any]:
@@ -341,6 +362,8 @@ class Collector:
         self._stop.set()
         self._wake.set()
         self.tables.close()
+        with self._dead_letters_lock:
+            self._close_dead_letters()
 
     def journey(self, key: str) -> dict[str, Any]:
         from ops import journey
@@ -353,11 +376,8 @@ class Collector:
         return {"key": key, "traceId": found.trace_id, "hops": hops, "otherTraces": found.other_traces}
 
     def resubmit(self, letter_id: str) -> str:
-        from ops import dlq
-
-        with dlq.DeadLetters(self.servicebus, self.storage, dlq.optional_setting(dlq.ADMIN_CONNECTION),
-                             dlq.optional_setting(dlq.ADMIN_CERTIFICATE)) as letters:
-            copy = letters.resubmit(letters.find(letter_id), datetime.now(UTC))
+        with self._open_dead_letters() as letters:  # its own clients: this runs on a request's thread
+            copy: str = letters.resubmit(letters.find(letter_id), datetime.now(UTC))
         self.refresh_dead_letters()
         self.poke()
         return copy
@@ -372,7 +392,18 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
         pass
 
+    def _foreign_host(self) -> bool:
+        """A page on another site that got its name resolved to 127.0.0.1 (DNS rebinding) reaches
+        this server as same-origin; its requests still carry that name in Host: refused."""
+        port = self.server.server_address[1]
+        if self.headers.get("Host", "") in (f"127.0.0.1:{port}", f"localhost:{port}"):
+            return False
+        self._problem(403, "Forbidden", f"this view answers only to http://127.0.0.1:{port}/")
+        return True
+
     def do_GET(self) -> None:
+        if self._foreign_host():
+            return
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         routes: dict[str, Callable[[], None]] = {
@@ -397,6 +428,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._problem(404, "Not found", f"no such endpoint: GET {url.path}")
 
     def do_POST(self) -> None:
+        if self._foreign_host():
+            return
         url = urlsplit(self.path)
         parts = url.path.strip("/").split("/")
         if len(parts) != 4 or parts[:2] != ["api", "deadletters"] or parts[3] != "resubmit":

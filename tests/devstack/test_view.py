@@ -145,7 +145,7 @@ def test_a_client_that_stops_reading_skips_then_is_dropped_while_another_keeps_g
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)  # before connecting: a small window
         sock.connect(("127.0.0.1", port))
-        sock.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        sock.sendall(f"GET /events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
         stalled.append(sock)  # ...and never read from again
     events: list[float] = []
     reading = threading.Event()
@@ -183,6 +183,10 @@ def test_the_view_answers_problems_in_problem_json(view: str) -> None:
         status, content_type, problem = _get(view + path)
         assert status in (400, 404) and content_type == "application/problem+json", (path, status, problem)
         assert problem["status"] == status and problem["detail"]
+    rebound = urllib.request.Request(f"{view}/api/state", headers={"Host": "attacker.example:80"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(rebound, timeout=30)
+    assert refused.value.code == 403
     status, _, picture = _get(f"{view}/api/state")
     assert status == 200 and picture["map"].startswith("flowchart LR")
     assert picture["deliveries"] == [] and len(picture["chart"]) == 30
