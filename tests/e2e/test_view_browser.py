@@ -113,6 +113,9 @@ def test_the_page_shows_a_payment_file_through_the_pipeline(app: App, page: Page
     row = page.locator("#files tbody tr", has_text=f"ACME001/{name}")
     expect(row).to_have_attribute("data-status", "Completed", timeout=WAIT_MS)
     expect(row).to_contain_text("ACCP")
+    row.click()  # its journey, by file id: from the upload to PaymentFileCreated
+    expect(page.locator("#journey")).to_contain_text("file_pipeline_validate", timeout=WAIT_MS)
+    expect(page.locator("#journey")).to_contain_text("PaymentFileCreated", timeout=WAIT_MS)
 
 
 def test_a_dead_letter_appears_with_its_reason_and_is_resubmitted_after_confirmation(app: App, page: Page,
