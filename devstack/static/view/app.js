@@ -86,6 +86,12 @@ async function showJourney(key) {
       + `${hop.service.padEnd(16)} ${"  ".repeat(hop.depth)}${hop.text}`;
     list.appendChild(li);
   }
+  if (body.otherTraces.length) {
+    // e.g. a resubmission answered 409, or a dead letter remediation handled in a trace of its own
+    const li = document.createElement("li");
+    li.textContent = `also named by ${body.otherTraces.length} other trace(s): ${body.otherTraces.join(", ")}`;
+    list.appendChild(li);
+  }
 }
 
 async function resubmit(letter) {
