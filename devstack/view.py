@@ -333,8 +333,9 @@ class Collector:
         return self.picture
 
     def current(self) -> dict[str, Any]:
+        """The newest picture; drawn now if nobody watches the stream (so none is kept fresh)."""
         with self._lock:
-            if self.picture:
+            if self.picture and len(self.hub):
                 return self.picture
         self.refresh_dead_letters()
         return self.update()

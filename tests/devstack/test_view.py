@@ -148,7 +148,7 @@ def test_a_client_that_stops_reading_skips_then_is_dropped_while_another_keeps_g
         sock.sendall(f"GET /events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
         stalled.append(sock)  # ...and never read from again
     events: list[float] = []
-    reading = threading.Event()
+    reading, done = threading.Event(), threading.Event()
 
     def read() -> None:
         with urllib.request.urlopen(f"{view}/events", timeout=60) as stream:
@@ -156,6 +156,8 @@ def test_a_client_that_stops_reading_skips_then_is_dropped_while_another_keeps_g
                 if line.startswith(b"data: "):
                     events.append(time.monotonic())
                     reading.set()
+                if done.is_set():
+                    return
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
@@ -175,6 +177,8 @@ def test_a_client_that_stops_reading_skips_then_is_dropped_while_another_keeps_g
     finally:
         for sock in stalled:
             sock.close()
+        done.set()
+        reader.join(30)
 
 
 def test_the_view_answers_problems_in_problem_json(view: str) -> None:
@@ -190,3 +194,6 @@ def test_the_view_answers_problems_in_problem_json(view: str) -> None:
     status, _, picture = _get(f"{view}/api/state")
     assert status == 200 and picture["map"].startswith("flowchart LR")
     assert picture["deliveries"] == [] and len(picture["chart"]) == 30
+    _wait("no client on the stream", lambda: not _health(view)["clients"])
+    _, _, again = _get(f"{view}/api/state")
+    assert again["at"] > picture["at"]  # drawn anew: nobody watches the stream to keep one fresh
