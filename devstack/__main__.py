@@ -28,6 +28,9 @@ def _print_urls(stack: Stack) -> None:
 Local stack is up (Ctrl-C stops everything):
   Functions (devhost)   {stack.functions_url}/api/...   health: {stack.functions_url}/api/health
   Service Bus emulator  amqp://127.0.0.1:{p.servicebus}   ServiceBusConnection={stack.servicebus_connection}
+                        administration API https://127.0.0.1:{p.servicebus_admin} (ServiceBusAdministrationClient)
+                        ServiceBusAdminConnection={stack.servicebus_admin_connection}
+                        ServiceBusAdminCertificate={stack.servicebus_admin_certificate} (its connection_verify)
   Event Grid emulator   {stack.eventgrid_url}/topics/deliveries/api/events
                         published events: {stack.eventgrid_url}/topics/deliveries/events
   Azurite               blob :{p.blob}  queue :{p.queue}  table :{p.table}   containers and tables created

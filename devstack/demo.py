@@ -260,6 +260,7 @@ def run_repair(stack: Stack, base: str, timeout: float) -> list[str]:
         print(journey(case, 0.0))
     print("\nEvery dead letter of this run and what remediation decided (python -m ops dlq list --all):")
     ops_cli.main(["dlq", "--servicebus", stack.servicebus_connection, "--storage", stack.storage_connection,
+                  "--admin", stack.servicebus_admin_connection, "--admin-cert", stack.servicebus_admin_certificate,
                   "list", "--all"])
     return problems
 

@@ -28,7 +28,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +59,15 @@ def storage_connection_string(blob: int, queue: int, table: int) -> str:
 
 
 def servicebus_connection_string(port: int) -> str:
+    """AMQP for ``ServiceBusClient``; on the administration port, the same shape serves
+    ``ServiceBusAdministrationClient`` (which speaks HTTPS to it: see :class:`ServiceBusEmulator`)."""
     return (f"Endpoint=sb://127.0.0.1:{port};SharedAccessKeyName=RootManageSharedAccessKey;"
             "SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;")
+
+
+# The emulator's start line: its AMQP address, then its administration API's and certificate.
+SERVICEBUS_LISTENING = (r"listening on amqp://([\d.]+):(\d+) .*administration API on "
+                        r"http\(s\)://[\d.]+:(\d+) \(certificate (.+)\)$")
 
 
 @dataclass
@@ -72,16 +79,16 @@ class Ports:
     eventgrid: int
     functions: int
     traces: int
+    servicebus_admin: int  # the administration API (Microsoft's emulator uses 5300 too)
     view: int = 7072  # the live view's page (devstack/view.py)
 
     @classmethod
     def default(cls) -> Ports:
-        return cls(10000, 10001, 10002, 5672, 6080, 7071, 4318, 7072)
+        return cls(10000, 10001, 10002, 5672, 6080, 7071, 4318, 5300, 7072)
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(free_port(), free_port(), free_port(), free_port(), free_port(), free_port(), free_port(),
-                   free_port())
+        return cls(*(free_port() for _ in fields(cls)))
 
 
 PR_SET_PDEATHSIG = 1
@@ -251,9 +258,10 @@ def azurite_command(blob: int, queue: int, table: int, location: Path | None) ->
     return cmd + (["--location", str(location)] if location else ["--inMemoryPersistence"])
 
 
-def servicebus_command(config: Path, port: int, data_dir: Path | None, log_level: str = "warning") -> list[str]:
+def servicebus_command(config: Path, port: int, data_dir: Path | None, log_level: str = "warning",
+                       admin_port: int = 0) -> list[str]:
     cmd = [sys.executable, "-m", "emulators.servicebus", "--config", str(config), "--port", str(port),
-           "--log-level", log_level]
+           "--admin-port", str(admin_port), "--log-level", log_level]
     return cmd + (["--data-dir", str(data_dir)] if data_dir else ["--in-memory"])
 
 
@@ -314,15 +322,23 @@ class Azurite:
 
 class ServiceBusEmulator:
     """The Service Bus emulator alone, on ``port`` (0: a free one, then the same one on every
-    restart, as the durability tests need); in memory, or durable in ``data_dir``."""
+    restart, as the durability tests need); in memory, or durable in ``data_dir``.
+
+    Its administration API listens on ``admin_port`` (0: a free one) over HTTPS, since the
+    SDK's ``ServiceBusAdministrationClient`` builds ``https://`` URLs even for the emulator, with
+    a self-signed certificate at ``admin_certificate``: hand that to the client as
+    ``connection_verify``."""
 
     def __init__(self, config: str | Path, data_dir: str | Path | None = None, log_level: str = "warning",
-                 port: int = 0) -> None:
+                 port: int = 0, admin_port: int = 0) -> None:
         self.config = Path(config)
         self.data_dir = Path(data_dir) if data_dir else None
         self.log_level = log_level
         self.requested_port = port
+        self.requested_admin_port = admin_port
         self.port = 0
+        self.admin_port = 0
+        self.admin_certificate = ""
         self.process: ManagedProcess | None = None
 
     @property
@@ -330,19 +346,27 @@ class ServiceBusEmulator:
         return servicebus_connection_string(self.port)
 
     @property
+    def admin_connection_string(self) -> str:
+        return servicebus_connection_string(self.admin_port)
+
+    @property
     def output(self) -> list[str]:
         return list(self.process.lines) if self.process is not None else []
 
     def start(self, timeout: float = 60.0) -> ServiceBusEmulator:
-        cmd = servicebus_command(self.config, self.requested_port, self.data_dir, self.log_level)
+        cmd = servicebus_command(self.config, self.requested_port, self.data_dir, self.log_level,
+                                 self.requested_admin_port)
         self.process = ManagedProcess("servicebus", cmd).start()
         try:
-            listening = self.process.wait_for_line(r"listening on amqp://([\d.]+):(\d+)", timeout)
+            listening = self.process.wait_for_line(SERVICEBUS_LISTENING, timeout)
         except StackError:
             self.stop()
             raise
         self.port = int(listening.group(2))
-        self.requested_port = self.port  # a restart comes back on the same address
+        self.admin_port = int(listening.group(3))
+        self.admin_certificate = listening.group(4)
+        # A restart comes back on the same addresses.
+        self.requested_port, self.requested_admin_port = self.port, self.admin_port
         return self
 
     def kill(self) -> None:
@@ -488,6 +512,8 @@ class Stack:
     # The live view (a page on ports.view): opt-in, as make up and make demo ask for it; it needs the trace store.
     with_view: bool = False
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
+    # The administration API's self-signed certificate (a PEM file), once the emulator runs.
+    servicebus_admin_certificate: str = ""
     _storage_events: Any = None  # storage_events.BlobCreatedEvents while the stack runs with blob events
 
     # -- what the app sees --------------------------------------------------------------
@@ -498,6 +524,11 @@ class Stack:
     @property
     def servicebus_connection(self) -> str:
         return servicebus_connection_string(self.ports.servicebus)
+
+    @property
+    def servicebus_admin_connection(self) -> str:
+        """For ``ServiceBusAdministrationClient`` (with ``connection_verify=servicebus_admin_certificate``)."""
+        return servicebus_connection_string(self.ports.servicebus_admin)
 
     @property
     def eventgrid_url(self) -> str:
@@ -578,7 +609,10 @@ class Stack:
 
     def start_view(self) -> None:
         """The live view, reading the stores the app writes; restartable on the same port."""
-        env = {"AzureWebJobsStorage": self.storage_connection, "ServiceBusConnection": self.servicebus_connection}
+        # ops.dlq's settings: the dead-letter panel's per-entity counts come from the administration API.
+        env = {"AzureWebJobsStorage": self.storage_connection, "ServiceBusConnection": self.servicebus_connection,
+               "ServiceBusAdminConnection": self.servicebus_admin_connection,
+               "ServiceBusAdminCertificate": self.servicebus_admin_certificate}
         proc = ManagedProcess("view", view_command(self.ports.view, self.traces_url), env=env,
                               log_path=self._log("view"), echo=self.echo).start()
         self.processes["view"] = proc
@@ -591,10 +625,11 @@ class Stack:
 
     def _start_servicebus(self) -> None:
         cmd = servicebus_command(self.servicebus_config, self.ports.servicebus,
-                                 self.data_dir / "servicebus" if self.data_dir else None)
+                                 self.data_dir / "servicebus" if self.data_dir else None,
+                                 admin_port=self.ports.servicebus_admin)
         proc = ManagedProcess("servicebus", cmd, log_path=self._log("servicebus"), echo=self.echo).start()
         self.processes["servicebus"] = proc
-        proc.wait_for_line(r"listening on amqp://", 60)
+        self.servicebus_admin_certificate = proc.wait_for_line(SERVICEBUS_LISTENING, 60).group(4)
 
     def _start_eventgrid(self) -> None:
         cmd = eventgrid_command(self.eventgrid_config, self.ports.eventgrid,

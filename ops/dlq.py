@@ -150,6 +150,9 @@ class DeadLetters:
                  admin_certificate: str | None = None) -> None:
         self._servicebus = servicebus
         self._client = ServiceBusClient.from_connection_string(servicebus)
+        if admin_certificate and not Path(admin_certificate).exists() and (ROOT / admin_certificate).exists():
+            # local.settings.json names the emulator's certificate relative to the checkout
+            admin_certificate = str(ROOT / admin_certificate)
         verify: dict[str, Any] = {"connection_verify": admin_certificate} if admin_certificate else {}
         self._admin = ServiceBusAdministrationClient.from_connection_string(admin or servicebus, **verify)
         self._tables = TableServiceClient.from_connection_string(storage)

@@ -1,6 +1,8 @@
 """``python -m emulators.servicebus --config CONFIG.json``: run the Service Bus emulator.
 
-Prints one line naming the address once it accepts connections; stops cleanly on SIGTERM/SIGINT.
+One process serves AMQP (``--port``, 5672) and the administration API of
+``ServiceBusAdministrationClient`` (``--admin-port``, 5300, HTTP and HTTPS; see :mod:`.admin`).
+Prints one line naming both addresses once it accepts connections; stops cleanly on SIGTERM/SIGINT.
 A configuration that cannot be used prints one line naming the problem and exits with status 2.
 """
 
@@ -8,13 +10,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 from proton.reactor import Container
 
-from .broker import Broker
+from .admin import AdminApi, AdminHttpServer, Catalog, ReactorBridge
+from .broker import Broker, now_ms
 from .config import ConfigError, load_config
 from .server import AmqpServer
 from .store import MemoryStore, SqliteStore
@@ -28,7 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default=str(DEFAULT_CONFIG),
                         help="Config.json in the shape of Microsoft's emulator")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=5672, help="0 picks a free port")
+    parser.add_argument("--port", type=int, default=5672, help="AMQP; 0 picks a free port")
+    parser.add_argument("--admin-port", type=int, default=5300,
+                        help="administration API (HTTP and HTTPS); 0 picks a free port")
+    parser.add_argument("--admin-cert", default=None,
+                        help="where the administration API's self-signed certificate is kept (PEM; the key "
+                             "beside it as .key); default DATA_DIR/admin-cert.pem, or a temporary file in memory")
     storage = parser.add_mutually_exclusive_group()
     storage.add_argument("--data-dir", default=".devstack/servicebus", help="where SQLite keeps messages")
     storage.add_argument("--in-memory", action="store_true", help="keep nothing on disk")
@@ -44,8 +54,23 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     store = MemoryStore() if args.in_memory else SqliteStore(args.data_dir)
-    broker = Broker(config, store)
+    # The catalog replays entities created, changed or deleted through the administration API
+    # over the configuration file before the broker restores their messages.
+    catalog = Catalog(config, store)
+    broker = Broker(catalog.config, store)
     container = Container(AmqpServer(broker))
+    bridge = ReactorBridge(after=lambda: broker.pump(now_ms()))
+    container.selectable(bridge)
+    # In memory, the certificate lasts as long as the process; on disk, it is kept with the data so
+    # a client that trusts it keeps doing so across restarts.
+    scratch = tempfile.mkdtemp(prefix="servicebus-admin-") if args.in_memory and not args.admin_cert else None
+    cert = Path(args.admin_cert) if args.admin_cert else (
+        Path(scratch) / "admin-cert.pem" if scratch else Path(args.data_dir) / "admin-cert.pem")
+    try:
+        admin = AdminHttpServer((args.host, args.admin_port), AdminApi(broker, catalog), bridge, cert)
+    except OSError as exc:
+        print(f"servicebus emulator: cannot listen on {args.host}:{args.admin_port}: {exc}", file=sys.stderr)
+        return 2
     container.container_id = "servicebus-emulator"
     try:
         acceptor = container.listen(f"amqp://{args.host}:{args.port}")
@@ -57,16 +82,23 @@ def main(argv: list[str] | None = None) -> int:
     def stop(signum: int, frame: object) -> None:
         container.stop()
 
+    admin.start()
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     where = "in memory" if args.in_memory else f"data in {args.data_dir}"
     print(f"Service Bus emulator listening on amqp://{args.host}:{port} "
-          f"(namespace {config.name}, {len(config.queues)} queues, {len(config.topics)} topics, {where})",
-          flush=True)
+          f"(namespace {config.name}, {len(config.queues)} queues, {len(config.topics)} topics, {where}); "
+          f"administration API on http(s)://{args.host}:{admin.server_address[1]} "
+          f"(certificate {admin.cert_path})", flush=True)
     try:
         container.run()
     finally:
+        admin.shutdown()
+        admin.server_close()
         store.close()
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
     return 0
 
 

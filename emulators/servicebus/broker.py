@@ -916,6 +916,74 @@ class Broker:
         for path, mid, seen in self.store.load_duplicates():
             self._dups.setdefault(path, {})[mid] = seen
 
+    # -- entities at run time: the interface the administration API uses --------------------
+    def add_queue(self, cfg: EntityConfig) -> Holder:
+        key = cfg.name.lower()
+        holder = Holder(self, key, cfg.name, cfg)
+        self.queues[key] = holder
+        self.config.queues[key] = cfg
+        return holder
+
+    def add_topic(self, cfg: TopicConfig) -> Topic:
+        key = cfg.name.lower()
+        topic = Topic(self, cfg)
+        self.topics[key] = topic
+        self.config.topics[key] = cfg
+        return topic
+
+    def add_subscription(self, topic: Topic, cfg: EntityConfig) -> Holder:
+        key = cfg.name.lower()
+        holder = Holder(self, f"{topic.path}/subscriptions/{key}", f"{topic.cfg.name}/Subscriptions/{cfg.name}", cfg)
+        topic.subscriptions[key] = holder
+        topic.cfg.subscriptions[key] = cfg
+        return holder
+
+    def reconfigure(self, entity: Holder | Topic, cfg: EntityConfig | TopicConfig) -> None:
+        """New settings for a live entity; its messages, locks and links stay."""
+        if isinstance(entity, Topic):
+            assert isinstance(cfg, TopicConfig)
+            cfg.subscriptions = entity.cfg.subscriptions
+            entity.cfg = cfg
+            entity.holding.cfg = EntityConfig(name=cfg.name, default_ttl_ms=cfg.default_ttl_ms)
+            self.config.topics[entity.path] = cfg
+            return
+        assert isinstance(cfg, EntityConfig)
+        entity.cfg = cfg
+        if entity.dlq is not None:
+            entity.dlq.cfg = cfg
+        if "/subscriptions/" in entity.path:
+            topic, _, key = entity.path.partition("/subscriptions/")
+            self.config.topics[topic].subscriptions[key] = cfg
+        else:
+            self.config.queues[entity.path] = cfg
+        self.mark_dirty(entity)
+
+    def remove(self, entity: Holder | Topic) -> None:
+        """Delete a queue, topic or subscription with everything it holds, in memory and on disk."""
+        if isinstance(entity, Topic):
+            holders = [entity.holding] + [h for sub in entity.subscriptions.values() for h in (sub, sub.dlq) if h]
+            self.topics.pop(entity.path, None)
+            self.config.topics.pop(entity.path, None)
+        else:
+            holders = [h for h in (entity, entity.dlq) if h is not None]
+            if "/subscriptions/" in entity.path:
+                topic_key, _, key = entity.path.partition("/subscriptions/")
+                topic = self.topics.get(topic_key)
+                if topic is not None:
+                    topic.subscriptions.pop(key, None)
+                    topic.cfg.subscriptions.pop(key, None)
+            else:
+                self.queues.pop(entity.path, None)
+                self.config.queues.pop(entity.path, None)
+        for holder in holders:
+            holder.messages.clear()
+            holder.locks.clear()
+            holder.sessions.clear()
+            self._dirty.discard(holder)
+            self._dups.pop(holder.path, None)
+        with self.store.transaction():
+            self.store.purge_entities([h.path for h in holders])
+
 
 def normalize(address: str) -> str:
     """Entity path from a link address (``amqps://host:port/Queue`` → ``queue``); names are case-insensitive."""

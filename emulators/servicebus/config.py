@@ -67,6 +67,8 @@ class Rule:
     name: str
     matches: Any  # Callable[[MessageView], bool]
     action: Any  # Callable[[MessageView], None] | None
+    # The rule as declared (Config.json shape), so the administration API can describe it.
+    source: dict[str, Any] | None = None
 
 
 @dataclass
@@ -103,18 +105,18 @@ class NamespaceConfig:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
 
 
-_QUEUE_PROPS = {
+QUEUE_PROPERTIES = _QUEUE_PROPS = {
     "DeadLetteringOnMessageExpiration", "DefaultMessageTimeToLive", "DuplicateDetectionHistoryTimeWindow",
     "ForwardDeadLetteredMessagesTo", "ForwardTo", "LockDuration", "MaxDeliveryCount",
     "RequiresDuplicateDetection", "RequiresSession", "MaxSizeInMegabytes", "EnableBatchedOperations",
     "EnablePartitioning", "Status", "AutoDeleteOnIdle", "UserMetadata",
 }
-_TOPIC_PROPS = {
+TOPIC_PROPERTIES = _TOPIC_PROPS = {
     "DefaultMessageTimeToLive", "DuplicateDetectionHistoryTimeWindow", "RequiresDuplicateDetection",
     "MaxSizeInMegabytes", "EnableBatchedOperations", "EnablePartitioning", "SupportOrdering", "Status",
     "AutoDeleteOnIdle", "UserMetadata",
 }
-_SUB_PROPS = {
+SUBSCRIPTION_PROPERTIES = _SUB_PROPS = {
     "DeadLetteringOnMessageExpiration", "DefaultMessageTimeToLive", "LockDuration", "MaxDeliveryCount",
     "ForwardDeadLetteredMessagesTo", "ForwardTo", "RequiresSession", "EnableBatchedOperations",
     "DeadLetteringOnFilterEvaluationExceptions", "Status", "AutoDeleteOnIdle", "UserMetadata",
@@ -225,17 +227,7 @@ def parse_config(document: Any, source: str = "config") -> NamespaceConfig:
         item = _obj(raw, where)
         name = _name(item, where)
         claim(name, where)
-        props = _obj(item.get("Properties", {}), f"{where}.Properties")
-        _check_known(props, _TOPIC_PROPS, f"{where}.Properties")
-        topic = TopicConfig(
-            name=name,
-            default_ttl_ms=_ttl(props, f"{where}.Properties"),
-            requires_duplicate_detection=_bool(props, "RequiresDuplicateDetection", False, f"{where}.Properties"),
-            duplicate_window_ms=parse_duration_ms(
-                props.get("DuplicateDetectionHistoryTimeWindow", "PT10M"),
-                f"{where}.Properties.DuplicateDetectionHistoryTimeWindow",
-            ),
-        )
+        topic = topic_config(name, _obj(item.get("Properties", {}), f"{where}.Properties"), f"{where}.Properties")
         for j, raw_sub in enumerate(_list(item.get("Subscriptions"), f"{where}.Subscriptions")):
             sub_where = f"{where}.Subscriptions[{j}]"
             sub_item = _obj(raw_sub, sub_where)
@@ -266,13 +258,51 @@ def _rules(raw_rules: Any, where: str) -> list[Rule]:
             matches, action = compile_rule(rule)
         except FilterError as exc:
             raise ConfigError(f"{where}[{k}]: {exc}") from None
-        rules.append(Rule(name=name, matches=matches, action=action))
+        rules.append(Rule(name=name, matches=matches, action=action, source=dict(rule, Name=name)))
     if not rules:
-        # Azure gives every new subscription the "$Default" rule, a TrueFilter.
-        matches, action = compile_rule({"Name": "$Default", "Properties": {"FilterType": "Sql",
-                                                                            "SqlFilter": {"SqlExpression": "1=1"}}})
-        rules.append(Rule(name="$Default", matches=matches, action=action))
+        rules.append(default_rule())
     return rules
+
+
+DEFAULT_RULE_SOURCE: dict[str, Any] = {"Name": "$Default", "Properties": {"FilterType": "Sql",
+                                                                         "SqlFilter": {"SqlExpression": "1=1"}}}
+
+
+def default_rule() -> Rule:
+    """Azure gives every new subscription the "$Default" rule, a TrueFilter."""
+    matches, action = compile_rule(DEFAULT_RULE_SOURCE)
+    return Rule(name="$Default", matches=matches, action=action, source=DEFAULT_RULE_SOURCE)
+
+
+def compile_rules(raw_rules: Any, where: str) -> list[Rule]:
+    """Rules in the Config.json shape, compiled; ``$Default`` when there are none."""
+    return _rules(raw_rules, where)
+
+
+def queue_config(name: str, props: dict[str, Any], where: str) -> EntityConfig:
+    """A queue from its Azure properties (Config.json ``Properties``); :class:`ConfigError` if invalid."""
+    return _holder(name, props, where, _QUEUE_PROPS)
+
+
+def subscription_config(name: str, props: dict[str, Any], where: str) -> EntityConfig:
+    return _holder(name, props, where, _SUB_PROPS)
+
+
+def topic_config(name: str, props: dict[str, Any], where: str) -> TopicConfig:
+    _check_known(props, _TOPIC_PROPS, where)
+    return TopicConfig(
+        name=name,
+        default_ttl_ms=_ttl(props, where),
+        requires_duplicate_detection=_bool(props, "RequiresDuplicateDetection", False, where),
+        duplicate_window_ms=parse_duration_ms(
+            props.get("DuplicateDetectionHistoryTimeWindow", "PT10M"), f"{where}.DuplicateDetectionHistoryTimeWindow"
+        ),
+    )
+
+
+def check_name(name: Any, where: str) -> str:
+    """An entity name Azure accepts; :class:`ConfigError` otherwise."""
+    return _name({"Name": name}, where)
 
 
 def _check_forwarding(config: NamespaceConfig, where: str) -> None:

@@ -56,6 +56,9 @@ class Store(Protocol):
     def load_sequences(self) -> dict[str, int]: ...
     def load_session_states(self) -> Iterator[tuple[str, str, bytes]]: ...
     def load_duplicates(self) -> Iterator[tuple[str, str, int]]: ...
+    def save_definition(self, path: str, document: str) -> None: ...
+    def load_definitions(self) -> Iterator[tuple[str, str]]: ...
+    def purge_entities(self, paths: list[str]) -> None: ...
     def close(self) -> None: ...
 
 
@@ -103,6 +106,15 @@ class MemoryStore:
     def load_duplicates(self) -> Iterator[tuple[str, str, int]]:
         return iter(())
 
+    def save_definition(self, path: str, document: str) -> None:
+        pass
+
+    def load_definitions(self) -> Iterator[tuple[str, str]]:
+        return iter(())
+
+    def purge_entities(self, paths: list[str]) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
@@ -119,6 +131,7 @@ CREATE TABLE IF NOT EXISTS session_states (entity TEXT NOT NULL, session_id TEXT
     PRIMARY KEY (entity, session_id));
 CREATE TABLE IF NOT EXISTS duplicates (entity TEXT NOT NULL, message_id TEXT NOT NULL, seen_ms INTEGER NOT NULL,
     PRIMARY KEY (entity, message_id));
+CREATE TABLE IF NOT EXISTS definitions (path TEXT PRIMARY KEY, document TEXT NOT NULL, written INTEGER NOT NULL);
 """
 
 
@@ -199,6 +212,19 @@ class SqliteStore:
 
     def load_duplicates(self) -> Iterator[tuple[str, str, int]]:
         yield from self._db.execute("SELECT entity, message_id, seen_ms FROM duplicates")
+
+    def save_definition(self, path: str, document: str) -> None:
+        # ``written`` keeps the order of changes, so a restart replays them as they happened.
+        self._db.execute("INSERT OR REPLACE INTO definitions VALUES (?, ?, "
+                         "(SELECT COALESCE(MAX(written), 0) + 1 FROM definitions))", (path, document))
+
+    def load_definitions(self) -> Iterator[tuple[str, str]]:
+        yield from self._db.execute("SELECT path, document FROM definitions ORDER BY written")
+
+    def purge_entities(self, paths: list[str]) -> None:
+        for path in paths:
+            for table in ("messages", "sequences", "session_states", "duplicates"):
+                self._db.execute(f"DELETE FROM {table} WHERE entity=?", (path,))  # noqa: S608 (fixed names)
 
     def close(self) -> None:
         self._db.close()

@@ -199,6 +199,10 @@ def test_local_settings_example_has_every_setting_with_emulator_defaults():
     assert values["ServiceBusConnection"] == (
         "Endpoint=sb://127.0.0.1:5672;SharedAccessKeyName=RootManageSharedAccessKey;"
         "SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;")
+    # `python -m ops dlq` reads these: the emulator's administration port and the certificate it
+    # keeps in `make up`'s data dir (.devstack/servicebus).
+    assert values["ServiceBusAdminConnection"] == values["ServiceBusConnection"].replace(":5672;", ":5300;")
+    assert values["ServiceBusAdminCertificate"] == ".devstack/servicebus/admin-cert.pem"
     assert values["EventGridTopicEndpoint"] == "http://127.0.0.1:6080/topics/deliveries/api/events"
     assert values["EventGridTopicKey"] == "local-eventgrid-key"
     for name in ("FLIGHT_TIME_SECONDS", "JOIN_TIMEOUT_SECONDS", "DRONE_RETRY_BASE_SECONDS", "DRONE_RETRY_MAX_SECONDS"):

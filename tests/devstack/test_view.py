@@ -103,7 +103,9 @@ def test_dead_letters_are_counted_per_entity_and_reason() -> None:
 def view() -> Iterator[str]:
     """A view on the stack's stores, drawing twenty pictures a second so buffers fill quickly."""
     stack = Stack(with_devhost=False).start()
-    env = {"AzureWebJobsStorage": stack.storage_connection, "ServiceBusConnection": stack.servicebus_connection}
+    env = {"AzureWebJobsStorage": stack.storage_connection, "ServiceBusConnection": stack.servicebus_connection,
+           "ServiceBusAdminConnection": stack.servicebus_admin_connection,
+           "ServiceBusAdminCertificate": stack.servicebus_admin_certificate}
     process = ManagedProcess("view", [*view_command(stack.ports.view, stack.traces_url), "--interval", "0.05"],
                              env=env).start()
     try:

@@ -129,6 +129,9 @@ def test_a_dead_letter_appears_with_its_reason_and_is_resubmitted_after_confirma
     expect(letters.first).to_contain_text("MalformedMessage", timeout=WAIT_MS)
     expect(letters.first).to_contain_text("parked")
     expect(page.locator("#dl-counts")).to_contain_text("MalformedMessage")
+    # Per entity, from the administration API: each forwards its dead letters, so its own queue is empty.
+    expect(page.locator("#dl-counts .entities")).to_contain_text("own dead-letter queues: empty")
+    expect(page.locator("#warnings")).not_to_contain_text("administration API")
     # The delivery the unreadable request named: its journey marks the dead letters.
     page.locator(f'#deliveries tr[data-key="{correlation}"]').click()
     expect(page.locator("#journey li.dead").first).to_be_visible(timeout=WAIT_MS)

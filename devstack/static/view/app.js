@@ -112,11 +112,14 @@ function renderDeadLetters(dl) {
     counts.appendChild(span);
   }
   if (dl.entities) {
-    for (const [entity, n] of Object.entries(dl.entities).filter(([, n]) => n > 0)) {
-      const span = document.createElement("span");
-      span.textContent = `${entity}/$DeadLetterQueue: ${n}`;
-      counts.appendChild(span);
-    }
+    // From the administration API: what sits in each entity's own dead-letter queue (most
+    // forward theirs to deadletter, so these stay empty unless forwarding itself failed).
+    const own = Object.entries(dl.entities).filter(([, n]) => n > 0);
+    const summary = document.createElement("span");
+    summary.className = "entities";
+    summary.textContent = own.length ? own.map(([entity, n]) => `${entity}/$DeadLetterQueue: ${n}`).join(", ")
+      : `the ${Object.keys(dl.entities).length} entities' own dead-letter queues: empty`;
+    counts.appendChild(summary);
   }
   const tbody = $("deadletters").tBodies[0];
   tbody.replaceChildren();

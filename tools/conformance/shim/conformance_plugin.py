@@ -3,6 +3,7 @@
 * the shim's ``servicebus_preparer`` is imported first, so the tests get it, never Microsoft's;
 * clients pointed at the emulator speak plain AMQP (what ``UseDevelopmentEmulator=true`` does
   for connection strings; the tests that pass a host and a credential cannot say so themselves);
+* the tests the suite skips as "Pending management apis" run;
 * ``@pytest.mark.asyncio`` tests run on a fresh event loop (pytest-asyncio's strict mode,
   without installing it): an ``async def`` test *without* the marker is left to pytest, which
   does not run it, exactly as under pytest-asyncio;
@@ -58,6 +59,19 @@ _install_plain_amqp()
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "asyncio: run this coroutine test on an event loop")
+
+
+# The suite skips the tests of entity listing through ServiceBusClient with this reason; the issue
+# asks for them to run, so the runner reports what they do (tools/conformance SUITE_DEFECTS).
+PENDING_MANAGEMENT = "Pending management apis"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        pending = [m for m in item.own_markers
+                   if m.name == "skip" and m.kwargs.get("reason", m.args[0] if m.args else "") == PENDING_MANAGEMENT]
+        for marker in pending:
+            item.own_markers.remove(marker)
 
 
 @pytest.fixture(scope="session")

@@ -26,8 +26,9 @@ SERVICEBUS_QUEUE_AUTHORIZATION_RULE_PARAM = "servicebus_queue_authorization_rule
 
 EMULATOR_HOST = "127.0.0.1"
 EMULATOR_PORT = int(os.environ.get("CONFORMANCE_SB_PORT", "5672"))
-# Tests build the namespace address as f"{namespace.name}{SERVICEBUS_ENDPOINT_SUFFIX}".
-SERVICEBUS_ENDPOINT_SUFFIX = f":{EMULATOR_PORT}"
+# Tests build the namespace address as f"{namespace.name}{SERVICEBUS_ENDPOINT_SUFFIX}"; the
+# management tests compare it with the end of the addresses the administration API gives back.
+SERVICEBUS_ENDPOINT_SUFFIX = f":{os.environ.get('CONFORMANCE_SB_ADMIN_PORT') or EMULATOR_PORT}"
 KEY_NAME = SERVICEBUS_DEFAULT_AUTH_RULE_NAME
 PRIMARY_KEY = "U0FTX0tFWV9WQUxVRQ=="
 CONNECTION_STRING = (f"Endpoint=sb://{EMULATOR_HOST}:{EMULATOR_PORT};SharedAccessKeyName={KEY_NAME};"

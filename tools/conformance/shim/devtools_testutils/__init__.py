@@ -187,11 +187,17 @@ class AzureMgmtPreparer:
 
         register(self, stack)
 
+        parameters = inspect.signature(fn).parameters
+        # Only the preparer next to the test trims: an outer one hands everything to the inner ones.
+        takes_any = hasattr(fn, "_conformance_stack") or any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+
         def prepared(test_instance: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
             self.test_class_instance = test_instance
             merged = dict(kwargs)
             merged.update(self.create_resource(self.resource_name, **kwargs))
-            return {k: v for k, v in merged.items()}
+            # As the real preparers do: a test gets only the settings it names, unless it takes **kwargs.
+            return {k: v for k, v in merged.items() if takes_any or k in parameters}
 
         if inspect.iscoroutinefunction(fn):
             @functools.wraps(fn)
@@ -231,6 +237,15 @@ class PowerShellPreparer(AzureMgmtPreparer):
 
     def create_resource(self, name: str, **kwargs: Any) -> dict[str, Any]:
         return {key: os.environ.get(key.upper(), value) for key, value in self.fake_values.items()}
+
+    def __call__(self, fn: Any) -> Any:
+        wrapper = super().__call__(fn)
+        # The test takes these settings as plain parameters; pytest must not look for fixtures of
+        # those names (the real preparer hides them the same way).
+        signature = inspect.signature(fn)
+        wrapper.__signature__ = signature.replace(
+            parameters=[p for name, p in signature.parameters.items() if name not in self.fake_values])
+        return wrapper
 
 
 __all__ = [
