@@ -5,12 +5,18 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test unit integration e2e bench lint clean servicebus demo up seed soak docs conformance
+.PHONY: venv chromium test unit integration e2e bench lint clean servicebus demo up seed soak docs conformance
 
 AZURITE := tools/azurite/node_modules/.package-lock.json
+MERMAID := tools/mermaid/node_modules/.package-lock.json
 CHECKOV := tools/checkov/venv/.installed
 
-venv: $(STAMP) $(AZURITE) $(CHECKOV)
+venv: $(STAMP) $(AZURITE) $(MERMAID) $(CHECKOV) chromium
+
+# The live view's browser test (tests/e2e/test_view_browser.py) drives Debian's Chromium through
+# Playwright: Playwright's own browser download is not reachable from here.
+chromium:
+	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 
 # checkov (tests/infra scans infra/) in a virtualenv of its own: its pins (packaging<24,
 # pycep-parser==0.5.1) must not downgrade the project's.
@@ -23,6 +29,11 @@ $(CHECKOV): tools/checkov/requirements.txt
 $(AZURITE): tools/azurite/package.json tools/azurite/package-lock.json
 	npm ci --prefix tools/azurite --no-audit --no-fund --silent
 	touch $(AZURITE)
+
+# Mermaid, for the live view's map (devstack/view.py serves its browser bundle; no CDN), pinned like Azurite.
+$(MERMAID): tools/mermaid/package.json tools/mermaid/package-lock.json
+	npm ci --prefix tools/mermaid --no-audit --no-fund --silent
+	touch $(MERMAID)
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

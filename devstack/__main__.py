@@ -1,7 +1,8 @@
 """``python -m devstack up | demo | seed``: the local stack's one entry point (used by ``make``).
 
 * ``up``   Azurite, both emulators and devhost on the ports of ``local.settings.json.example``,
-           data under ``.devstack/``; prints the URLs and stops everything on Ctrl-C.
+           data under ``.devstack/``, and the live view (http://127.0.0.1:7072/); prints the
+           URLs and stops everything on Ctrl-C.
 * ``demo`` the main job on embedded defaults: a fresh in-memory stack on free ports, seeded,
            about twenty deliveries including ones that must fail, each one's journey shown;
            exits 0 only if every delivery ends as expected.
@@ -35,6 +36,7 @@ Local stack is up (Ctrl-C stops everything):
   Azurite               blob :{p.blob}  queue :{p.queue}  table :{p.table}   containers and tables created
                         AzureWebJobsStorage={stack.storage_connection}
   Trace store           {stack.traces_url}/v1/traces (OTLP/HTTP)   a journey: python -m ops trace <deliveryId>
+  Live view             {stack.view_url}   the map, deliveries, files, journeys, dead letters (in a browser)
   Logs                  .devstack/logs/
 """, flush=True)
 
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         data_dir = None if args.in_memory else Path(args.data_dir)
         stack = Stack(ports=Ports.free() if args.free_ports else Ports.default(), data_dir=data_dir,
                       log_dir=ROOT / ".devstack" / "logs",
-                      with_devhost=False)
+                      with_devhost=False, with_view=True)
 
         def ready(s: Stack) -> None:
             seed_all(s.storage_connection)

@@ -165,9 +165,10 @@ def run_demo(count: int = 20, timeout: float = 180.0) -> int:
                 "REMEDIATION_RETRY_BASE_SECONDS": "2"}
     # The journeys' spans outlive the demo's in-memory stack: `python -m ops trace` reads them after.
     TRACES.unlink(missing_ok=True)
-    stack = Stack(with_devhost=False, settings=settings, traces_db=TRACES)
+    stack = Stack(with_devhost=False, settings=settings, traces_db=TRACES, with_view=True)
     try:
         stack.start()
+        print(f"Live view (open it now to watch the demo run): {stack.view_url}", flush=True)
         seed_all(stack.storage_connection)
         stack.start_devhost()
         base = f"{stack.functions_url}/api"

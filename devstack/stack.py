@@ -80,10 +80,11 @@ class Ports:
     functions: int
     traces: int
     servicebus_admin: int  # the administration API (Microsoft's emulator uses 5300 too)
+    view: int = 7072  # the live view's page (devstack/view.py)
 
     @classmethod
     def default(cls) -> Ports:
-        return cls(10000, 10001, 10002, 5672, 6080, 7071, 4318, 5300)
+        return cls(10000, 10001, 10002, 5672, 6080, 7071, 4318, 5300, 7072)
 
     @classmethod
     def free(cls) -> Ports:
@@ -266,6 +267,10 @@ def servicebus_command(config: Path, port: int, data_dir: Path | None, log_level
 
 def traces_command(port: int, db: Path | None) -> list[str]:
     return [sys.executable, "-m", "devstack.traces", "--port", str(port), *(["--db", str(db)] if db else [])]
+
+
+def view_command(port: int, traces_url: str) -> list[str]:
+    return [sys.executable, "-m", "devstack.view", "--port", str(port), "--traces", traces_url]
 
 
 def eventgrid_command(config: Path, port: int, data_dir: Path | None, options: Sequence[str] = ()) -> list[str]:
@@ -504,6 +509,8 @@ class Stack:
     # The trace store the app exports its spans to (OTLP/HTTP); its SQLite file, or in memory.
     with_traces: bool = True
     traces_db: Path | None = None
+    # The live view (a page on ports.view): opt-in, as make up and make demo ask for it; it needs the trace store.
+    with_view: bool = False
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
     # The administration API's self-signed certificate (a PEM file), once the emulator runs.
     servicebus_admin_certificate: str = ""
@@ -530,6 +537,10 @@ class Stack:
     @property
     def traces_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.traces}"
+
+    @property
+    def view_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.view}/"
 
     @property
     def functions_url(self) -> str:
@@ -562,6 +573,8 @@ class Stack:
             self._start_azurite()
             self._start_servicebus()
             self._start_eventgrid()
+            if self.with_view:
+                self.start_view()
             if self.with_devhost:
                 self.start_devhost()
         except BaseException:
@@ -593,6 +606,22 @@ class Stack:
                               echo=self.echo).start()
         self.processes["traces"] = proc
         proc.wait_for_line(r"trace store listening on http://", 60)
+
+    def start_view(self) -> None:
+        """The live view, reading the stores the app writes; restartable on the same port."""
+        # ops.dlq's settings: the dead-letter panel's per-entity counts come from the administration API.
+        env = {"AzureWebJobsStorage": self.storage_connection, "ServiceBusConnection": self.servicebus_connection,
+               "ServiceBusAdminConnection": self.servicebus_admin_connection,
+               "ServiceBusAdminCertificate": self.servicebus_admin_certificate}
+        proc = ManagedProcess("view", view_command(self.ports.view, self.traces_url), env=env,
+                              log_path=self._log("view"), echo=self.echo).start()
+        self.processes["view"] = proc
+        proc.wait_for_line(r"live view listening on http://", 60)
+
+    def stop_view(self) -> None:
+        proc = self.processes.pop("view", None)
+        if proc:
+            proc.stop()
 
     def _start_servicebus(self) -> None:
         cmd = servicebus_command(self.servicebus_config, self.ports.servicebus,
@@ -705,7 +734,7 @@ class Stack:
 
     def stop(self) -> None:
         instances = sorted(name for name in self.processes if name.startswith("devhost-"))
-        for name in (*instances, "devhost", "eventgrid", "servicebus", "azurite", "traces"):
+        for name in ("view", *instances, "devhost", "eventgrid", "servicebus", "azurite", "traces"):
             if name == "eventgrid" and self._storage_events is not None:
                 self._storage_events.stop()
                 self._storage_events = None

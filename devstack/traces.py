@@ -9,7 +9,8 @@ through a small JSON API:
 * ``GET /api/traces?key=K``  the traces whose spans name ``K`` as delivery id, payment file id
   or ``clientId/fileName``, newest first: ``{"traces": [{"traceId", "spans", "start"}]}``;
 * ``GET /api/traces/{traceId}``  ``{"traceId", "spans": [...]}`` (see :class:`SpanRecord`);
-* ``GET /api/spans?limit=N``  the newest spans, for the observed map;
+* ``GET /api/spans?limit=N[&since=NS]``  the newest spans (those starting at or after ``NS`` ns
+  since the epoch), for the observed map and the live view;
 * ``GET /health``.
 
 Bounded: a request body over :data:`MAX_BODY` is refused with 413, and the store keeps at most
@@ -205,6 +206,7 @@ CREATE TABLE IF NOT EXISTS spans (
     trace_id TEXT NOT NULL, span_id TEXT NOT NULL, start_ns INTEGER NOT NULL, record TEXT NOT NULL,
     UNIQUE (trace_id, span_id));
 CREATE INDEX IF NOT EXISTS spans_by_trace ON spans (trace_id);
+CREATE INDEX IF NOT EXISTS spans_by_start ON spans (start_ns);
 CREATE TABLE IF NOT EXISTS keys (key TEXT NOT NULL, trace_id TEXT NOT NULL, PRIMARY KEY (key, trace_id));
 """
 
@@ -257,9 +259,10 @@ class TraceStore:
                                     (trace_id.lower(),)).fetchall()
         return [SpanRecord.from_json(json.loads(r)) for (r,) in rows]
 
-    def spans(self, limit: int = 100_000) -> list[SpanRecord]:
+    def spans(self, limit: int = 100_000, since_ns: int = 0) -> list[SpanRecord]:
         with self._lock:
-            rows = self._db.execute("SELECT record FROM spans ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+            rows = self._db.execute("SELECT record FROM spans WHERE start_ns >= ? ORDER BY id DESC LIMIT ?",
+                                    (since_ns, limit)).fetchall()
         return [SpanRecord.from_json(json.loads(r)) for (r,) in rows]
 
     def close(self) -> None:
@@ -311,7 +314,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, {"traceId": trace_id, "spans": [s.to_json() for s in store.trace(trace_id)]})
         elif url.path == "/api/spans":
             limit = int(query.get("limit", "100000")) if query.get("limit", "1").isdigit() else 100_000
-            self._send_json(200, {"spans": [s.to_json() for s in store.spans(limit)]})
+            since = int(query["since"]) if query.get("since", "").isdigit() else 0
+            self._send_json(200, {"spans": [s.to_json() for s in store.spans(limit, since)]})
         else:
             self._send_json(404, {"error": f"no such endpoint: GET {url.path}"})
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from choreography.entities import DEADLETTER_QUEUE
 from devstack.traces import SpanRecord
 
 from .sources import SpanSource
@@ -62,32 +63,43 @@ def is_hop(span: SpanRecord) -> bool:
     return FUNCTION in span.attributes or (span.kind == "PRODUCER" and TYPE in span.attributes)
 
 
-def timeline(journey: Journey, show_all: bool = False) -> str:
+def hop_tree(journey: Journey, show_all: bool = False) -> list[tuple[SpanRecord, int]]:
+    """The hops (every span with ``show_all``) in reading order, each with its depth: a message
+    under the invocation that sent it, the invocation it triggered under the message."""
     spans = journey.spans if show_all else [s for s in journey.spans if is_hop(s)]
-    if not spans:
-        return f"{journey.key}: trace {journey.trace_id} has no spans"
     shown = {s.spanId for s in spans}
+    by_id = {s.spanId: s for s in journey.spans}
+    children: dict[str | None, list[SpanRecord]] = {}
+    for span in spans:
+        children.setdefault(_shown_parent(span, by_id, shown), []).append(span)
+    ordered: list[tuple[SpanRecord, int]] = []
+
+    def walk(parent: str | None, depth: int) -> None:
+        for span in sorted(children.get(parent, []), key=lambda s: s.startNs):
+            ordered.append((span, depth))
+            walk(span.spanId, depth + 1)
+
+    walk(None, 0)
+    return ordered
+
+
+def timeline(journey: Journey, show_all: bool = False) -> str:
+    hops = hop_tree(journey, show_all)
+    if not hops:
+        return f"{journey.key}: trace {journey.trace_id} has no spans"
     by_id = {s.spanId: s for s in journey.spans}
     start = min(s.startNs for s in journey.spans)
     end = max(s.endNs for s in journey.spans)
-    invocations = [s for s in spans if FUNCTION in s.attributes]
+    invocations = [s for s, _ in hops if FUNCTION in s.attributes]
     orphans = [s for s in journey.spans if s.parentSpanId and s.parentSpanId not in by_id]
     lines = [f"{journey.key}  trace {journey.trace_id}  {len(invocations)} invocations, "
              f"{len(journey.spans)} spans, {(end - start) / 1e6:,.0f} ms"
              + (f", {len(orphans)} spans whose parent is missing" if orphans else ""),
              f"{'start':>10} {'took':>9}  {'service':<16} hop"]
-    children: dict[str | None, list[SpanRecord]] = {}
-    for span in spans:
-        children.setdefault(_shown_parent(span, by_id, shown), []).append(span)
-
-    def walk(parent: str | None, depth: int) -> None:
-        for span in sorted(children.get(parent, []), key=lambda s: s.startNs):
-            offset = (span.startNs - start) / 1e6
-            lines.append(f"{offset:>+9,.0f}ms {span.duration_ms:>7,.1f}ms  {span.service:<16} "
-                         f"{'  ' * depth}{_describe(span)}")
-            walk(span.spanId, depth + 1)
-
-    walk(None, 0)
+    for span, depth in hops:
+        offset = (span.startNs - start) / 1e6
+        lines.append(f"{offset:>+9,.0f}ms {span.duration_ms:>7,.1f}ms  {span.service:<16} "
+                     f"{'  ' * depth}{describe(span)}")
     if journey.other_traces:
         lines.append(f"also named by {len(journey.other_traces)} other trace(s): {', '.join(journey.other_traces)}")
     return "\n".join(lines)
@@ -101,7 +113,18 @@ def _shown_parent(span: SpanRecord, by_id: dict[str, SpanRecord], shown: set[str
     return parent
 
 
-def _describe(span: SpanRecord) -> str:
+def marks(span: SpanRecord) -> dict[str, bool]:
+    """What a reader must not miss in a hop: a retry, a dead letter, a compensation, an error."""
+    a = span.attributes
+    count, attempt = a.get(DELIVERY_COUNT), a.get("choreography.attempt")
+    dead = (a.get(OUTCOME) == "dead-lettered" or a.get("messaging.destination.name") == DEADLETTER_QUEUE.name
+            or a.get(FUNCTION) == "remediation_on_dead_letter")
+    return {"retry": (isinstance(count, int) and count > 1) or (isinstance(attempt, int) and attempt > 1),
+            "deadLetter": bool(dead), "compensation": a.get(TYPE) in COMPENSATIONS,
+            "error": span.status == "ERROR" and a.get(OUTCOME) != "dead-lettered"}
+
+
+def describe(span: SpanRecord) -> str:
     a = span.attributes
     kind = a.get(TYPE)
     if FUNCTION in a:

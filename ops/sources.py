@@ -61,8 +61,9 @@ class StoreApi:
     def trace(self, trace_id: str) -> list[SpanRecord]:
         return [SpanRecord.from_json(s) for s in self._get(f"/api/traces/{trace_id}")["spans"]]
 
-    def spans(self, limit: int) -> list[SpanRecord]:
-        return [SpanRecord.from_json(s) for s in self._get(f"/api/spans?limit={limit}")["spans"]]
+    def spans(self, limit: int, since_ns: int = 0) -> list[SpanRecord]:
+        """The newest ``limit`` spans; with ``since_ns``, only those that started then or later."""
+        return [SpanRecord.from_json(s) for s in self._get(f"/api/spans?limit={limit}&since={since_ns}")["spans"]]
 
 
 class StoreFile:

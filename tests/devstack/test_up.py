@@ -58,5 +58,9 @@ def test_a_file_dropped_right_after_make_up_is_processed(tmp_path: Path) -> None
         else:
             raise AssertionError(f"the dropped file was not processed: {body}\n{up.tail(40)}")
         assert body["fileName"] == name or name in json.dumps(body)
+        view = re.search(r"Live view\s+(http://127\.0\.0\.1:\d+/)", output)
+        assert view, output
+        code, picture = _status(f"{view.group(1)}api/state")  # the page's data, with the file in it
+        assert code == 200 and name in json.dumps(picture["files"]), picture
     finally:
         assert up.stop(timeout=60) is not None

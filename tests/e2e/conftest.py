@@ -126,10 +126,10 @@ def hops(result: dict[str, Any]) -> list[str]:
     return [h["status"] for h in result.get("history", [])]
 
 
-def start_stack(**settings: str) -> Stack:
+def start_stack(with_view: bool = False, **settings: str) -> Stack:
     defaults = {"FLIGHT_TIME_SECONDS": "0", "JOIN_TIMEOUT_SECONDS": "120", "DRONE_RETRY_BASE_SECONDS": "1",
                 "DRONE_RETRY_MAX_SECONDS": "2", "PAYMENT_FILES_CLOCK": PAYMENT_CLOCK}
-    stack = Stack(with_devhost=False, settings={**defaults, **settings})
+    stack = Stack(with_devhost=False, with_view=with_view, settings={**defaults, **settings})
     stack.start()
     try:
         seed_all(stack.storage_connection)
