@@ -15,8 +15,10 @@ venv: $(STAMP) $(AZURITE) $(MERMAID) $(CHECKOV) chromium
 
 # The live view's browser test (tests/e2e/test_view_browser.py) drives Debian's Chromium through
 # Playwright: Playwright's own browser download is not reachable from here.
+# apt-get needs root: through sudo when make runs as another user.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 chromium:
-	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	@command -v chromium >/dev/null || ($(SUDO) apt-get update && $(SUDO) apt-get install -y chromium)
 
 # checkov (tests/infra scans infra/) in a virtualenv of its own: its pins (packaging<24,
 # pycep-parser==0.5.1) must not downgrade the project's.
