@@ -70,23 +70,23 @@ def split_sections(raw: bytes | memoryview, decode_body: bool = False) -> list[S
             except Exception as exc:  # proton's own errors, or an unhashable binary map key
                 raise DecodeError(f"byte {offset}: section 0x{code:x} cannot be read: {exc}") from None
         data.exit()
-        value = _owned(value)
+        value = owned(value)
         sections.append(Section(code, bytes(view[offset:offset + consumed]), value))
         offset += consumed
     return sections
 
 
-def _owned(value: Any) -> Any:
+def owned(value: Any) -> Any:
     """``value`` with every binary copied out: proton hands binaries back as memoryviews into its
     decode buffer, which the next decode overwrites (a kept annotation would turn to garbage)."""
     if isinstance(value, memoryview):
         return bytes(value)
     if isinstance(value, dict):
-        return {_owned(k): _owned(v) for k, v in value.items()}
+        return {owned(k): owned(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_owned(v) for v in value]
+        return [owned(v) for v in value]
     if isinstance(value, Described):
-        return Described(value.descriptor, _owned(value.value))
+        return Described(value.descriptor, owned(value.value))
     return value
 
 

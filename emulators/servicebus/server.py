@@ -41,6 +41,7 @@ from proton.reactor import Container
 
 from . import codec
 from .broker import ARGUMENT_ERROR, NOT_ALLOWED, TIMEOUT, Broker, BrokerError, Holder, Msg, Topic, now_ms
+from .inbound import repair_delivery_ids
 
 log = logging.getLogger("emulators.servicebus")
 
@@ -131,6 +132,13 @@ class AmqpServer(Handler):
 
     def on_connection_bound(self, event: Any) -> None:
         self._configure_sasl(event.transport)
+        # The reactor pushes socket bytes into the Transport object its acceptor made (events carry
+        # other wrappers of the same transport), so the repair goes in front of that one.
+        selectable = getattr(event.transport, "_selectable", None)
+        reactor_transport = getattr(selectable, "_transport", None) if selectable is not None else None
+        if reactor_transport is not None and not getattr(reactor_transport, "_sb_repaired", False):
+            repair_delivery_ids(reactor_transport)
+            reactor_transport._sb_repaired = True
 
     @staticmethod
     def _configure_sasl(transport: Any) -> None:

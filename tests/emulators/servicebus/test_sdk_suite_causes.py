@@ -7,10 +7,13 @@ its queue (``suite-*`` in config.json).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusClient, ServiceBusMessage, ServiceBusReceiveMode
+from azure.servicebus.aio import ServiceBusClient as AsyncServiceBusClient
 from azure.servicebus.amqp import AmqpAnnotatedMessage, AmqpMessageBodyType
 from azure.servicebus.exceptions import OperationTimeoutError, ServiceBusError
 
@@ -108,3 +111,44 @@ def test_d_messages_are_framed_as_service_bus_frames_them(client: ServiceBusClie
         assert raw.delivery_annotations == {}
         assert (raw.header.durable, raw.header.first_acquirer, raw.header.priority) == (None, None, None)
         assert b"x-opt-enqueue-sequence-number" not in raw.annotations
+
+
+def _queue_with_ten(client: ServiceBusClient, queue: str) -> list[int]:
+    with client.get_queue_sender(queue) as sender:
+        sender.send_messages([ServiceBusMessage(f"peek {i}") for i in range(10)])
+    with client.get_queue_receiver(queue) as receiver:
+        return [int(m.sequence_number) for m in receiver.peek_messages(max_message_count=10)]
+
+
+def test_f_concurrent_management_requests_from_threads_are_all_answered(client: ServiceBusClient) -> None:
+    # The SDK can give concurrent requests the same delivery-id; Service Bus answers them all, and
+    # proton's engine closed the connection ("sequencing error") until the emulator renumbered them.
+    seqs = _queue_with_ten(client, "suite-f-peek")
+    assert len(seqs) == 10
+    with client.get_queue_receiver("suite-f-peek") as receiver:
+
+        def peek(seq: int) -> int:
+            return int(receiver.peek_messages(max_message_count=1, sequence_number=seq)[0].sequence_number)
+
+        for _ in range(3):  # threads interleave differently each time; one round may not collide
+            with ThreadPoolExecutor(max_workers=10) as pool:
+                assert list(pool.map(peek, seqs)) == seqs
+
+
+def test_f_concurrent_management_requests_from_asyncio_are_all_answered(client: ServiceBusClient,
+                                                                         conn_str: str) -> None:
+    # Under asyncio.gather every request of the round goes out with the same delivery-id and tag.
+    seqs = _queue_with_ten(client, "suite-f-peek-aio")
+
+    async def peek_all_at_once() -> list[int]:
+        async with AsyncServiceBusClient.from_connection_string(conn_str) as aio:
+            async with aio.get_queue_receiver("suite-f-peek-aio") as receiver:
+
+                async def peek(seq: int) -> int:
+                    peeked = await receiver.peek_messages(max_message_count=1, sequence_number=seq)
+                    return int(peeked[0].sequence_number)
+
+                return list(await asyncio.gather(*(peek(seq) for seq in seqs)))
+
+    assert asyncio.run(peek_all_at_once()) == seqs
+
