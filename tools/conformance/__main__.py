@@ -62,6 +62,10 @@ NOT_APPLICABLE: list[tuple[str, str]] = [
      r"|test_sb_client_incorrect_queue_conn_str|test_azure_named_key_credential",
      "authorization: the emulator accepts every token and key (README: no real authorization), "
      "so a refusal for missing rights or a wrong key cannot happen"),
+    (r"test_sb_client_bad_entity",
+     "authorization: the test expects the Entra ID token for a missing entity to be refused at put-token "
+     "(ServiceBusAuthenticationError); the emulator accepts every token (README: no real authorization) and "
+     "reports the missing entity when the link attaches (MessagingEntityNotFoundError), as for a SAS key"),
     (r"test_sb_client_with_ssl_context|test_queue_message_http_proxy_setting"
      r"|test_custom_endpoint_connection_verify_exception",
      "TLS / HTTP proxy: the emulator speaks plain AMQP on loopback (README: no TLS)"),
