@@ -52,6 +52,7 @@ DATETIMEOFFSET_EPOCH = 621355968000000000  # .NET ticks at the Unix epoch
 INCOMING_CREDIT = 1000
 TICK_SECONDS = 0.02
 DEFAULT_SESSION_WAIT_MS = 65_000
+DATETIME_MAX_MS = 253402300800000  # .NET DateTime.MaxValue as the SDKs encode it
 
 
 def _ticks(ms: int) -> int:
@@ -86,7 +87,9 @@ class OutLink:
             tag = msg.lock_token.bytes_le
             self.unsettled[tag] = msg.lock_token
         else:
-            tag = uuid.uuid4().bytes_le
+            # As Service Bus: a message received and deleted has no lock, so its tag (which the
+            # SDKs read as the lock token) is empty.
+            tag = b""
         delivery = self.link.delivery(tag)
         self.link.stream(msg.encode(locked_until_ms))
         self.link.advance()
@@ -598,13 +601,14 @@ class AmqpServer(Handler):
                 return 200, {"session-state": session.state}
             if op == "set-session-state":
                 state = body.get("session-state")
-                holder.set_session_state(owner, None if state is None else bytes(state))
+                holder.set_session_state(owner, None if state is None else bytes(state), now)
                 return 200, {}
             expiration = holder.renew_session(owner, now)
             return 200, {"expiration": timestamp(expiration)}
         if op == "get-message-sessions":
-            ids = sorted(sid for sid, s in holder.sessions.items()
-                         if s.ready or s.state is not None or s.holder is not None)
+            since = body.get("last-updated-time")
+            # The SDKs ask for the default listing with .NET's DateTime.MaxValue as the time.
+            ids = holder.list_sessions(None if since is None or int(since) >= DATETIME_MAX_MS else int(since))
             skip = int(body.get("skip") or 0)
             top = int(body.get("top") or len(ids) or 1)
             page = ids[skip:skip + top]
