@@ -565,10 +565,9 @@ class Holder:
             self.consumers.remove(consumer)
         if self.requires_session:
             self.release_session(consumer, now, count_delivery=False)
-        # Azure releases a dead link's locks at once instead of waiting for them to expire.
-        for msg in [m for m in self.locks.values() if m.locked_by is consumer]:
-            if msg.lock_token is not None:
-                self.release(msg.lock_token, now)
+        # Anything else the link held stays locked until its lock expires, as in Azure: a closed
+        # or vanished receiver's messages come back after LockDuration, one delivery counted (the
+        # SDK releases what it had buffered but not handed out before it detaches).
         self.broker.mark_dirty(self)
 
     def lock_session(self, consumer: Consumer, session_id: str | None, now: int) -> SessionInfo | None:

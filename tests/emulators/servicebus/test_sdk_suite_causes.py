@@ -155,6 +155,20 @@ def test_f_concurrent_management_requests_from_asyncio_are_all_answered(client: 
     assert asyncio.run(peek_all_at_once()) == seqs
 
 
+def test_e_a_closed_receivers_messages_stay_locked_until_the_lock_expires(client: ServiceBusClient) -> None:
+    # Azure keeps the locks of a receiver that closed without settling (the SDK itself says so when
+    # it releases only what it had buffered); the message comes back after LockDuration (5 s here).
+    with client.get_queue_sender("suite-e-locks") as sender:
+        sender.send_messages(ServiceBusMessage("kept"))
+    with client.get_queue_receiver("suite-e-locks", prefetch_count=0) as first:
+        (taken,) = receive(first, 1)
+    with client.get_queue_receiver("suite-e-locks") as second:
+        (again,) = receive(second, 1, timeout=20)
+        assert dt.datetime.now(dt.UTC) >= taken.locked_until_utc  # not handed out while still locked
+        assert again.delivery_count == 1
+        second.complete_message(again)
+
+
 def test_list_sessions_state_updated_after_leaves_out_states_set_before(client: ServiceBusClient) -> None:
     def set_state(session_id: str) -> None:
         with client.get_queue_sender("suite-l-list-sessions") as sender:
