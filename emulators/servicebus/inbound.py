@@ -39,8 +39,11 @@ class DeliveryIdRepair:
         self._expected: dict[int, int] = {}  # channel -> delivery-id proton expects next
         self._continuing: dict[tuple[int, int], int] = {}  # (channel, handle) -> id of its unfinished delivery
         self.renumbered = 0
+        self._malformed = False
 
     def feed(self, data: bytes) -> bytes:
+        if self._malformed:
+            return data  # proton says what is wrong with it and closes the connection
         buf = memoryview(self._held + data) if self._held else memoryview(data)
         self._held = b""
         out: list[bytes | memoryview] = []
@@ -60,6 +63,11 @@ class DeliveryIdRepair:
                 continue
             size = int.from_bytes(buf[pos:pos + 4], "big")
             head = buf[pos + 4] * 4
+            if size < 8:
+                self._malformed = True
+                out.append(buf[pos:])
+                pos = end
+                break
             if buf[pos + 5] != AMQP_FRAME or size <= head or head < 8:
                 self._passing = size
                 continue

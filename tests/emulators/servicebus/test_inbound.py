@@ -72,3 +72,10 @@ def test_the_stream_may_arrive_in_pieces_of_any_size(chunk: int) -> None:
     repair = DeliveryIdRepair()
     out = b"".join(repair.feed(STREAM[i:i + chunk]) for i in range(0, len(STREAM), chunk))
     assert transfers(out) == EXPECTED
+
+
+def test_a_frame_too_short_to_be_one_is_passed_on_for_proton_to_refuse() -> None:
+    repair = DeliveryIdRepair()
+    garbage = b"AMQP\x00\x01\x00\x00" + b"\x00" * 16
+    assert repair.feed(garbage) == garbage  # and returns: no loop over a zero-length frame
+    assert repair.feed(b"more") == b"more"
