@@ -82,7 +82,13 @@ class DeliveryIdRepair:
             if code != TRANSFER:
                 self._passing = size
                 continue
-            rewritten = self._transfer(buf, pos, head, size, channel)
+            try:
+                rewritten = self._transfer(buf, pos, head, size, channel)
+            except Exception:  # a transfer no client would send: proton judges it, not us
+                self._malformed = True
+                out.append(buf[pos:])
+                pos = end
+                break
             if rewritten is None:
                 break  # the performative is not all here yet
             frame_head, consumed = rewritten

@@ -79,3 +79,8 @@ def test_a_frame_too_short_to_be_one_is_passed_on_for_proton_to_refuse() -> None
     garbage = b"AMQP\x00\x01\x00\x00" + b"\x00" * 16
     assert repair.feed(garbage) == garbage  # and returns: no loop over a zero-length frame
     assert repair.feed(b"more") == b"more"
+
+
+def test_a_transfer_with_fields_of_the_wrong_type_is_passed_on_untouched() -> None:
+    odd = b"AMQP\x00\x01\x00\x00" + frame(0, TRANSFER, ["not a handle", "not an id"], b"x") + transfer(0, 1, 5, b"y")
+    assert DeliveryIdRepair().feed(odd) == odd
