@@ -27,6 +27,7 @@ AMQP_FRAME = 0
 BEGIN, TRANSFER, END = 0x11, 0x14, 0x17
 PROTOCOL_HEADER = b"AMQP"
 _PERFORMATIVE_PEEK = 256  # a transfer's performative is far shorter; the rest of the frame is payload
+_MAX_PERFORMATIVE = 64 * 1024  # past this, what claims to be a transfer is not held back any longer
 _ID_MODULUS = 2**32  # delivery-ids are RFC 1982 serial numbers
 
 
@@ -117,6 +118,8 @@ class DeliveryIdRepair:
                 consumed = data.decode(bytes(buf[start:available]))
             except Exception:
                 if available < pos + size:
+                    if available - start > _MAX_PERFORMATIVE:
+                        raise ValueError("no transfer performative is that long") from None
                     return None
                 self._passing = 0
                 return buf[pos:pos + size], size  # not ours to judge: proton says what is wrong with it

@@ -84,3 +84,14 @@ def test_a_frame_too_short_to_be_one_is_passed_on_for_proton_to_refuse() -> None
 def test_a_transfer_with_fields_of_the_wrong_type_is_passed_on_untouched() -> None:
     odd = b"AMQP\x00\x01\x00\x00" + frame(0, TRANSFER, ["not a handle", "not an id"], b"x") + transfer(0, 1, 5, b"y")
     assert DeliveryIdRepair().feed(odd) == odd
+
+
+def test_an_endless_frame_that_never_reads_as_a_transfer_is_not_held_back() -> None:
+    # A head that says "transfer" followed by bytes that never decode: passed on once it is clearly
+    # not one, instead of being held (and growing) while proton hears nothing.
+    head = (2**31).to_bytes(4, "big") + bytes([2, 0, 0, 0]) + b"\x00\x53\x14\xd0\xff\xff\xff\xff"
+    repair = DeliveryIdRepair()
+    out = repair.feed(b"AMQP\x00\x01\x00\x00" + head)
+    chunk = b"\xee" * 70_000
+    out += repair.feed(chunk)
+    assert out.endswith(chunk) and len(out) == 8 + len(head) + len(chunk)
