@@ -211,6 +211,7 @@ def apply_view(msg: Msg, before: MessageView, after: MessageView) -> None:
 @dataclass
 class SessionInfo:
     state: bytes | None = None
+    state_updated_ms: int = 0  # when the state was last set: list_sessions(state_updated_after=...)
     holder: Any = None  # the Consumer holding the session lock
     locked_until_ms: int = 0
     ready: list[int] = field(default_factory=list)  # heap of sequence numbers
@@ -564,10 +565,9 @@ class Holder:
             self.consumers.remove(consumer)
         if self.requires_session:
             self.release_session(consumer, now, count_delivery=False)
-        # Azure releases a dead link's locks at once instead of waiting for them to expire.
-        for msg in [m for m in self.locks.values() if m.locked_by is consumer]:
-            if msg.lock_token is not None:
-                self.release(msg.lock_token, now)
+        # Anything else the link held stays locked until its lock expires, as in Azure: a closed
+        # or vanished receiver's messages come back after LockDuration, one delivery counted (the
+        # SDK releases what it had buffered but not handed out before it detaches).
         self.broker.mark_dirty(self)
 
     def lock_session(self, consumer: Consumer, session_id: str | None, now: int) -> SessionInfo | None:
@@ -640,11 +640,19 @@ class Holder:
         # Pending next-available receivers get a session as soon as one has messages.
         self.waiting = [try_lock for try_lock in self.waiting if not try_lock()]
 
-    def set_session_state(self, consumer: Consumer, state: bytes | None) -> None:
+    def set_session_state(self, consumer: Consumer, state: bytes | None, now: int) -> None:
         session = self.session_of(consumer)
         session.state = state
+        session.state_updated_ms = now
         with self.store.transaction():
-            self.store.set_session_state(self.path, consumer.session_id or "", state)
+            self.store.set_session_state(self.path, consumer.session_id or "", state, now)
+
+    def list_sessions(self, updated_after_ms: int | None) -> list[str]:
+        """Session ids as get-message-sessions lists them: by default those with messages or a
+        state; with ``updated_after_ms``, those whose state was set after that time."""
+        if updated_after_ms is not None:
+            return sorted(sid for sid, s in self.sessions.items() if s.state_updated_ms > updated_after_ms)
+        return sorted(sid for sid, s in self.sessions.items() if s.ready or s.state is not None or s.holder is not None)
 
     # -- browse, defer, schedule ----------------------------------------------------------
     def peek(self, from_seq: int, count: int, session_id: str | None) -> list[Msg]:
@@ -825,7 +833,11 @@ class Broker:
         message_id = envelope.message_id
         if self._is_duplicate(entity, message_id, now):
             return None
-        msg = Msg(0, envelope.props_raw, envelope.app_raw, envelope.body_raw, annotations,
+        app_raw = envelope.app_raw
+        decimals = codec.with_service_bus_decimals(envelope.app_properties)
+        if decimals is not None:
+            app_raw = codec.app_properties_section(decimals)
+        msg = Msg(0, envelope.props_raw, app_raw, envelope.body_raw, annotations,
                   None if message_id is None else str(message_id), envelope.session_id, now, envelope.ttl_ms, None,
                   scheduled_ms=scheduled_ms, priority=envelope.priority,
                   delivery_annotations=envelope.delivery_annotations)
@@ -909,10 +921,11 @@ class Broker:
                 holder = by_path.get(stored.entity)
                 if holder is not None:
                     holder.restore(stored, now)
-        for path, sid, state in self.store.load_session_states():
+        for path, sid, state, updated_ms in self.store.load_session_states():
             holder = by_path.get(path)
             if holder is not None:
-                holder.sessions.setdefault(sid, SessionInfo()).state = state
+                session = holder.sessions.setdefault(sid, SessionInfo())
+                session.state, session.state_updated_ms = state, updated_ms
         for path, mid, seen in self.store.load_duplicates():
             self._dups.setdefault(path, {})[mid] = seen
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from proton import Data, Described, symbol, timestamp, ubyte, uint, ulong
+from proton import Data, Described, decimal128, symbol, timestamp, ubyte, uint, ulong
 
 HEADER, DELIVERY_ANNOTATIONS, MESSAGE_ANNOTATIONS, PROPERTIES, APP_PROPERTIES = 0x70, 0x71, 0x72, 0x73, 0x74
 DATA, AMQP_SEQUENCE, AMQP_VALUE, FOOTER = 0x75, 0x76, 0x77, 0x78
@@ -70,23 +70,23 @@ def split_sections(raw: bytes | memoryview, decode_body: bool = False) -> list[S
             except Exception as exc:  # proton's own errors, or an unhashable binary map key
                 raise DecodeError(f"byte {offset}: section 0x{code:x} cannot be read: {exc}") from None
         data.exit()
-        value = _owned(value)
+        value = owned(value)
         sections.append(Section(code, bytes(view[offset:offset + consumed]), value))
         offset += consumed
     return sections
 
 
-def _owned(value: Any) -> Any:
+def owned(value: Any) -> Any:
     """``value`` with every binary copied out: proton hands binaries back as memoryviews into its
     decode buffer, which the next decode overwrites (a kept annotation would turn to garbage)."""
     if isinstance(value, memoryview):
         return bytes(value)
     if isinstance(value, dict):
-        return {_owned(k): _owned(v) for k, v in value.items()}
+        return {owned(k): owned(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_owned(v) for v in value]
+        return [owned(v) for v in value]
     if isinstance(value, Described):
-        return Described(value.descriptor, _owned(value.value))
+        return Described(value.descriptor, owned(value.value))
     return value
 
 
@@ -225,6 +225,37 @@ def annotations_section(annotations: dict[Any, Any]) -> bytes:
 def delivery_annotations_section(annotations: dict[Any, Any]) -> bytes:
     return encode_section(DELIVERY_ANNOTATIONS, {symbol(k) if isinstance(k, str) else k: v
                                                 for k, v in annotations.items()})
+
+
+_DECIMAL128_BIAS = 6176
+_DOTNET_DECIMAL_DIGITS = 2**96  # a .NET decimal's coefficient is 96 bits, its scale 0 to 28
+
+
+def as_service_bus_decimal(value: decimal128) -> decimal128:
+    """A decimal128 as Service Bus hands it back: it holds application properties as .NET values, and
+    its AMQP library writes a decimal with the exponent's top seven bits in the first byte and its low
+    seven in the second, the 96-bit coefficient in the last twelve (what the Python SDK's decoder
+    reads; the IEEE layout senders write overflows it).  Values a .NET decimal cannot hold are left."""
+    raw = bytes(value)
+    if len(raw) != 16 or raw[0] & 0x60 == 0x60:  # NaN, infinities, the large-coefficient form
+        return value
+    negative = raw[0] & 0x80
+    exponent = (((raw[0] & 0x7F) << 7) | (raw[1] >> 1)) - _DECIMAL128_BIAS
+    coefficient = int.from_bytes(bytes([0, raw[1] & 0x01]) + raw[2:], "big")
+    if exponent > 0:
+        coefficient, exponent = coefficient * 10**exponent, 0
+    if coefficient >= _DOTNET_DECIMAL_DIGITS or -exponent > 28:
+        return value
+    field = _DECIMAL128_BIAS + exponent
+    head = bytes([negative | (field >> 9), (field & 0x7F) << 1, 0, 0])
+    return decimal128(head + coefficient.to_bytes(12, "big"))
+
+
+def with_service_bus_decimals(app_properties: dict[Any, Any]) -> dict[Any, Any] | None:
+    """``app_properties`` with its decimals as Service Bus writes them, or None if it has none."""
+    if not any(isinstance(v, decimal128) for v in app_properties.values()):
+        return None
+    return {k: as_service_bus_decimal(v) if isinstance(v, decimal128) else v for k, v in app_properties.items()}
 
 
 def app_properties_section(app_properties: dict[Any, Any]) -> bytes:

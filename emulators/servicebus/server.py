@@ -41,6 +41,7 @@ from proton.reactor import Container
 
 from . import codec
 from .broker import ARGUMENT_ERROR, NOT_ALLOWED, TIMEOUT, Broker, BrokerError, Holder, Msg, Topic, now_ms
+from .inbound import repair_delivery_ids
 
 log = logging.getLogger("emulators.servicebus")
 
@@ -51,6 +52,7 @@ DATETIMEOFFSET_EPOCH = 621355968000000000  # .NET ticks at the Unix epoch
 INCOMING_CREDIT = 1000
 TICK_SECONDS = 0.02
 DEFAULT_SESSION_WAIT_MS = 65_000
+DATETIME_MAX_MS = 253402300800000  # .NET DateTime.MaxValue as the SDKs encode it
 
 
 def _ticks(ms: int) -> int:
@@ -85,7 +87,9 @@ class OutLink:
             tag = msg.lock_token.bytes_le
             self.unsettled[tag] = msg.lock_token
         else:
-            tag = uuid.uuid4().bytes_le
+            # As Service Bus: a message received and deleted has no lock, so its tag (which the
+            # SDKs read as the lock token) is empty.
+            tag = b""
         delivery = self.link.delivery(tag)
         self.link.stream(msg.encode(locked_until_ms))
         self.link.advance()
@@ -131,6 +135,13 @@ class AmqpServer(Handler):
 
     def on_connection_bound(self, event: Any) -> None:
         self._configure_sasl(event.transport)
+        # The reactor pushes socket bytes into the Transport object its acceptor made (events carry
+        # other wrappers of the same transport), so the repair goes in front of that one.
+        selectable = getattr(event.transport, "_selectable", None)
+        reactor_transport = getattr(selectable, "_transport", None) if selectable is not None else None
+        if reactor_transport is not None and not getattr(reactor_transport, "_sb_repaired", False):
+            repair_delivery_ids(reactor_transport)
+            reactor_transport._sb_repaired = True
 
     @staticmethod
     def _configure_sasl(transport: Any) -> None:
@@ -590,13 +601,14 @@ class AmqpServer(Handler):
                 return 200, {"session-state": session.state}
             if op == "set-session-state":
                 state = body.get("session-state")
-                holder.set_session_state(owner, None if state is None else bytes(state))
+                holder.set_session_state(owner, None if state is None else bytes(state), now)
                 return 200, {}
             expiration = holder.renew_session(owner, now)
             return 200, {"expiration": timestamp(expiration)}
         if op == "get-message-sessions":
-            ids = sorted(sid for sid, s in holder.sessions.items()
-                         if s.ready or s.state is not None or s.holder is not None)
+            since = body.get("last-updated-time")
+            # The SDKs ask for the default listing with .NET's DateTime.MaxValue as the time.
+            ids = holder.list_sessions(None if since is None or int(since) >= DATETIME_MAX_MS else int(since))
             skip = int(body.get("skip") or 0)
             top = int(body.get("top") or len(ids) or 1)
             page = ids[skip:skip + top]

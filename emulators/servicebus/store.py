@@ -49,12 +49,12 @@ class Store(Protocol):
     def update_state(self, entity: str, seq: int, state: int) -> None: ...
     def delete(self, entity: str, seq: int) -> None: ...
     def save_sequence(self, entity: str, last: int) -> None: ...
-    def set_session_state(self, entity: str, session_id: str, state: bytes | None) -> None: ...
+    def set_session_state(self, entity: str, session_id: str, state: bytes | None, updated_ms: int) -> None: ...
     def record_duplicate(self, entity: str, message_id: str, seen_ms: int) -> None: ...
     def forget_duplicates(self, entity: str, before_ms: int) -> None: ...
     def load_messages(self) -> Iterator[StoredMessage]: ...
     def load_sequences(self) -> dict[str, int]: ...
-    def load_session_states(self) -> Iterator[tuple[str, str, bytes]]: ...
+    def load_session_states(self) -> Iterator[tuple[str, str, bytes, int]]: ...
     def load_duplicates(self) -> Iterator[tuple[str, str, int]]: ...
     def save_definition(self, path: str, document: str) -> None: ...
     def load_definitions(self) -> Iterator[tuple[str, str]]: ...
@@ -85,7 +85,7 @@ class MemoryStore:
     def save_sequence(self, entity: str, last: int) -> None:
         pass
 
-    def set_session_state(self, entity: str, session_id: str, state: bytes | None) -> None:
+    def set_session_state(self, entity: str, session_id: str, state: bytes | None, updated_ms: int) -> None:
         pass
 
     def record_duplicate(self, entity: str, message_id: str, seen_ms: int) -> None:
@@ -100,7 +100,7 @@ class MemoryStore:
     def load_sequences(self) -> dict[str, int]:
         return {}
 
-    def load_session_states(self) -> Iterator[tuple[str, str, bytes]]:
+    def load_session_states(self) -> Iterator[tuple[str, str, bytes, int]]:
         return iter(())
 
     def load_duplicates(self) -> Iterator[tuple[str, str, int]]:
@@ -128,7 +128,7 @@ CREATE TABLE IF NOT EXISTS messages (
     PRIMARY KEY (entity, seq)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sequences (entity TEXT PRIMARY KEY, last INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS session_states (entity TEXT NOT NULL, session_id TEXT NOT NULL, state BLOB NOT NULL,
-    PRIMARY KEY (entity, session_id));
+    updated_ms INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (entity, session_id));
 CREATE TABLE IF NOT EXISTS duplicates (entity TEXT NOT NULL, message_id TEXT NOT NULL, seen_ms INTEGER NOT NULL,
     PRIMARY KEY (entity, message_id));
 CREATE TABLE IF NOT EXISTS definitions (path TEXT PRIMARY KEY, document TEXT NOT NULL, written INTEGER NOT NULL);
@@ -145,6 +145,9 @@ class SqliteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(session_states)")}
+        if "updated_ms" not in columns:  # a data directory from before session states had a time
+            self._db.execute("ALTER TABLE session_states ADD COLUMN updated_ms INTEGER NOT NULL DEFAULT 0")
         self._depth = 0
 
     @contextmanager
@@ -188,11 +191,12 @@ class SqliteStore:
     def save_sequence(self, entity: str, last: int) -> None:
         self._db.execute("INSERT OR REPLACE INTO sequences VALUES (?,?)", (entity, last))
 
-    def set_session_state(self, entity: str, session_id: str, state: bytes | None) -> None:
+    def set_session_state(self, entity: str, session_id: str, state: bytes | None, updated_ms: int) -> None:
         if state is None:
             self._db.execute("DELETE FROM session_states WHERE entity=? AND session_id=?", (entity, session_id))
         else:
-            self._db.execute("INSERT OR REPLACE INTO session_states VALUES (?,?,?)", (entity, session_id, state))
+            self._db.execute("INSERT OR REPLACE INTO session_states (entity, session_id, state, updated_ms) "
+                             "VALUES (?,?,?,?)", (entity, session_id, state, updated_ms))
 
     def record_duplicate(self, entity: str, message_id: str, seen_ms: int) -> None:
         self._db.execute("INSERT OR REPLACE INTO duplicates VALUES (?,?,?)", (entity, message_id, seen_ms))
@@ -207,8 +211,8 @@ class SqliteStore:
     def load_sequences(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT entity, last FROM sequences"))
 
-    def load_session_states(self) -> Iterator[tuple[str, str, bytes]]:
-        yield from self._db.execute("SELECT entity, session_id, state FROM session_states")
+    def load_session_states(self) -> Iterator[tuple[str, str, bytes, int]]:
+        yield from self._db.execute("SELECT entity, session_id, state, updated_ms FROM session_states")
 
     def load_duplicates(self) -> Iterator[tuple[str, str, int]]:
         yield from self._db.execute("SELECT entity, message_id, seen_ms FROM duplicates")

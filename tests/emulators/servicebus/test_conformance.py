@@ -551,18 +551,23 @@ def test_oversized_message_is_refused(client: ServiceBusClient) -> None:
         assert len(b"".join(msg.body)) == 200 * 1024
 
 
-def test_locks_of_a_vanished_client_are_released(emulator: Any, conn_str: str) -> None:
+def test_locks_of_a_vanished_client_hold_until_they_expire(emulator: Any, conn_str: str) -> None:
+    # As in Azure: the message is not handed to anyone else while its lock lasts (LockDuration 3 s),
+    # then it comes back with the lost delivery counted.
     with ServiceBusClient.from_connection_string(conn_str) as c, c.get_queue_sender("disconnect") as sender:
         sender.send_messages(ServiceBusMessage("orphan"))
     doomed = ServiceBusClient.from_connection_string(conn_str)
     receiver = doomed.get_queue_receiver("disconnect", prefetch_count=0)
     receiver.__enter__()
-    collect(receiver, 1)
+    (first,) = collect(receiver, 1)
     # Cut the socket without any AMQP goodbye, as a crashed process would.
     receiver._handler._connection._transport.sock.close()
     with ServiceBusClient.from_connection_string(conn_str) as c, c.get_queue_receiver("disconnect") as r:
         (again,) = collect(r, 1, timeout=20)
+        assert dt.datetime.now(dt.UTC) >= first.locked_until_utc  # not handed out while still locked
         assert body(again) == "orphan"
+        assert again.delivery_count == 1
+        assert again.enqueued_time_utc == first.enqueued_time_utc
         r.complete_message(again)
 
 

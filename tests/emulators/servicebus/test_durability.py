@@ -7,6 +7,7 @@ back with their delivery count raised, and session state survives.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from pathlib import Path
@@ -90,8 +91,10 @@ def test_locks_held_at_crash_are_redelivered_and_session_state_survives(tmp_path
                                      [ServiceBusMessage("done")])
             with client.get_queue_sender("sessions-state") as sender:
                 sender.send_messages(ServiceBusMessage("s", session_id="crash"))
+            before_state = dt.datetime.now(dt.UTC) - dt.timedelta(milliseconds=1)
             with client.get_queue_receiver("sessions-state", session_id="crash") as r:
                 r.session.set_state(b"step-1")
+            after_state = dt.datetime.now(dt.UTC)
             receiver = client.get_queue_receiver("settle", prefetch_count=0)
             receiver.__enter__()
             got = collect(receiver, 4)
@@ -107,6 +110,9 @@ def test_locks_held_at_crash_are_redelivered_and_session_state_survives(tmp_path
                 for m in back:
                     r.complete_message(m)
                 assert collect(r, 1, timeout=1.5) == []
+            # ... and so does when it was set, which list_sessions(state_updated_after=...) filters by.
+            assert "crash" in client.list_queue_sessions("sessions-state", state_updated_after=before_state)
+            assert "crash" not in client.list_queue_sessions("sessions-state", state_updated_after=after_state)
             with client.get_queue_receiver("sessions-state", session_id="crash") as r:
                 assert r.session.get_state() == b"step-1"
                 (s,) = collect(r, 1)
@@ -128,3 +134,22 @@ def test_sigterm_stops_cleanly_and_restart_keeps_messages(tmp_path: Path) -> Non
                 assert [str(m) for m in collect(r, 1)] == ["kept"]
     finally:
         emulator.stop()
+
+
+def test_a_data_directory_from_before_session_state_times_is_upgraded(tmp_path: Path) -> None:
+    import sqlite3
+
+    from emulators.servicebus.store import SqliteStore
+
+    old = sqlite3.connect(tmp_path / "servicebus.db")
+    old.execute("CREATE TABLE session_states (entity TEXT NOT NULL, session_id TEXT NOT NULL, state BLOB NOT NULL, "
+                "PRIMARY KEY (entity, session_id))")
+    old.execute("INSERT INTO session_states VALUES ('q', 'kept', x'01')")
+    old.commit()
+    old.close()
+    store = SqliteStore(tmp_path)
+    try:
+        store.set_session_state("q", "new", b"\x02", 1234)
+        assert sorted(store.load_session_states()) == [("q", "kept", b"\x01", 0), ("q", "new", b"\x02", 1234)]
+    finally:
+        store.close()

@@ -39,7 +39,9 @@ def _plain_amqp(init: Any, address_arg: int) -> Any:
     def patched(self: Any, *args: Any, **kwargs: Any) -> None:
         address = kwargs.get("fully_qualified_namespace", args[address_arg] if len(args) > address_arg else None)
         if _emulator_address(address):
-            kwargs.setdefault("use_tls", False)
+            # from_connection_string passes use_tls=True for a connection string the test built
+            # itself without UseDevelopmentEmulator (Azure's form); the emulator has no TLS.
+            kwargs["use_tls"] = False
         init(self, *args, **kwargs)
     return patched
 
