@@ -603,14 +603,11 @@ class AdminApi:
         existing = self.catalog.definitions.get(key)
         if existing is not None and existing.kind == SUBSCRIPTION:
             existing = None
+        what = f"Entity '{name}'"
         if method == "GET":
-            if existing is None:
-                raise AdminError(404, f"Entity '{name}' was not found.")
-            return 200, self._entry(key, existing)
+            return 200, self._entry(key, _found(existing, what))
         if method == "DELETE":
-            if existing is None:
-                raise AdminError(404, f"Entity '{name}' was not found.")
-            self._delete(key, existing)
+            self._delete(key, _found(existing, what))
             return 200, ""
         if method != "PUT":
             raise AdminError(405, f"{method} is not supported here.")
@@ -621,8 +618,7 @@ class AdminApi:
         props = self._props(kind, description)
         now = now_ms()
         if update:
-            if existing is None:
-                raise AdminError(404, f"Entity '{name}' was not found.")
+            existing = _found(existing, what)
             if existing.kind != kind:
                 raise AdminError(400, f"Entity '{name}' is a {existing.kind}, not a {kind}.")
             if kind == QUEUE and props.get("RequiresSession", False) != existing.props.get("RequiresSession", False):
@@ -688,13 +684,11 @@ class AdminApi:
         topic = self._topic(topic_name)
         key = _sub_path(topic.path, name)
         existing = self.catalog.definitions.get(key)
+        what = f"Subscription '{name}' of topic '{topic_name}'"
         if method == "GET":
-            if existing is None:
-                raise AdminError(404, f"Subscription '{name}' of topic '{topic_name}' was not found.")
-            return 200, self._entry(key, existing)
+            return 200, self._entry(key, _found(existing, what))
         if method == "DELETE":
-            if existing is None:
-                raise AdminError(404, f"Subscription '{name}' of topic '{topic_name}' was not found.")
+            existing = _found(existing, what)
             self.broker.remove(topic.subscriptions[name.lower()])
             self.catalog.save(key, Definition(SUBSCRIPTION, existing.name, {}, 0, 0, deleted=True))
             return 200, ""
@@ -706,8 +700,7 @@ class AdminApi:
         props = self._props(SUBSCRIPTION, description)
         now = now_ms()
         if update:
-            if existing is None:
-                raise AdminError(404, f"Subscription '{name}' of topic '{topic_name}' was not found.")
+            existing = _found(existing, what)
             if props.get("RequiresSession", False) != existing.props.get("RequiresSession", False):
                 raise AdminError(400, "The value for the RequiresSession property of an existing Subscription "
                                       "cannot be changed.")
@@ -881,6 +874,13 @@ class AdminApi:
                    f"{_element('Name', self.broker.config.name)}<NamespaceType>Messaging</NamespaceType>"
                    "</NamespaceInfo>")
         return self._entry_xml("$namespaceinfo", self.broker.config.name, started, started, content, True)
+
+
+def _found(definition: Definition | None, what: str) -> Definition:
+    """The definition, or Azure's 404 naming what is missing."""
+    if definition is None:
+        raise AdminError(404, f"{what} was not found.")
+    return definition
 
 
 def _page(items: list[Any], query: dict[str, str]) -> tuple[list[Any], bool]:
