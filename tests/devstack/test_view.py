@@ -19,6 +19,7 @@ import pytest
 from devstack.stack import ManagedProcess, Stack, view_command
 from devstack.traces import SpanRecord
 from devstack.view import QUEUE_SIZE, WRITE_TIMEOUT, Hub, chart, dead_letter_summary, delivery_rows, file_rows
+from tests.support.waiting import wait_until
 
 
 # -- the fan-out, alone ---------------------------------------------------------------------------
@@ -130,14 +131,8 @@ def _health(view: str) -> dict[str, Any]:
     return dict(body)
 
 
-def _wait(what: str, probe: Any, timeout: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"never: {what}")
+# The view redraws every second; under a loaded full run a picture can take a while.
+VIEW_DEADLINE = 120.0
 
 
 def test_a_client_that_stops_reading_skips_then_is_dropped_while_another_keeps_getting_pictures(view: str) -> None:
@@ -165,17 +160,17 @@ def test_a_client_that_stops_reading_skips_then_is_dropped_while_another_keeps_g
     reader.start()
     try:
         reading.wait(60)
-        skipping = _wait("the stalled clients skip pictures",
-                         lambda: [c for c in _health(view)["clients"] if c["skipped"] > 0])
+        skipping = wait_until(lambda: [c for c in _health(view)["clients"] if c["skipped"] > 0],
+                              "the stalled clients skip pictures", VIEW_DEADLINE)
         assert skipping
         since = time.monotonic()
-        _wait("the stalled clients are dropped",
-              lambda: len(_health(view)["clients"]) == 1, timeout=WRITE_TIMEOUT * 6)
+        wait_until(lambda: len(_health(view)["clients"]) == 1, "the stalled clients are dropped",
+                   WRITE_TIMEOUT * 6)
         dropped = time.monotonic()
         # The reader was served while the others were stuck (about WRITE_TIMEOUT s, twenty
         # pictures a second), and after they were dropped.
         assert len([t for t in events if since < t < dropped]) >= 5
-        _wait("a picture after the drop", lambda: events[-1] > dropped)
+        wait_until(lambda: events[-1] > dropped, "a picture after the drop", VIEW_DEADLINE)
     finally:
         for sock in stalled:
             sock.close()
@@ -196,6 +191,6 @@ def test_the_view_answers_problems_in_problem_json(view: str) -> None:
     status, _, picture = _get(f"{view}/api/state")
     assert status == 200 and picture["map"].startswith("flowchart LR")
     assert picture["deliveries"] == [] and len(picture["chart"]) == 30
-    _wait("no client on the stream", lambda: not _health(view)["clients"])
+    wait_until(lambda: not _health(view)["clients"], "no client on the stream", VIEW_DEADLINE)
     _, _, again = _get(f"{view}/api/state")
     assert again["at"] > picture["at"]  # drawn anew: nobody watches the stream to keep one fresh
