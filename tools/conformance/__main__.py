@@ -106,6 +106,28 @@ SUITE_DEFECTS: list[tuple[str, str, str]] = [
 ]
 
 
+# Tests that take longer than the per-test timeout by design, against Azure as against the
+# emulator, by test function: the seconds they get instead, and why.
+LONG_RUNNING: dict[str, tuple[int, str]] = {
+    "test_topic_by_servicebus_client_send_large_messages_w_sleep": (720,
+     "10 sends of 100 KB, 10 s apart, on a sender built with socket_timeout=60: from 30 s after the open the "
+     "SDK's keep-alive thread (pyamqp client._keep_alive) holds the connection's socket lock in a read that waits "
+     "up to socket_timeout for a frame, and a service sends nothing to an idle sender (the trace in "
+     "Azure/azure-sdk-for-python#37916 shows the same 60 s gaps against Azure), so each later send waits up to "
+     "60 s for the lock: about 470 s in all"),
+}
+
+
+def file_timeout(run: "FileRun", timeout: int) -> int:
+    """The per-test timeout for ``run``'s process: ``timeout``, or more if one of its tests needs it."""
+    return max([timeout, *(LONG_RUNNING[name][0] for name in map(function_of, run.nodeids) if name in LONG_RUNNING)])
+
+
+def function_of(nodeid: str) -> str:
+    """``file::Class::test_x[param]`` -> ``test_x``."""
+    return nodeid.rsplit("::", 1)[-1].split("[", 1)[0]
+
+
 def suite_defect(nodeid: str, detail: str) -> str | None:
     """Why a failure is the suite's own, if it is one of the known defects and fails as they do."""
     for pattern, evidence, reason in SUITE_DEFECTS:
@@ -189,7 +211,7 @@ def run_file(tests: Path, run: FileRun, port: int, timeout: int, log: Path,
         return None
     results = WORK / "results" / (run.path.replace("/", "__") + ".jsonl")
     args = [sys.executable, "-m", "pytest", "-p", "conformance_plugin", "-q", "-rN", "--no-header",
-            f"--timeout={timeout}", "--timeout-method=signal", *remaining]
+            f"--timeout={file_timeout(run, timeout)}", "--timeout-method=signal", *remaining]
     with open(log, "ab") as out:
         return subprocess.Popen(args, cwd=tests, env=pytest_env(results=results, port=port, extra=extra), stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
@@ -265,12 +287,13 @@ def execute(tests: Path, runs: list[FileRun], port: int, jobs: int, timeout: int
                 continue
             if in_flight != watched:
                 active[path] = (run, proc, time.monotonic(), in_flight)
-            elif in_flight is not None and time.monotonic() - since > timeout + 60:
+            elif in_flight is not None and time.monotonic() - since > file_timeout(run, timeout) + 60:
                 # pytest-timeout could not interrupt it: kill this file's process, go on without it.
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-                run.results[in_flight] = {"outcome": "hung",
-                                          "detail": f"still running {timeout + 60} s after it started; killed"}
+                run.results[in_flight] = {
+                    "outcome": "hung",
+                    "detail": f"still running {file_timeout(run, timeout) + 60} s after it started; killed"}
 
 
 def report(runs: list[FileRun], skipped_na: dict[str, str]) -> int:
@@ -348,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = [FileRun(f, [n for n in nodeids if n.startswith(f + "::") and n not in skipped_na]) for f in files]
     print(f"conformance: azure-servicebus {SDK_VERSION} tests ({len(nodeids)} collected, "
           f"{len(skipped_na)} not applicable), per-test timeout {args.timeout} s", flush=True)
+    for name in sorted({function_of(n) for n in nodeids} & LONG_RUNNING.keys()):
+        print(f"  {LONG_RUNNING[name][0]} s for {name}: {LONG_RUNNING[name][1]}", flush=True)
     log = start_work()
     messaging = [r for r in runs if r.nodeids and not r.path.startswith("mgmt_tests/")]
     if messaging:
