@@ -14,7 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import pytest
-from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusClient, ServiceBusMessage, ServiceBusReceiveMode
+from azure.servicebus import (
+    NEXT_AVAILABLE_SESSION,
+    ServiceBusClient,
+    ServiceBusMessage,
+    ServiceBusReceiveMode,
+    ServiceBusSubQueue,
+)
 from azure.servicebus.aio import ServiceBusClient as AsyncServiceBusClient
 from azure.servicebus.amqp import AmqpAnnotatedMessage, AmqpMessageBodyType
 from azure.servicebus.exceptions import OperationTimeoutError, ServiceBusError
@@ -45,6 +51,36 @@ def test_b_next_available_session_with_none_to_give_refuses_the_open(client: Ser
 def test_b_a_plain_receiver_on_a_session_queue_is_refused_at_open(client: ServiceBusClient) -> None:
     with pytest.raises(ServiceBusError):
         client.get_queue_receiver("suite-b-sessions", max_wait_time=2)._open_with_retry()
+
+
+def test_c_deferred_messages_come_back_to_another_receiver_locked_and_can_be_dead_lettered(
+        client: ServiceBusClient) -> None:
+    with client.get_queue_sender("suite-c-deferred") as sender:
+        sender.send_messages([ServiceBusMessage(f"deferred {i}") for i in range(3)])
+    with client.get_queue_receiver("suite-c-deferred") as receiver:
+        taken = receive(receiver, 3)
+        for msg in taken:
+            receiver.defer_message(msg)
+    seqs = [msg.sequence_number for msg in taken]
+    with client.get_queue_receiver("suite-c-deferred") as receiver:
+        with pytest.raises(ServiceBusError):  # one of them is not deferred: the whole request fails
+            receiver.receive_deferred_messages([*seqs, max(seqs) + 1000])
+        deferred = receiver.receive_deferred_messages(seqs)
+        assert sorted(str(msg) for msg in deferred) == [f"deferred {i}" for i in range(3)]
+        assert all(msg.lock_token and msg.locked_until_utc for msg in deferred)
+        *dead, done = deferred
+        for msg in dead:
+            receiver.dead_letter_message(msg, reason="suite-c", error_description="deferred, then dead-lettered")
+        receiver.complete_message(done)
+        with pytest.raises(ServiceBusError):  # completed: no longer there to receive
+            receiver.receive_deferred_messages([done.sequence_number])
+    with client.get_queue_receiver("suite-c-deferred", sub_queue=ServiceBusSubQueue.DEAD_LETTER) as dlq:
+        letters = receive(dlq, 2)
+        assert sorted(str(msg) for msg in letters) == sorted(str(msg) for msg in dead)
+        for letter in letters:
+            assert letter.dead_letter_reason == "suite-c"
+            assert letter.application_properties[b"DeadLetterReason"] == b"suite-c"
+            dlq.complete_message(letter)
 
 
 def test_d_received_messages_carry_the_lock_token_and_the_senders_sections(client: ServiceBusClient) -> None:
