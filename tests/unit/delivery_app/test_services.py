@@ -12,7 +12,7 @@ from choreography.errors import BusinessRuleViolation, ConcurrencyConflict, Tran
 from choreography.messaging import Cause
 from choreography.reason_codes import ReasonCode
 from choreography.settings import Settings, SettingsError
-from contracts.deliveries import CancelPackage, ReleaseDrone
+from contracts.deliveries import CancelPackage, Opening, ReleaseDrone
 from delivery.domain import Delivery
 from delivery.service import DeliveryService, RecentDeliveries
 from drone_scheduler.domain import Booking, Drone, held_by
@@ -466,10 +466,7 @@ def test_a_state_another_instance_moved_on_from_is_read_again_and_sends_nothing(
     assert world.status("d-1") == "InTransit"
 
 
-def test_the_next_change_starts_from_the_state_this_process_saved():
-    world = make_world(flight_seconds=60)  # a flight that takes time: the timer is the outbox
-    world.deliveries.add(Delivery.requested("d-1", "fp", T0))
-    timing = world.delivery.timing
+def _count_delivery_reads(world: World) -> dict[str, int]:
     reads = {"n": 0}
     real_get = world.deliveries.get
 
@@ -478,6 +475,14 @@ def test_the_next_change_starts_from_the_state_this_process_saved():
         return real_get(delivery_id)
 
     world.deliveries.get = counting_get  # type: ignore[method-assign]
+    return reads
+
+
+def test_the_next_change_starts_from_the_state_this_process_saved():
+    world = make_world(flight_seconds=60)  # a flight that takes time: the timer is the outbox
+    world.deliveries.add(Delivery.requested("d-1", "fp", T0))
+    timing = world.delivery.timing
+    reads = _count_delivery_reads(world)
     world.delivery.change("d-1", "m-1", Cause("m-1", None), lambda d, now: d.package_ready("p", now, now, timing))
     world.delivery.change("d-1", "m-2", Cause("m-2", None),
                           lambda d, now: d.drone_scheduled("drone-1", now, now, timing))
@@ -485,6 +490,20 @@ def test_the_next_change_starts_from_the_state_this_process_saved():
                           lambda d, now: d.drone_scheduled("drone-1", now, now, timing))
     assert reads["n"] == 1
     assert world.publisher.types() == ["DeliveryInTransitTimer"]
+
+
+def test_a_delivery_this_process_opened_takes_its_first_outcome_unread(world: World):
+    assert world.delivery.open("d-1", "fp", T0) is Opening.OPENED
+    reads = _count_delivery_reads(world)
+    timing = world.delivery.timing
+    world.delivery.change("d-1", "m-1", Cause("m-1", None), lambda d, now: d.package_ready("p", now, now, timing))
+    assert reads["n"] == 0
+    # Changed meanwhile by another instance: the save fails its ETag check and the record is read.
+    stored = world.deliveries.get("d-1")
+    assert stored is not None and stored.status.value == "Scheduling"
+    world.deliveries.save(stored)
+    world.delivery.change("d-1", "m-2", Cause("m-2", None), lambda d, now: d.drone_scheduled("x", now, now, timing))
+    assert reads["n"] == 2 and world.status("d-1") == "Shipped"
 
 
 def test_a_change_that_changes_nothing_is_not_written(world: World):
