@@ -28,6 +28,9 @@ from .ports import BookingChanged
 
 FLEET, WAITING = "fleet", "waiting"
 BOOKING_PREFIX = "~"  # after every drone id in RowKey order: the fleet is RowKey lt '~'
+# What a transaction's operation fails with when its entity is not as read: there is one now
+# (409), it changed (412), it is gone (404).
+_CHANGED = frozenset({404, 409, 412})
 
 
 def _booking_key(delivery_id: str) -> str:
@@ -112,6 +115,8 @@ class TableDroneFleet:
             # is what the caller needs to hear.
             metas = self._table.submit_transaction([_booking_write(booking, booking_entity), drone_write])
         except TableTransactionError as failure:
+            if failure.status_code not in _CHANGED:
+                raise  # not a lost race: the caller's failure handling classifies it
             if failure.index == 0:
                 raise BookingChanged(delivery_id) from None
             return None
