@@ -232,6 +232,34 @@ def test_the_scheduler_chooses_from_the_fleet_it_remembers(world: World):
     assert len({d.delivery_id for d in world.fleet.drones() if d.delivery_id}) == 3
 
 
+class _CountingFleet:
+    """The fleet, counting the storage calls the scheduler makes, by port method."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.calls: list[str] = []
+
+    def __getattr__(self, name):
+        method = getattr(self.inner, name)
+
+        def counted(*args, **kwargs):
+            self.calls.append(name)
+            return method(*args, **kwargs)
+
+        return counted
+
+
+def test_a_delivery_costs_the_scheduler_one_write_to_assign_and_one_to_free_and_no_read(world: World):
+    deadline = T0 + timedelta(hours=1)
+    world.drones.schedule("d-0", 1, deadline, 0, Cause("m-0", None))  # the first reads the fleet
+    counting = _CountingFleet(world.fleet)
+    world.drones.fleet = counting  # type: ignore[assignment]
+    world.drones.schedule("d-1", 1, deadline, 0, CAUSE)
+    world.drones.release(ReleaseDrone(delivery_id="d-1", drone_id=_scheduled_to(world)["d-1"][0]),
+                         Cause("r-1", None))
+    assert counting.calls == ["try_assign", "try_release"]
+
+
 def test_a_drone_another_instance_took_is_not_given_twice():
     world = make_world(fleet_size=2)
     deadline = T0 + timedelta(hours=1)
