@@ -206,11 +206,15 @@ class DeliveryService:
 
     # -- the records, for Ingestion (contracts.deliveries.DeliveryRecords) ---------------------
     def open(self, delivery_id: str, request_fingerprint: str, at: datetime) -> Opening:
+        opened = Delivery.requested(delivery_id, request_fingerprint, at)
         try:
-            self.deliveries.add(Delivery.requested(delivery_id, request_fingerprint, at))
-            return Opening.OPENED
+            self.deliveries.add(opened)
         except DeliveryExists:
             existing = self.deliveries.get(delivery_id)
+        else:
+            # Its first outcome, most often handled in this process, starts from here unread.
+            self.recent.put(opened)
+            return Opening.OPENED
         if existing is None or existing.request_fingerprint != request_fingerprint:
             return Opening.CONFLICT
         return Opening.REQUESTED if existing.status is Status.REQUESTED else Opening.UNDER_WAY

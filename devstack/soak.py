@@ -49,8 +49,9 @@ from azure.data.tables import TableServiceClient
 from azure.servicebus import ServiceBusClient, ServiceBusSubQueue
 from azure.storage.blob import BlobServiceClient
 
-from choreography.entities import REMEDIATIONS_TABLE
+from choreography.entities import DRONES_TABLE, REMEDIATIONS_TABLE
 from devstack.samples import generate_csv, generate_nacha
+from drone_scheduler.adapters import BOOKING_PREFIX, FLEET
 from remediation.adapters import TableAuditLog
 from remediation.domain import TRANSIENT, AuditEntry
 
@@ -267,6 +268,11 @@ def _rows(tables: TableServiceClient, table: str) -> list[dict[str, Any]]:
         return []
 
 
+def _drones(tables: TableServiceClient) -> list[dict[str, Any]]:
+    """The fleet's rows, without the deliveries' bookings that share its partition."""
+    return [r for r in _rows(tables, DRONES_TABLE) if r["PartitionKey"] == FLEET and r["RowKey"] < BOOKING_PREFIX]
+
+
 def audit_entries(stack: Stack) -> list[AuditEntry]:
     with TableServiceClient.from_connection_string(stack.storage_connection) as tables:
         return list(TableAuditLog(tables.create_table_if_not_exists(REMEDIATIONS_TABLE)).entries())
@@ -333,7 +339,7 @@ def settled(stack: Stack, deliveries: list[Delivery], files: list[PaymentFile]) 
         return False
     if any(r.get("outbox") for r in status.values()):
         return False
-    if any(r.get("deliveryId") for r in _rows(tables, "drones") if r["PartitionKey"] == "fleet"):
+    if any(r.get("deliveryId") for r in _drones(tables)):
         return False
     # Event Grid retries a delivery to a host that was down after a backoff (10 s first), so an
     # ended delivery's notification may still be on its way: wait for it too.
@@ -402,7 +408,7 @@ def check(stack: Stack, deliveries: list[Delivery], files: list[PaymentFile], re
     outboxes = [pk for pk, r in rows.items() if r.get("outbox")]
     report.check("no outbox left in a delivery record", 0, len(outboxes), outboxes)
 
-    fleet = [r for r in _rows(tables, "drones") if r["PartitionKey"] == "fleet"]
+    fleet = _drones(tables)
     busy = [f"{r['RowKey']} still held by {r['deliveryId']}" for r in fleet if r.get("deliveryId")]
     report.check("every drone free at the end", len(fleet), len(fleet) - len(busy), busy)
     overlaps = drone_overlaps(list(rows.values()))

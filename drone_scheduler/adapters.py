@@ -4,24 +4,51 @@
   ``wanted`` (a waiting delivery could use it). Assignments replace the entity with
   ``If-Match: <etag>``, so two schedulers racing for the same drone cannot both win: the loser
   gets 412 and tries another drone.
-* PartitionKey ``closed``, RowKey = delivery id: deliveries that ended (tombstones).
+* PartitionKey ``fleet``, RowKey = ``~`` + delivery id: the delivery's booking (``droneIds``, a
+  JSON list; ``closed``). In the drones' partition so that an assignment writes the drone and the
+  booking in one entity-group transaction: no crash can leave a drone assigned that its booking
+  does not name. ``~`` sorts after every drone id, so the fleet is the RowKeys below it.
 * PartitionKey ``waiting``, RowKey = delivery id: the waiting list (``weightKg``, ``since``,
-  ``deadline``).
+  ``deadline``, ``claimedAt``).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
-from .domain import Drone, Waiter
+from .domain import Booking, Drone, Waiter
+from .ports import BookingChanged
 
-FLEET, CLOSED, WAITING = "fleet", "closed", "waiting"
+FLEET, WAITING = "fleet", "waiting"
+BOOKING_PREFIX = "~"  # after every drone id in RowKey order: the fleet is RowKey lt '~'
+# What a transaction's operation fails with when its entity is not as read: there is one now
+# (409), it changed (412), it is gone (404).
+_CHANGED = frozenset({404, 409, 412})
+
+
+def _booking_key(delivery_id: str) -> str:
+    return BOOKING_PREFIX + delivery_id
+
+
+def _booking(entity: Any) -> Booking:
+    return Booking(entity["RowKey"].removeprefix(BOOKING_PREFIX), tuple(json.loads(entity.get("droneIds") or "[]")),
+                   bool(entity.get("closed", False)), entity.metadata["etag"])
+
+
+def _booking_write(booking: Booking | None, entity: dict[str, Any]) -> tuple[Any, ...]:
+    """The transaction operation writing ``entity`` over ``booking`` as read: create it when there
+    was none, else replace it if unchanged."""
+    if booking is None:
+        return ("create", entity)
+    return ("update", entity, {"mode": UpdateMode.REPLACE, "etag": booking.version,
+                               "match_condition": MatchConditions.IfNotModified})
 
 
 def _drone(entity: Any) -> Drone:
@@ -47,27 +74,66 @@ class TableDroneFleet:
         self._table = table
 
     def drones(self) -> list[Drone]:
-        entities = self._table.query_entities("PartitionKey eq @pk", parameters={"pk": FLEET})
+        entities = self._table.query_entities("PartitionKey eq @pk and RowKey lt @bookings",
+                                              parameters={"pk": FLEET, "bookings": BOOKING_PREFIX})
         return sorted((_drone(e) for e in entities), key=lambda d: d.drone_id)
 
-    def held_by(self, delivery_id: str) -> list[Drone]:
-        # Filtered on the server: the answer is the few drones of this delivery, not the fleet.
-        entities = self._table.query_entities("PartitionKey eq @pk and deliveryId eq @d",
-                                              parameters={"pk": FLEET, "d": delivery_id})
-        return sorted((_drone(e) for e in entities), key=lambda d: d.drone_id)
+    def drone(self, drone_id: str) -> Drone | None:
+        try:
+            return _drone(self._table.get_entity(FLEET, drone_id))
+        except ResourceNotFoundError:
+            return None
+
+    def booking(self, delivery_id: str) -> Booking | None:
+        try:
+            return _booking(self._table.get_entity(FLEET, _booking_key(delivery_id)))
+        except ResourceNotFoundError:
+            return None
+
+    @staticmethod
+    def _drone_entity(drone: Drone, delivery_id: str | None, wanted: bool) -> dict[str, Any]:
+        return {"PartitionKey": FLEET, "RowKey": drone.drone_id, "capacityKg": float(drone.capacity_kg),
+                "deliveryId": delivery_id or "", "wanted": wanted}
 
     def _replace(self, drone: Drone, delivery_id: str | None, wanted: bool) -> Drone | None:
-        entity = {"PartitionKey": FLEET, "RowKey": drone.drone_id, "capacityKg": float(drone.capacity_kg),
-                  "deliveryId": delivery_id or "", "wanted": wanted}
         try:
-            meta = self._table.update_entity(entity, mode=UpdateMode.REPLACE, etag=drone.version,
-                                             match_condition=MatchConditions.IfNotModified)
+            meta = self._table.update_entity(self._drone_entity(drone, delivery_id, wanted), mode=UpdateMode.REPLACE,
+                                             etag=drone.version, match_condition=MatchConditions.IfNotModified)
         except (ResourceModifiedError, ResourceNotFoundError):
             return None
         return Drone(drone.drone_id, drone.capacity_kg, delivery_id, meta["etag"], wanted)
 
-    def try_assign(self, drone: Drone, delivery_id: str) -> Drone | None:
-        return self._replace(drone, delivery_id, drone.wanted)
+    def try_assign(self, drone: Drone, delivery_id: str, booking: Booking | None) -> Drone | None:
+        booked = (*(booking.drone_ids if booking else ()), drone.drone_id)
+        booking_entity = {"PartitionKey": FLEET, "RowKey": _booking_key(delivery_id), "droneIds": json.dumps(booked),
+                          "closed": False}
+        drone_write = ("update", self._drone_entity(drone, delivery_id, drone.wanted),
+                       {"mode": UpdateMode.REPLACE, "etag": drone.version,
+                        "match_condition": MatchConditions.IfNotModified})
+        try:
+            # The booking first: when both changed, the delivery's own news (a drone, or closed)
+            # is what the caller needs to hear.
+            metas = self._table.submit_transaction([_booking_write(booking, booking_entity), drone_write])
+        except TableTransactionError as failure:
+            if failure.status_code not in _CHANGED:
+                raise  # not a lost race: the caller's failure handling classifies it
+            if failure.index == 0:
+                raise BookingChanged(delivery_id) from None
+            return None
+        return Drone(drone.drone_id, drone.capacity_kg, delivery_id, metas[1]["etag"], drone.wanted)
+
+    def try_close(self, delivery_id: str, booking: Booking | None) -> bool:
+        entity = {"PartitionKey": FLEET, "RowKey": _booking_key(delivery_id),
+                  "droneIds": json.dumps(booking.drone_ids if booking else ()), "closed": True}
+        try:
+            if booking is None:
+                self._table.create_entity(entity)
+            else:
+                self._table.update_entity(entity, mode=UpdateMode.REPLACE, etag=booking.version,
+                                          match_condition=MatchConditions.IfNotModified)
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+            return False
+        return True
 
     def try_release(self, drone: Drone) -> Drone | None:
         return self._replace(drone, None, False)
@@ -100,20 +166,11 @@ class TableDroneFleet:
         self._table.delete_entity(WAITING, delivery_id)  # no error when it is not there
 
     def add(self, drone: Drone) -> bool:
+        if drone.drone_id >= BOOKING_PREFIX:
+            raise ValueError(f"a drone id must sort before {BOOKING_PREFIX!r}: the bookings' RowKeys start with it")
         try:
             self._table.create_entity({"PartitionKey": FLEET, "RowKey": drone.drone_id,
                                        "capacityKg": float(drone.capacity_kg), "deliveryId": drone.delivery_id or ""})
         except ResourceExistsError:
-            return False
-        return True
-
-    def close(self, delivery_id: str, at: datetime) -> None:
-        self._table.upsert_entity({"PartitionKey": CLOSED, "RowKey": delivery_id, "closedAt": at.isoformat()},
-                                  mode=UpdateMode.REPLACE)
-
-    def is_closed(self, delivery_id: str) -> bool:
-        try:
-            self._table.get_entity(CLOSED, delivery_id)
-        except ResourceNotFoundError:
             return False
         return True

@@ -82,6 +82,25 @@ class Waiter:
         return self.claimed_at is None or now - self.claimed_at > CLAIM_TTL
 
 
+@dataclass(frozen=True)
+class Booking:
+    """What the scheduler keeps of one delivery, in one record read by a point read: the drones it
+    was given (written in the same transaction as each assignment, so it never misses one) or
+    that it is closed (it ended before it got a drone: none is to be scheduled for it any more).
+    A booking with drones needs no closing: such a delivery is answered with its drone, never
+    given another, and the drone entity says whether it still holds it."""
+
+    delivery_id: str
+    drone_ids: tuple[str, ...] = ()
+    closed: bool = False
+    version: str | None = field(default=None, compare=False)  # storage ETag it was read at
+
+    @property
+    def settled(self) -> bool:
+        """No drone is to be assigned for this delivery: it has one, or it is over."""
+        return bool(self.drone_ids) or self.closed
+
+
 def first_in_line(waiters: Iterable[Waiter], drone: Drone, now: datetime) -> list[Waiter]:
     """Who a freed ``drone`` goes to, in order: the waiters it can carry whose deadline has not
     passed and nobody is serving, longest waiting first (ties by delivery id, so every scheduler

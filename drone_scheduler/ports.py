@@ -5,7 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from .domain import Drone, Waiter
+from .domain import Booking, Drone, Waiter
+
+
+class BookingChanged(Exception):
+    """The delivery's booking is not as it was read (or was created since it was read as absent):
+    read it again. Nothing was written."""
 
 
 class DroneFleet(Protocol):
@@ -13,13 +18,25 @@ class DroneFleet(Protocol):
         """Every drone, each with the ``version`` it was read at."""
         ...
 
-    def held_by(self, delivery_id: str) -> list[Drone]:
-        """The drones assigned to ``delivery_id`` now (read from storage, never remembered)."""
+    def drone(self, drone_id: str) -> Drone | None:
+        """One drone as stored now (a point read), or None when the fleet has no such drone."""
         ...
 
-    def try_assign(self, drone: Drone, delivery_id: str) -> Drone | None:
-        """Give ``drone`` to ``delivery_id`` if it has not changed since it was read (so no drone
-        is ever assigned twice); the updated drone, or None when someone else got there first."""
+    def booking(self, delivery_id: str) -> Booking | None:
+        """``delivery_id``'s booking as stored now (a point read), or None when it has none."""
+        ...
+
+    def try_assign(self, drone: Drone, delivery_id: str, booking: Booking | None) -> Drone | None:
+        """In one transaction: give ``drone`` to ``delivery_id`` and add it to the delivery's
+        booking, read as ``booking`` (None: it had none). Nothing is written unless both are
+        unchanged since they were read. The updated drone; None when the drone changed (someone
+        else got there first: so no drone is ever assigned twice); BookingChanged when the
+        booking did."""
+        ...
+
+    def try_close(self, delivery_id: str, booking: Booking | None) -> bool:
+        """Close the delivery's booking, read as ``booking`` (None: it had none), if unchanged
+        since read: no drone is to be assigned to it any more. False when it changed."""
         ...
 
     def try_release(self, drone: Drone) -> Drone | None:
@@ -55,11 +72,4 @@ class DroneFleet(Protocol):
 
     def add(self, drone: Drone) -> bool:
         """Add a drone to the fleet unless one with that id exists; True if added."""
-        ...
-
-    def close(self, delivery_id: str, at: datetime) -> None:
-        """Remember that ``delivery_id`` is over: no drone is to be scheduled for it any more."""
-        ...
-
-    def is_closed(self, delivery_id: str) -> bool:
         ...

@@ -3,8 +3,8 @@
 Reads the storage account from ``AzureWebJobsStorage`` (or ``--connection``). Drones that
 already exist are left as they are (an assigned drone stays assigned), so running it twice,
 or against a running stack, is safe. ``--fleet-size N`` seeds N drones whose capacities repeat
-5/10/20/40/60 kg. ``--reset`` frees every drone and forgets ended deliveries: only for an idle
-stack.
+5/10/20/40/60 kg. ``--reset`` frees every drone and forgets the deliveries' bookings: only for an
+idle stack.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from choreography.connections import storage_tables
 from choreography.entities import DRONES_TABLE
 from choreography.settings import STORAGE_CONNECTION
 
-from .adapters import CLOSED, TableDroneFleet
+from .adapters import BOOKING_PREFIX, FLEET, TableDroneFleet
 from .domain import Drone, default_fleet
 from .ports import DroneFleet
 
@@ -44,8 +44,10 @@ def main(argv: list[str] | None = None) -> int:
             for drone in fleet.drones():
                 if not drone.is_free:
                     fleet.try_release(drone)
-            for entity in table.query_entities("PartitionKey eq @pk", parameters={"pk": CLOSED}):
-                table.delete_entity(CLOSED, entity["RowKey"])
+            bookings = table.query_entities("PartitionKey eq @pk and RowKey ge @bookings",
+                                            parameters={"pk": FLEET, "bookings": BOOKING_PREFIX})
+            for entity in bookings:
+                table.delete_entity(FLEET, entity["RowKey"])
         added = seed(fleet, default_fleet(args.fleet_size))
         drones = fleet.drones()
     print(f"drone fleet: {len(drones)} drones ({len(added)} added): "

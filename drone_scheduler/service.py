@@ -1,10 +1,13 @@
 """Drone Scheduler use cases: schedule a drone for a delivery (or retry later); release it.
 
-Reads per request: the drones already held by the delivery are always read from storage (a
-redelivered request must find the drone it got before, whichever instance assigned it), but
-the free drones to choose from come from :class:`KnownFleet`, this process's memory of the
-fleet, rather than a read of the whole fleet. A choice made from a stale memory fails its ETag
-check; and the fleet is read afresh before a request is told to wait for a drone.
+Storage calls per delivery: what the scheduler knows of a delivery is one record, its
+*booking* (:class:`~drone_scheduler.domain.Booking`), written in the same transaction as each
+assignment: a redelivered request finds the drone it got before, whichever instance assigned it,
+because its assignment fails on the booking that exists and the booking is then read. So a
+delivery's assignment is one write and no read, and the end of its flight one write (the drone
+freed). The free drones to choose from come from :class:`KnownFleet`, this process's memory of
+the fleet, rather than a read of the whole fleet. A choice made from a stale memory fails its
+ETag check; and the fleet is read afresh before a request is told to wait for a drone.
 """
 
 from __future__ import annotations
@@ -15,16 +18,16 @@ from datetime import datetime, timedelta
 from choreography.clock import Clock
 from choreography.contracts import Contract, ContractRegistry
 from choreography.entities import DELIVERIES_TOPIC, DELIVERY_EVENTS_QUEUE
-from choreography.errors import BusinessRuleViolation, PermanentFailure
+from choreography.errors import BusinessRuleViolation, PermanentFailure, TransientFailure
 from choreography.handling import unexpected
 from choreography.idempotency import message_id, short_hash
 from choreography.messaging import Cause, Incoming, Outgoing, Publisher, Received
 from choreography.reason_codes import ReasonCode
 from contracts.deliveries import DeliveryRequested, DroneReleased, DroneScheduled, DroneUnavailable, ReleaseDrone
 
-from .domain import Drone, Waiter, candidates, first_in_line, next_attempt_at
+from .domain import Booking, Drone, Waiter, candidates, first_in_line, next_attempt_at
 from .messages import RetryDroneScheduling
-from .ports import DroneFleet
+from .ports import BookingChanged, DroneFleet
 
 ASSIGN_ROUNDS = 3  # re-read the fleet this many times when racing schedulers take our candidates
 
@@ -44,6 +47,10 @@ class KnownFleet:
         """The remembered fleet, or None before the first read."""
         with self._lock:
             return None if self._drones is None else list(self._drones.values())
+
+    def get(self, drone_id: str) -> Drone | None:
+        with self._lock:
+            return None if self._drones is None else self._drones.get(drone_id)
 
     def reset(self, drones: list[Drone]) -> list[Drone]:
         with self._lock:
@@ -73,13 +80,14 @@ class DroneSchedulerService:
         """Assign a free drone able to carry ``weight_kg`` and say ``DroneScheduled``; if none is
         free, join the waiting list and schedule ``RetryDroneScheduling`` with backoff. Raises
         BusinessRuleViolation when no drone could ever carry it, or none came free before the
-        deadline."""
-        if attempt > 0 and self.fleet.is_closed(delivery_id):
-            self.fleet.stop_waiting(delivery_id)
-            return  # the delivery ended (timeout, cancellation) while we were retrying
-        mine = self.fleet.held_by(delivery_id)
-        if mine:  # a redelivery, a duplicate request, or a drone handed over while we waited
-            self._scheduled(mine[0], delivery_id, cause, waiting_since)
+        deadline. A delivery whose booking names a drone is answered with it; a closed one gets
+        nothing."""
+        # A first request reads no booking: it almost never has one, and when it does (a
+        # redelivery, a duplicate, a compensation that came first) the assignment transaction
+        # fails on it and it is read then. A retry has waited, so things may have happened.
+        booking = self.fleet.booking(delivery_id) if attempt > 0 else None
+        read = attempt > 0
+        if booking is not None and self._settled(booking, cause, waiting_since):
             return
         if waiting_since is not None and not self._claim_own_place(delivery_id):
             # A release is handing it a drone right now (its DroneScheduled follows): look later.
@@ -95,24 +103,46 @@ class DroneSchedulerService:
                     continue  # judge "no drone can ever carry it" on a fresh read only
                 raise
             for drone in options:
-                assigned = self.fleet.try_assign(drone, delivery_id)
+                try:
+                    assigned = self.fleet.try_assign(drone, delivery_id, booking)
+                except BookingChanged:
+                    booking, read = self.fleet.booking(delivery_id), True
+                    if booking is not None and self._settled(booking, cause, waiting_since):
+                        return
+                    continue
                 if assigned is None:
                     continue  # changed since we saw it: another scheduler took it
                 self.known.update(assigned)
-                if self.fleet.is_closed(delivery_id):  # called off while we were assigning
-                    released = self.fleet.try_release(assigned)
-                    if released is not None:
-                        self.known.update(released)
-                    return
                 self._scheduled(assigned, delivery_id, cause, waiting_since)
                 return
             if not options and remembered is None:
                 break  # a fresh read with no free drone able to carry it: wait
+        if not read:
+            # About to wait: a redelivered request that got its drone before must not.
+            booking = self.fleet.booking(delivery_id)
+            if booking is not None and self._settled(booking, cause, waiting_since):
+                return
         since = waiting_since or self.clock.now()
         # The retry first: past the deadline it raises (NoDroneAvailableBeforeDeadline) before
         # the delivery joins a waiting list it could never leave by a retry.
         self._retry_later(delivery_id, weight_kg, deadline, attempt, cause, since)
         self._wait(Waiter(delivery_id, weight_kg, since, deadline), fleet)
+
+    def _settled(self, booking: Booking, cause: Cause, waiting_since: datetime | None) -> bool:
+        """Answer a delivery whose booking settles it, and say so: one holding a booked drone (a
+        redelivery, a duplicate request, a drone handed over while it waited) hears of it again;
+        one whose booked drones were all released (only its own ReleaseDrone does that) or that
+        is closed is over, and hears nothing. False when the booking settles nothing."""
+        if not booking.settled:
+            return False
+        # Rare (redeliveries, retries): the drones are read from storage, the truth of who holds them.
+        held = [drone for drone in map(self.fleet.drone, booking.drone_ids)
+                if drone is not None and drone.delivery_id == booking.delivery_id]
+        if held:
+            self._scheduled(held[0], booking.delivery_id, cause, waiting_since)
+        else:
+            self.fleet.stop_waiting(booking.delivery_id)  # over, maybe while it was waiting
+        return True
 
     def _claim_own_place(self, delivery_id: str) -> bool:
         """A waiter's own retry claims its place before it takes a free drone, as a release does
@@ -157,12 +187,17 @@ class DroneSchedulerService:
         the drone, now theirs, or None when nobody can take it (or it changed meanwhile)."""
         now = self.clock.now()
         for waiter in first_in_line(self.fleet.waiters(), drone, now):
-            if self.fleet.is_closed(waiter.delivery_id) or self.fleet.held_by(waiter.delivery_id):
+            booking = self.fleet.booking(waiter.delivery_id)
+            if booking is not None and booking.settled:
                 self.fleet.stop_waiting(waiter.delivery_id)  # over, or served after a crash
                 continue
             if self.fleet.try_claim(waiter, now) is None:
                 continue  # another scheduler is serving it
-            assigned = self.fleet.try_assign(drone, waiter.delivery_id)
+            try:
+                assigned = self.fleet.try_assign(drone, waiter.delivery_id, booking)
+            except BookingChanged:
+                self.fleet.stop_waiting(waiter.delivery_id)  # served or closed since we read it
+                continue
             if assigned is None:
                 self.fleet.wait(waiter)  # the drone changed meanwhile: the waiter keeps its place
                 return None
@@ -176,30 +211,53 @@ class DroneSchedulerService:
         self.publisher.send([to_delivery(event, delivery_id, message_id("DroneUnavailable", delivery_id))], cause)
 
     def release(self, command: ReleaseDrone, cause: Cause) -> None:
-        """Compensation and end of flight, idempotent: stop scheduling for the delivery, return
-        its drone(s) to the pool. A compensation (the command names a reason) is acknowledged with
-        ``DroneReleased``, for the delivery's history; the end of a flight is not: the delivery is
-        over and needs nothing more from the drone."""
-        self.fleet.close(command.delivery_id, self.clock.now())
-        self.fleet.stop_waiting(command.delivery_id)
-        released: list[str] = []
-        for _ in range(ASSIGN_ROUNDS):
-            held = [d for d in self.fleet.held_by(command.delivery_id)
-                    if command.drone_id is None or d.drone_id == command.drone_id]
-            results = [(self._hand_over(d, cause) if d.wanted else None) or self.fleet.try_release(d)
-                       for d in held]
-            for result in results:
-                if result is not None:
-                    self.known.update(result)
-                    released.append(result.drone_id)
-            if all(result is not None for result in results):
-                break  # else one changed between the read and the release: read again
+        """Compensation and end of flight, idempotent: return the delivery's drone(s) to the pool
+        (or hand them to a waiting delivery), and close a booking that has none, so no drone is
+        scheduled for it any more. A compensation (the command names a reason) is acknowledged
+        with ``DroneReleased``, for the delivery's history; the end of a flight is not: the
+        delivery is over and needs nothing more from the drone.
+
+        A command naming its drone needs no booking read: the delivery heard of that drone, so
+        its booking names it (and, naming a drone, never needs closing)."""
+        delivery_id = command.delivery_id
+        drone_ids = (command.drone_id,) if command.drone_id is not None else self._close(delivery_id)
+        released = [drone_id for drone_id in drone_ids if self._free(drone_id, delivery_id, cause)]
         if command.reason is None:
             return
-        event = DroneReleased(delivery_id=command.delivery_id, drone_ids=released)
-        self.publisher.send([to_delivery(event, command.delivery_id,
-                                         message_id("DroneReleased", command.delivery_id,
-                                                    short_hash(cause.message_id)))], cause)
+        event = DroneReleased(delivery_id=delivery_id, drone_ids=released)
+        self.publisher.send([to_delivery(event, delivery_id,
+                                         message_id("DroneReleased", delivery_id, short_hash(cause.message_id)))],
+                            cause)
+
+    def _close(self, delivery_id: str) -> tuple[str, ...]:
+        """The drones the delivery's booking names; when it names none, the booking is closed
+        first (so no drone is assigned to it any more) and the delivery leaves the waiting list."""
+        for _ in range(ASSIGN_ROUNDS):
+            booking = self.fleet.booking(delivery_id)
+            if booking is not None and booking.drone_ids:
+                return booking.drone_ids
+            if (booking is not None and booking.closed) or self.fleet.try_close(delivery_id, booking):
+                self.fleet.stop_waiting(delivery_id)
+                return ()
+            # else an assignment or another close got there first: read it again
+        raise TransientFailure(f"delivery {delivery_id}: its booking kept changing while it was closed")
+
+    def _free(self, drone_id: str, delivery_id: str, cause: Cause) -> bool:
+        """Return ``drone_id`` to the pool, or hand it over, if ``delivery_id`` still holds it;
+        False when it does not (released before: this is a redelivery). The drone as this process
+        last wrote it is tried first; a stale copy fails its ETag check and storage is read."""
+        drone = self.known.get(drone_id)
+        for _ in range(ASSIGN_ROUNDS):
+            if drone is None or drone.delivery_id != delivery_id:
+                drone = self.fleet.drone(drone_id)
+                if drone is None or drone.delivery_id != delivery_id:
+                    return False
+            result = (self._hand_over(drone, cause) if drone.wanted else None) or self.fleet.try_release(drone)
+            if result is not None:
+                self.known.update(result)
+                return True
+            drone = None  # it changed since read (a wanted mark, a racing release): read it again
+        raise TransientFailure(f"drone {drone_id} of delivery {delivery_id} kept changing while it was released")
 
 
 class SchedulingRequests:

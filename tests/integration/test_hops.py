@@ -195,6 +195,30 @@ def test_concurrent_deliveries_competing_for_the_last_drone(hops: Hops, tables, 
     assert json.loads(hops.take(EVENTS, "DroneScheduled", losers[0]).body)["data"]["droneId"] == "drone-last"
 
 
+def test_a_scheduler_that_dies_after_the_assignment_gives_the_same_drone_on_redelivery(
+        hops: Hops, fleet, monkeypatch: pytest.MonkeyPatch):
+    """The assignment and the delivery's booking are one transaction: the broker's redelivery, on
+    a fresh instance that remembers nothing, finds the drone through the booking, not a second."""
+    from choreography.runtime import reset_runtime, runtime
+
+    delivery_id = hops.submit(package={"size": "medium", "weight": 15})
+    request = hops.take(DRONE_SCHEDULER, "DeliveryRequested", delivery_id)
+
+    def dies(*args: object, **kwargs: object) -> None:
+        raise ConnectionError("the host died after the assignment was written")
+
+    monkeypatch.setattr(runtime().publisher, "send", dies)
+    with pytest.raises(ConnectionError):
+        drone_scheduler_on_request(request.trigger())
+    monkeypatch.undo()
+    reset_runtime()
+    assert [d.drone_id for d in fleet.drones() if d.delivery_id == delivery_id] == ["drone-03"]
+    drone_scheduler_on_request(request.trigger(delivery_count=2))
+    scheduled = json.loads(hops.take(EVENTS, "DroneScheduled", delivery_id).body)
+    assert scheduled["data"]["droneId"] == "drone-03"
+    assert [d.drone_id for d in fleet.drones() if d.delivery_id == delivery_id] == ["drone-03"]
+
+
 def test_a_package_no_drone_can_carry_is_unavailable_for_good(hops: Hops, fleet, mailbox: Mailbox):
     delivery_id = hops.submit(package={"size": "large", "weight": 75})
     hops.drone(delivery_id)

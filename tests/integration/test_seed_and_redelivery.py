@@ -29,11 +29,11 @@ def test_seeding_is_idempotent_and_keeps_assignments(azurite, tables):
     first = seed(azurite.connection_string)
     assert "5 drones (5 added)" in first and "drone-05 60 kg" in first
     fleet = TableDroneFleet(tables.get_table_client("seedtest"))
-    assert fleet.try_assign(fleet.drones()[0], "d-busy") is not None
+    assert fleet.try_assign(fleet.drones()[0], "d-busy", None) is not None
     again = seed(azurite.connection_string)
     assert "5 drones (0 added)" in again and "(busy)" in again
     seed(azurite.connection_string, "--reset")
-    assert all(d.is_free for d in fleet.drones())
+    assert all(d.is_free for d in fleet.drones()) and fleet.booking("d-busy") is None
     assert "12 drones (7 added)" in seed(azurite.connection_string, "--fleet-size", "12")
 
 

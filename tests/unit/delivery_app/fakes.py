@@ -24,7 +24,8 @@ from choreography.handling import Consumer, consume
 from choreography.messaging import Cause, DeadLetter, Incoming, Outgoing, OutgoingEvent, stamp
 from delivery.domain import Delivery
 from delivery.ports import DeliveryExists
-from drone_scheduler.domain import Drone, Waiter
+from drone_scheduler.domain import Booking, Drone, Waiter
+from drone_scheduler.ports import BookingChanged
 from notifications.domain import Notification
 from package.domain import Package
 
@@ -136,10 +137,10 @@ class InMemoryPackageRepository:
 class InMemoryDroneFleet:
     def __init__(self, drones: Sequence[Drone] = ()) -> None:
         self._drones: dict[str, Drone] = {}
-        self._closed: dict[str, datetime] = {}
+        self._bookings: dict[str, Booking] = {}
         self._waiting: dict[str, Waiter] = {}
         self._versions = itertools.count(1)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # try_assign holds it across the drone's replace
         for drone in drones:
             self.add(drone)
 
@@ -147,9 +148,17 @@ class InMemoryDroneFleet:
         with self._lock:
             return sorted(self._drones.values(), key=lambda d: d.drone_id)
 
-    def held_by(self, delivery_id: str) -> list[Drone]:
+    def drone(self, drone_id: str) -> Drone | None:
         with self._lock:
-            return sorted((d for d in self._drones.values() if d.delivery_id == delivery_id), key=lambda d: d.drone_id)
+            return self._drones.get(drone_id)
+
+    def booking(self, delivery_id: str) -> Booking | None:
+        with self._lock:
+            return self._bookings.get(delivery_id)
+
+    def _booking_unchanged(self, delivery_id: str, booking: Booking | None) -> bool:
+        current = self._bookings.get(delivery_id)
+        return current is None if booking is None else current is not None and current.version == booking.version
 
     def _replace(self, drone: Drone, delivery_id: str | None, wanted: bool) -> Drone | None:
         with self._lock:
@@ -160,8 +169,23 @@ class InMemoryDroneFleet:
             self._drones[drone.drone_id] = updated
             return updated
 
-    def try_assign(self, drone: Drone, delivery_id: str) -> Drone | None:
-        return self._replace(drone, delivery_id, drone.wanted)
+    def try_assign(self, drone: Drone, delivery_id: str, booking: Booking | None) -> Drone | None:
+        with self._lock:  # one transaction: both unchanged, or nothing written
+            if not self._booking_unchanged(delivery_id, booking):
+                raise BookingChanged(delivery_id)
+            assigned = self._replace(drone, delivery_id, drone.wanted)
+            if assigned is not None:
+                booked = (*(booking.drone_ids if booking else ()), drone.drone_id)
+                self._bookings[delivery_id] = Booking(delivery_id, booked, False, f"v{next(self._versions)}")
+            return assigned
+
+    def try_close(self, delivery_id: str, booking: Booking | None) -> bool:
+        with self._lock:
+            if not self._booking_unchanged(delivery_id, booking):
+                return False
+            self._bookings[delivery_id] = Booking(delivery_id, booking.drone_ids if booking else (), True,
+                                                  f"v{next(self._versions)}")
+            return True
 
     def try_release(self, drone: Drone) -> Drone | None:
         return self._replace(drone, None, False)
@@ -195,19 +219,13 @@ class InMemoryDroneFleet:
             self._waiting.pop(delivery_id, None)
 
     def add(self, drone: Drone) -> bool:
+        if drone.drone_id >= "~":
+            raise ValueError("a drone id must sort before '~'")
         with self._lock:
             if drone.drone_id in self._drones:
                 return False
             self._drones[drone.drone_id] = replace(drone, version=f"v{next(self._versions)}")
             return True
-
-    def close(self, delivery_id: str, at: datetime) -> None:
-        with self._lock:
-            self._closed[delivery_id] = at
-
-    def is_closed(self, delivery_id: str) -> bool:
-        with self._lock:
-            return delivery_id in self._closed
 
 
 class InMemoryNotificationStore:

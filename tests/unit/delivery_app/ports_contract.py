@@ -25,6 +25,7 @@ from delivery.domain import (
 )
 from delivery.ports import DeliveryExists
 from drone_scheduler.domain import Drone, Waiter, default_fleet
+from drone_scheduler.ports import BookingChanged
 from notifications.domain import Notification
 from package.domain import Package, PackageStatus
 
@@ -130,30 +131,67 @@ class DroneFleetContract:
     def test_assign_and_release_with_a_fresh_read(self, fleet):
         fleet.add(Drone("drone-01", 5))
         [drone] = fleet.drones()
-        assigned = fleet.try_assign(drone, "d-1")
+        assigned = fleet.try_assign(drone, "d-1", None)
         assert assigned is not None and assigned.delivery_id == "d-1" and assigned.version != drone.version
         assert fleet.drones()[0].delivery_id == "d-1"
         released = fleet.try_release(fleet.drones()[0])
         assert released is not None and released.is_free and fleet.drones()[0].is_free
 
-    def test_held_by_names_only_the_drones_of_that_delivery(self, fleet):
-        for drone in default_fleet(4):
+    def test_an_assignment_books_the_drone_in_the_same_write(self, fleet):
+        for drone in default_fleet(3):
             fleet.add(drone)
-        one, two, three, _ = fleet.drones()
-        fleet.try_assign(one, "d-1")
-        fleet.try_assign(three, "d-1")
-        fleet.try_assign(two, "d-2")
-        assert [(d.drone_id, d.delivery_id) for d in fleet.held_by("d-1")] == [("drone-01", "d-1"),
-                                                                               ("drone-03", "d-1")]
-        assert all(d.version for d in fleet.held_by("d-1"))
-        assert fleet.held_by("d-3") == []
+        one, two, three = fleet.drones()
+        assert fleet.booking("d-1") is None
+        fleet.try_assign(one, "d-1", None)
+        fleet.try_assign(two, "d-2", None)
+        booking = fleet.booking("d-1")
+        assert booking is not None and booking.drone_ids == ("drone-01",) and not booking.closed and booking.version
+        assert fleet.try_assign(three, "d-1", booking) is not None  # a second one, over the booking as read
+        assert fleet.booking("d-1").drone_ids == ("drone-01", "drone-03")
+        assert fleet.booking("d-2").drone_ids == ("drone-02",)
+        assert fleet.drone("drone-03").delivery_id == "d-1" and fleet.drone("drone-99") is None
+        assert [d.drone_id for d in fleet.drones()] == ["drone-01", "drone-02", "drone-03"]  # bookings are no drones
+
+    def test_an_assignment_over_a_changed_booking_writes_nothing(self, fleet):
+        for drone in default_fleet(2):
+            fleet.add(drone)
+        one, two = fleet.drones()
+        fleet.try_assign(one, "d-1", None)
+        with pytest.raises(BookingChanged):
+            fleet.try_assign(two, "d-1", None)  # read as absent, but there is one now
+        assert fleet.drone("drone-02").is_free and fleet.booking("d-1").drone_ids == ("drone-01",)
+        stale = fleet.booking("d-1")
+        assert fleet.try_close("d-1", stale)
+        with pytest.raises(BookingChanged):
+            fleet.try_assign(fleet.drone("drone-02"), "d-1", stale)
+        assert fleet.drone("drone-02").is_free
+
+    def test_an_assignment_of_a_changed_drone_books_nothing(self, fleet):
+        fleet.add(Drone("drone-01", 5))
+        [stale] = fleet.drones()
+        assert fleet.try_want(stale) is not None
+        assert fleet.try_assign(stale, "d-1", None) is None
+        assert fleet.booking("d-1") is None and fleet.drone("drone-01").is_free
+
+    def test_a_closed_booking_is_remembered_and_closed_once_per_read(self, fleet):
+        delivery_id = new_id()
+        assert fleet.try_close(delivery_id, None)
+        assert not fleet.try_close(delivery_id, None)  # read as absent: it is not any more
+        booking = fleet.booking(delivery_id)
+        assert booking is not None and booking.closed and booking.drone_ids == () and booking.settled
+        assert fleet.try_close(delivery_id, booking)
+        assert not fleet.try_close(delivery_id, booking)  # stale
+
+    def test_a_drone_id_must_sort_before_the_bookings(self, fleet):
+        with pytest.raises(ValueError, match="sort before"):
+            fleet.add(Drone("~drone", 5))
 
     def test_a_wanted_mark_stays_through_assignments_and_goes_with_a_release(self, fleet):
         fleet.add(Drone("drone-01", 5))
-        marked = fleet.try_want(fleet.try_assign(fleet.drones()[0], "d-1"))
+        marked = fleet.try_want(fleet.try_assign(fleet.drones()[0], "d-1", None))
         assert marked is not None and marked.wanted and marked.delivery_id == "d-1"
-        assert fleet.drones()[0].wanted and fleet.held_by("d-1")[0].wanted
-        handed = fleet.try_assign(fleet.drones()[0], "d-2")
+        assert fleet.drones()[0].wanted and fleet.drone("drone-01").wanted
+        handed = fleet.try_assign(fleet.drones()[0], "d-2", None)
         assert handed is not None and handed.wanted and fleet.drones()[0].wanted
         assert fleet.try_want(marked) is None  # stale
         released = fleet.try_release(fleet.drones()[0])
@@ -187,8 +225,8 @@ class DroneFleetContract:
     def test_a_stale_read_cannot_assign(self, fleet):
         fleet.add(Drone("drone-01", 5))
         [stale] = fleet.drones()
-        assert fleet.try_assign(stale, "d-1") is not None
-        assert fleet.try_assign(stale, "d-2") is None
+        assert fleet.try_assign(stale, "d-1", None) is not None
+        assert fleet.try_assign(stale, "d-2", None) is None
         assert fleet.try_release(stale) is None
         assert fleet.drones()[0].delivery_id == "d-1"
 
@@ -200,7 +238,7 @@ class DroneFleetContract:
 
         def race(n: int) -> None:
             barrier.wait()
-            results.append(fleet.try_assign(drone, f"d-{n}"))
+            results.append(fleet.try_assign(drone, f"d-{n}", None))
 
         threads = [threading.Thread(target=race, args=(n,)) for n in range(8)]
         for thread in threads:
@@ -210,13 +248,6 @@ class DroneFleetContract:
         winners = [r for r in results if r is not None]
         assert len(winners) == 1
         assert fleet.drones()[0].delivery_id == winners[0].delivery_id
-
-    def test_closed_deliveries_are_remembered(self, fleet):
-        delivery_id = new_id()
-        assert not fleet.is_closed(delivery_id)
-        fleet.close(delivery_id, T0)
-        fleet.close(delivery_id, T0)
-        assert fleet.is_closed(delivery_id)
 
 
 class NotificationStoreContract:

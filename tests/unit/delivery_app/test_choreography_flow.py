@@ -115,7 +115,7 @@ def test_join_timeout_when_one_side_never_answers():
     world.bus.run_until_quiet()
     view = world.delivery.status(delivery_id)
     assert view is not None and (view["status"], view["reason"]) == ("Cancelled", "JoinTimeout")
-    assert world.fleet.is_closed(delivery_id)  # the silent side was told to stop
+    assert world.fleet.booking(delivery_id).closed  # the silent side was told to stop
     assert world.packages.get(delivery_id).status.value == "Cancelled"  # type: ignore[union-attr]
 
 

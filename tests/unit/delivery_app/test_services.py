@@ -12,16 +12,16 @@ from choreography.errors import BusinessRuleViolation, ConcurrencyConflict, Tran
 from choreography.messaging import Cause
 from choreography.reason_codes import ReasonCode
 from choreography.settings import Settings, SettingsError
-from contracts.deliveries import CancelPackage, ReleaseDrone
+from contracts.deliveries import CancelPackage, Opening, ReleaseDrone
 from delivery.domain import Delivery
 from delivery.service import DeliveryService, RecentDeliveries
-from drone_scheduler.domain import Drone
+from drone_scheduler.domain import Booking, Drone, held_by
 from drone_scheduler.service import DroneSchedulerService
 from ingestion.domain import delivery_requested
 from package.domain import PackageStatus
 
 from .conftest import World, make_world
-from .fakes import T0
+from .fakes import T0, Sent
 from .samples import delivery_request
 
 CAUSE = Cause("m-1", None)
@@ -128,19 +128,30 @@ def test_a_freed_drone_nobody_waits_for_goes_back_to_the_pool_unmarked(world: Wo
     assert all(d.is_free and not d.wanted for d in world.fleet.drones())
 
 
-def test_a_handover_interrupted_by_a_crash_is_finished_by_the_waiter_s_own_retry():
+def _one_drone_taken_and_d2_waiting() -> tuple[World, Sent]:
+    """One drone, taken by d-1; d-2 waits for it. The world and d-2's scheduled retry."""
     world = make_world(fleet_size=1)
     deadline = T0 + timedelta(hours=1)
     world.drones.schedule("d-1", 1, deadline, 0, CAUSE)
     world.drones.schedule("d-2", 1, deadline, 0, Cause("m-2", None))  # waits
     [retry] = world.publisher.of_type("RetryDroneScheduling")
+    return world, retry
+
+
+def _retry_arrives(world: World, retry: Sent, cause: Cause) -> None:
+    data = retry.envelope.data
+    world.drones.schedule(data["deliveryId"], data["weight"], datetime.fromisoformat(data["deadline"]),
+                          data["attempt"], cause, datetime.fromisoformat(data["waitingSince"]))
+
+
+def test_a_handover_interrupted_by_a_crash_is_finished_by_the_waiter_s_own_retry():
+    world, retry = _one_drone_taken_and_d2_waiting()
     world.publisher.fail_on = "DroneScheduled"  # the host dies after the drone changed hands
     with pytest.raises(ConnectionError):
         world.drones.release(ReleaseDrone(delivery_id="d-1"), Cause("r-1", None))
     world.publisher.fail_on = None
     assert [d.delivery_id for d in world.fleet.drones()] == ["d-2"]
-    since = datetime.fromisoformat(retry.envelope.data["waitingSince"])
-    world.drones.schedule("d-2", 1, deadline, retry.envelope.data["attempt"], Cause("m-2b", None), since)
+    _retry_arrives(world, retry, Cause("m-2b", None))
     assert _scheduled_to(world)["d-2"][0] == "drone-01" and world.fleet.waiters() == []
     # The release, redelivered, finds d-1 holds nothing and acknowledges; the drone stays d-2's.
     world.drones.release(ReleaseDrone(delivery_id="d-1"), Cause("r-1", None))
@@ -158,14 +169,14 @@ def test_two_drones_freed_at_once_never_both_go_to_one_waiter():
     other = DroneSchedulerService(world.fleet, world.publisher, world.clock, timedelta(seconds=2),
                                   timedelta(seconds=60))
     stale_list = world.fleet.waiters()
-    real_waiters, real_held_by = world.fleet.waiters, world.fleet.held_by
+    real_waiters, real_booking = world.fleet.waiters, world.fleet.booking
     world.fleet.waiters = lambda: stale_list  # type: ignore[method-assign]  # both read it before either acts
     world.drones.release(ReleaseDrone(delivery_id="d-a"), Cause("r-a", None))
     # The second read what d-w holds before the first handed it drone-01.
-    world.fleet.held_by = lambda d: [] if d == "d-w" else real_held_by(d)  # type: ignore[method-assign]
+    world.fleet.booking = lambda d: None if d == "d-w" else real_booking(d)  # type: ignore[method-assign]
     other.release(ReleaseDrone(delivery_id="d-b"), Cause("r-b", None))
-    world.fleet.waiters, world.fleet.held_by = real_waiters, real_held_by  # type: ignore[method-assign]
-    assert [d.drone_id for d in world.fleet.held_by("d-w")] == ["drone-01"]
+    world.fleet.waiters, world.fleet.booking = real_waiters, real_booking  # type: ignore[method-assign]
+    assert [d.drone_id for d in held_by(world.fleet.drones(), "d-w")] == ["drone-01"]
     assert [d.delivery_id for d in world.fleet.drones()] == ["d-w", None]
 
 
@@ -177,13 +188,13 @@ def test_a_waiter_s_retry_does_not_take_a_free_drone_while_a_release_serves_it()
     world.drones.schedule("d-w", 1, deadline, 0, Cause("m-w", None))  # waits
     place = world.fleet.waiter("d-w")
     world.fleet.try_claim(place, T0)  # a release claimed it and is about to hand a drone over
-    world.fleet.try_release(world.fleet.held_by("d-b")[0])  # meanwhile a drone is free
+    world.fleet.try_release(held_by(world.fleet.drones(), "d-b")[0])  # meanwhile a drone is free
     world.drones.schedule("d-w", 1, deadline, 1, Cause("m-w1", None), place.since)
-    assert world.fleet.held_by("d-w") == [] and "d-w" not in _scheduled_to(world)
+    assert held_by(world.fleet.drones(), "d-w") == [] and "d-w" not in _scheduled_to(world)
     # A claim that old is a crashed scheduler's: the waiter's next retry serves itself.
     world.clock.advance(120)
     world.drones.schedule("d-w", 1, deadline, 2, Cause("m-w2", None), place.since)
-    assert [d.drone_id for d in world.fleet.held_by("d-w")] == ["drone-02"]
+    assert [d.drone_id for d in held_by(world.fleet.drones(), "d-w")] == ["drone-02"]
     assert world.fleet.waiter("d-w") is None
 
 
@@ -194,7 +205,7 @@ def test_a_waiter_that_ended_meanwhile_is_passed_over_and_forgotten():
     world.drones.schedule("d-gone", 1, deadline, 0, Cause("m-g", None))
     world.clock.advance(1)
     world.drones.schedule("d-next", 1, deadline, 0, Cause("m-n", None))
-    world.fleet.close("d-gone", T0)  # cancelled while waiting (its ReleaseDrone not seen yet)
+    world.fleet.try_close("d-gone", None)  # cancelled while waiting (its ReleaseDrone not seen yet)
     world.drones.release(ReleaseDrone(delivery_id="d-1"), Cause("r-1", None))
     assert [d.delivery_id for d in world.fleet.drones()] == ["d-next"]
     assert world.fleet.waiters() == []
@@ -219,6 +230,34 @@ def test_the_scheduler_chooses_from_the_fleet_it_remembers(world: World):
         world.drones.schedule(f"d-{n}", 1, deadline, 0, Cause(f"m-{n}", None))
     assert reads["n"] == 1
     assert len({d.delivery_id for d in world.fleet.drones() if d.delivery_id}) == 3
+
+
+class _CountingFleet:
+    """The fleet, counting the storage calls the scheduler makes, by port method."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.calls: list[str] = []
+
+    def __getattr__(self, name):
+        method = getattr(self.inner, name)
+
+        def counted(*args, **kwargs):
+            self.calls.append(name)
+            return method(*args, **kwargs)
+
+        return counted
+
+
+def test_a_delivery_costs_the_scheduler_one_write_to_assign_and_one_to_free_and_no_read(world: World):
+    deadline = T0 + timedelta(hours=1)
+    world.drones.schedule("d-0", 1, deadline, 0, Cause("m-0", None))  # the first reads the fleet
+    counting = _CountingFleet(world.fleet)
+    world.drones.fleet = counting  # type: ignore[assignment]
+    world.drones.schedule("d-1", 1, deadline, 0, CAUSE)
+    world.drones.release(ReleaseDrone(delivery_id="d-1", drone_id=_scheduled_to(world)["d-1"][0]),
+                         Cause("r-1", None))
+    assert counting.calls == ["try_assign", "try_release"]
 
 
 def test_a_drone_another_instance_took_is_not_given_twice():
@@ -251,7 +290,7 @@ def test_a_fleet_remembered_before_it_grew_does_not_refuse_a_heavy_package():
     world.drones.schedule("d-1", 1, deadline, 0, CAUSE)
     world.fleet.add(Drone("drone-99", 60))
     world.drones.schedule("d-2", 50, deadline, 0, Cause("m-2", None))
-    assert [d.drone_id for d in world.fleet.held_by("d-2")] == ["drone-99"]
+    assert [d.drone_id for d in held_by(world.fleet.drones(), "d-2")] == ["drone-99"]
 
 
 def test_release_frees_the_drone_closes_the_delivery_and_acknowledges_a_compensation(world: World):
@@ -260,26 +299,66 @@ def test_release_frees_the_drone_closes_the_delivery_and_acknowledges_a_compensa
     world.drones.release(cancelled, CAUSE)
     world.drones.release(cancelled, CAUSE)  # idempotent
     assert all(d.is_free for d in world.fleet.drones())
-    assert world.fleet.is_closed("d-1")
+    assert world.fleet.booking("d-1").drone_ids == ("drone-01",)  # no other drone is ever assigned to it
     released = world.publisher.of_type("DroneReleased")
     assert released[0].envelope.data["droneIds"] == ["drone-01"]
     assert released[1].envelope.data["droneIds"] == []
     world.drones.schedule("d-1", 1, T0 + timedelta(hours=1), 0, CAUSE)  # a stale retry: ignored
     assert all(d.is_free for d in world.fleet.drones())
+    assert len(world.publisher.of_type("DroneScheduled")) == 1
+
+
+def test_a_crash_after_the_assignment_is_finished_by_the_redelivery_on_any_instance():
+    """The assignment and the booking are one write: the redelivered request, on an instance that
+    remembers nothing, finds the drone through the booking instead of taking a second one."""
+    world = make_world(fleet_size=2)
+    deadline = T0 + timedelta(hours=1)
+    world.publisher.fail_on = "DroneScheduled"  # the host dies after the assignment was written
+    with pytest.raises(ConnectionError):
+        world.drones.schedule("d-1", 1, deadline, 0, CAUSE)
+    world.publisher.fail_on = None
+    other = DroneSchedulerService(world.fleet, world.publisher, world.clock, timedelta(seconds=2),
+                                  timedelta(seconds=60))
+    other.schedule("d-1", 1, deadline, 0, CAUSE)
+    assert [d.delivery_id for d in world.fleet.drones()] == ["d-1", None]
+    [scheduled] = world.publisher.of_type("DroneScheduled")
+    assert scheduled.envelope.data["droneId"] == "drone-01"
+
+
+def test_a_release_redelivered_to_an_instance_with_a_stale_memory_leaves_the_drone_s_next_delivery_alone():
+    world = make_world(fleet_size=1)
+    deadline = T0 + timedelta(hours=1)
+    world.drones.schedule("d-1", 1, deadline, 0, CAUSE)  # remembers drone-01 as d-1's
+    other = DroneSchedulerService(world.fleet, world.publisher, world.clock, timedelta(seconds=2),
+                                  timedelta(seconds=60))
+    other.release(ReleaseDrone(delivery_id="d-1", drone_id="drone-01"), Cause("r-1", None))  # reads it
+    other.schedule("d-2", 1, deadline, 0, Cause("m-2", None))
+    world.drones.release(ReleaseDrone(delivery_id="d-1", drone_id="drone-01"), Cause("r-1", None))
+    assert [d.delivery_id for d in world.fleet.drones()] == ["d-2"]
+
+
+def test_a_compensation_while_waiting_closes_the_booking_and_the_retry_stops():
+    world, retry = _one_drone_taken_and_d2_waiting()
+    world.drones.release(ReleaseDrone(delivery_id="d-2", reason=ReasonCode.JOIN_TIMEOUT), Cause("r-2", None))
+    assert world.fleet.waiters() == [] and world.fleet.booking("d-2").closed
+    world.drones.release(ReleaseDrone(delivery_id="d-1", drone_id="drone-01"), Cause("r-1", None))
+    _retry_arrives(world, retry, Cause("m-2b", None))
+    assert all(d.is_free for d in world.fleet.drones())
+    assert [s.envelope.correlation_id for s in world.publisher.of_type("DroneScheduled")] == ["d-1"]
 
 
 def test_the_end_of_a_flight_frees_the_drone_without_an_acknowledgement(world: World):
     """The delivery is over when it asks for the drone back: nothing needs a message back."""
     world.drones.schedule("d-1", 1, T0 + timedelta(hours=1), 0, CAUSE)
     world.drones.release(ReleaseDrone(delivery_id="d-1", drone_id="drone-01"), CAUSE)
-    assert all(d.is_free for d in world.fleet.drones()) and world.fleet.is_closed("d-1")
+    assert all(d.is_free for d in world.fleet.drones())
     assert world.publisher.of_type("DroneReleased") == []
 
 
 def test_release_of_one_named_drone_leaves_the_others(world: World):
     fleet = world.fleet
     for drone in fleet.drones()[:2]:
-        fleet.try_assign(drone, "d-1")
+        fleet.try_assign(drone, "d-1", fleet.booking("d-1"))
     world.drones.release(ReleaseDrone(delivery_id="d-1", drone_id="drone-02"), CAUSE)
     assert [d.drone_id for d in fleet.drones() if d.delivery_id == "d-1"] == ["drone-01"]
 
@@ -308,9 +387,9 @@ def test_concurrent_deliveries_for_the_last_drone_get_it_once():
     assert drone.delivery_id == world.publisher.of_type("DroneScheduled")[0].envelope.correlation_id
 
 
-def test_a_drone_assigned_while_the_delivery_was_closed_goes_back():
+def test_a_delivery_closed_while_its_drone_is_assigned_gets_none():
     class ClosingFleet:
-        """Closes the delivery right after the assignment, as a racing ReleaseDrone would."""
+        """Closes the delivery just before the assignment is written, as a racing ReleaseDrone would."""
 
         def __init__(self, inner) -> None:
             self.inner = inner
@@ -318,10 +397,9 @@ def test_a_drone_assigned_while_the_delivery_was_closed_goes_back():
         def __getattr__(self, name):
             return getattr(self.inner, name)
 
-        def try_assign(self, drone: Drone, delivery_id: str):
-            assigned = self.inner.try_assign(drone, delivery_id)
-            self.inner.close(delivery_id, T0)
-            return assigned
+        def try_assign(self, drone: Drone, delivery_id: str, booking: Booking | None):
+            assert self.inner.try_close(delivery_id, booking)
+            return self.inner.try_assign(drone, delivery_id, booking)
 
     world = make_world()
     world.drones.fleet = ClosingFleet(world.fleet)  # type: ignore[assignment]
@@ -416,10 +494,7 @@ def test_a_state_another_instance_moved_on_from_is_read_again_and_sends_nothing(
     assert world.status("d-1") == "InTransit"
 
 
-def test_the_next_change_starts_from_the_state_this_process_saved():
-    world = make_world(flight_seconds=60)  # a flight that takes time: the timer is the outbox
-    world.deliveries.add(Delivery.requested("d-1", "fp", T0))
-    timing = world.delivery.timing
+def _count_delivery_reads(world: World) -> dict[str, int]:
     reads = {"n": 0}
     real_get = world.deliveries.get
 
@@ -428,6 +503,14 @@ def test_the_next_change_starts_from_the_state_this_process_saved():
         return real_get(delivery_id)
 
     world.deliveries.get = counting_get  # type: ignore[method-assign]
+    return reads
+
+
+def test_the_next_change_starts_from_the_state_this_process_saved():
+    world = make_world(flight_seconds=60)  # a flight that takes time: the timer is the outbox
+    world.deliveries.add(Delivery.requested("d-1", "fp", T0))
+    timing = world.delivery.timing
+    reads = _count_delivery_reads(world)
     world.delivery.change("d-1", "m-1", Cause("m-1", None), lambda d, now: d.package_ready("p", now, now, timing))
     world.delivery.change("d-1", "m-2", Cause("m-2", None),
                           lambda d, now: d.drone_scheduled("drone-1", now, now, timing))
@@ -435,6 +518,20 @@ def test_the_next_change_starts_from_the_state_this_process_saved():
                           lambda d, now: d.drone_scheduled("drone-1", now, now, timing))
     assert reads["n"] == 1
     assert world.publisher.types() == ["DeliveryInTransitTimer"]
+
+
+def test_a_delivery_this_process_opened_takes_its_first_outcome_unread(world: World):
+    assert world.delivery.open("d-1", "fp", T0) is Opening.OPENED
+    reads = _count_delivery_reads(world)
+    timing = world.delivery.timing
+    world.delivery.change("d-1", "m-1", Cause("m-1", None), lambda d, now: d.package_ready("p", now, now, timing))
+    assert reads["n"] == 0
+    # Changed meanwhile by another instance: the save fails its ETag check and the record is read.
+    stored = world.deliveries.get("d-1")
+    assert stored is not None and stored.status.value == "Scheduling"
+    world.deliveries.save(stored)
+    world.delivery.change("d-1", "m-2", Cause("m-2", None), lambda d, now: d.drone_scheduled("x", now, now, timing))
+    assert reads["n"] == 2 and world.status("d-1") == "Shipped"
 
 
 def test_a_change_that_changes_nothing_is_not_written(world: World):
