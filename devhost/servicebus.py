@@ -55,13 +55,6 @@ ACCEPT_WAIT_SECONDS = 30.0
 # only then), so the first ask is short: with no session waiting the broker answers after it.
 FIRST_ACCEPT_WAIT_SECONDS = 2.0
 POLL_SECONDS = 1.0  # how long one receive waits before the loop checks for shutdown
-# The SDK reads the socket in slices of its socket_timeout (0.2 s by default) and wakes after each
-# one: a session worker waiting 30 s for a session, or a session's last receive waiting out the
-# idle timeout, woke 5 times a second for nothing. A frame ends a read at once, so a longer slice
-# costs no latency; a receive's wait is only checked between slices, so the slice is the idle
-# timeout. The cap bounds how long a lock renewal (a write on the same connection, behind the same
-# lock in the SDK) can wait for a read to end.
-SESSION_SOCKET_TIMEOUT_CAP = 2.0
 
 
 class Backoff:
@@ -346,12 +339,10 @@ class ServiceBusListener:
     async def _session_worker(self, index: int) -> None:
         backoff = Backoff()
         idle = max(0.1, self._options.session_idle_timeout.total_seconds())
-        slice_seconds = min(SESSION_SOCKET_TIMEOUT_CAP, max(0.2, idle))
         while not self._stopping.is_set():
             try:
                 wait = ACCEPT_WAIT_SECONDS if self.running.is_set() else FIRST_ACCEPT_WAIT_SECONDS
-                receiver = self._receiver(session_id=NEXT_AVAILABLE_SESSION, max_wait_time=wait,
-                                          socket_timeout=slice_seconds)
+                receiver = self._receiver(session_id=NEXT_AVAILABLE_SESSION, max_wait_time=wait)
                 async with receiver:
                     self.running.set()
                     backoff.reset()
