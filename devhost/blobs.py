@@ -7,9 +7,9 @@ names the app setting, default ``Storage`` → ``AzureWebJobsStorage``):
 * The container is listed every ``poll_interval`` seconds (0.25 s by default; Azure's polling
   trigger may take minutes, the Event Grid-based one seconds). While listings find nothing new
   and nothing is being processed, the interval doubles up to ``QUIET_POLL_SECONDS`` (1 s), so
-  an idle host does not list four times a second; anything new brings it back. ``{param}`` in the pattern
-  matches any text, ``/`` included, as the host's blob path templates do; literal text
-  must match exactly. A missing container is waited for, not an error.
+  an idle host does not list four times a second; anything new brings it back. ``{param}`` in
+  the pattern matches any text, ``/`` included, as the host's blob path templates do; literal
+  text must match exactly. A missing container is waited for, not an error.
 * A blob version (name + ETag) is processed at most once per function: before running the
   function devhost creates a receipt blob, as the host does, in container
   ``azure-webjobs-hosts`` at ``blobreceipts/{hostId}/Host.Functions.{name}/"{etag}"/{container}/{blob}``
