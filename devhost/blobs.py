@@ -5,9 +5,11 @@ Contract, per ``blobTrigger`` function (``path`` = ``container/pattern``, ``conn
 names the app setting, default ``Storage`` → ``AzureWebJobsStorage``):
 
 * The container is listed every ``poll_interval`` seconds (0.25 s by default; Azure's polling
-  trigger may take minutes, the Event Grid-based one seconds). ``{param}`` in the pattern
-  matches any text, ``/`` included, as the host's blob path templates do; literal text
-  must match exactly. A missing container is waited for, not an error.
+  trigger may take minutes, the Event Grid-based one seconds). While listings find nothing new
+  and nothing is being processed, the interval doubles up to ``QUIET_POLL_SECONDS`` (1 s), so
+  an idle host does not list four times a second; anything new brings it back. ``{param}`` in
+  the pattern matches any text, ``/`` included, as the host's blob path templates do; literal
+  text must match exactly. A missing container is waited for, not an error.
 * A blob version (name + ETag) is processed at most once per function: before running the
   function devhost creates a receipt blob, as the host does, in container
   ``azure-webjobs-hosts`` at ``blobreceipts/{hostId}/Host.Functions.{name}/"{etag}"/{container}/{blob}``
@@ -82,6 +84,9 @@ log = logging.getLogger("devhost.blobs")
 HOSTS_CONTAINER = "azure-webjobs-hosts"
 POISON_QUEUE = "webjobs-blobtrigger-poison"
 MAX_BLOB_NAME = 1024
+# The longest interval between listings of a container where nothing happens: about the second
+# Azure's Event Grid-based trigger takes to react.
+QUIET_POLL_SECONDS = 1.0
 UNLISTABLE_WALK_SECONDS = 5.0  # a container storage cannot list whole is walked this often, not every poll
 _LAST_CHAR = "\U0010ffff"
 INCOMPLETE = "Incomplete"
@@ -173,6 +178,7 @@ class BlobListener:
         # are counted otherwise, may be what cannot be addressed)
         self._failed_early: dict[tuple[str, str], int] = {}
         self._active: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._found = False  # the last listing started work on a blob version
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.running = asyncio.Event()
@@ -230,8 +236,10 @@ class BlobListener:
         service = self._clients.blob_service(self._connection_string)
         container = service.get_container_client(self.container)
         backoff = Backoff()
+        busy_interval = self._options.poll_interval
+        delay = busy_interval
         while not self._stopping.is_set():
-            delay = self._options.poll_interval
+            self._found = False
             try:
                 await self._scan(container)
             except ResourceNotFoundError:
@@ -246,6 +254,10 @@ class BlobListener:
             backoff.reset()
             self.last_error = None
             self.running.set()
+            if self._found or self._active:
+                delay = busy_interval
+            else:
+                delay = min(max(busy_interval, QUIET_POLL_SECONDS), delay * 2)
             await self._pause(delay)
         if self._active:
             await asyncio.wait(set(self._active.values()))
@@ -348,6 +360,7 @@ class BlobListener:
         if key in self._finished or key in self._active:
             return
         task = asyncio.create_task(self._process(item, key[1]))
+        self._found = True
         self._active[key] = task
         task.add_done_callback(functools.partial(self._forget, key))
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import ssl
+import urllib.request
 from typing import Any
 
 from azure.core.credentials import AzureKeyCredential
+from azure.core.pipeline.transport import AioHttpTransport
 from azure.eventgrid.aio import EventGridPublisherClient
 from azure.servicebus.aio import ServiceBusClient
 from azure.storage.blob.aio import BlobServiceClient
@@ -46,7 +49,7 @@ class Clients:
     def blob_service(self, connection_string: str) -> BlobServiceClient:
         client = self._blob.get(connection_string)
         if client is None:
-            client = BlobServiceClient.from_connection_string(connection_string)
+            client = BlobServiceClient.from_connection_string(connection_string, transport=_http_transport())
             self._blob[connection_string] = client
         return client
 
@@ -56,7 +59,8 @@ class Clients:
         if client is None:
             # The Functions host writes storage queue messages base64-encoded by default.
             client = QueueClient.from_connection_string(
-                connection_string, queue_name, message_encode_policy=TextBase64EncodePolicy()
+                connection_string, queue_name, message_encode_policy=TextBase64EncodePolicy(),
+                transport=_http_transport(),
             )
             self._queues[key] = client
         return client
@@ -65,7 +69,7 @@ class Clients:
         cache_key = (endpoint, key)
         client = self._event_grid.get(cache_key)
         if client is None:
-            client = EventGridPublisherClient(endpoint, AzureKeyCredential(key))
+            client = EventGridPublisherClient(endpoint, AzureKeyCredential(key), transport=_http_transport())
             self._event_grid[cache_key] = client
         return client
 
@@ -86,3 +90,20 @@ class Clients:
 @functools.cache
 def _tls_context() -> ssl.SSLContext:
     return ssl.create_default_context()
+
+
+def _http_transport() -> AioHttpTransport:
+    return AioHttpTransport(use_env_settings=environment_has_http_settings())
+
+
+@functools.cache
+def environment_has_http_settings() -> bool:
+    """Whether the environment names an HTTP proxy or a netrc file, read once at startup.
+
+    aiohttp trusting the environment looks both up on every request, in worker threads (two
+    thread hand-offs per call): with the blob poller listing four times a second that was most of
+    an idle devhost's CPU. Without either, those look-ups can only come back empty, so the clients
+    skip them; with either, the clients use them as before.
+    """
+    netrc = os.environ.get("NETRC") or os.path.join(os.path.expanduser("~"), ".netrc")
+    return bool(urllib.request.getproxies_environment()) or os.path.exists(netrc)

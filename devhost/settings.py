@@ -214,8 +214,9 @@ class BlobsOptions:
     # Azure's polling trigger scans every few seconds to minutes and its Event Grid-based one
     # reacts in about a second. Locally a container listing every 0.25 s stands in for the
     # latter: an idle listing costs devhost and Azurite about 1% of a core together (measured:
-    # 0.27 CPU-seconds per 20 s more than listing every second). ``DEVHOST_BLOB_POLL_SECONDS``
-    # overrides it.
+    # 0.27 CPU-seconds per 20 s more than listing every second), so a container where nothing
+    # happens is listed less often, down to once a second (``blobs.QUIET_POLL_SECONDS``).
+    # ``DEVHOST_BLOB_POLL_SECONDS`` overrides it.
     poll_interval: float = 0.25
 
 
