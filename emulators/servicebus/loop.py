@@ -32,6 +32,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from cproton import (
+    PN_TRANSPORT,
     addressof,
     isnull,
     pn_collector_peek,
@@ -216,9 +217,8 @@ class IoLoop:
             if isnull(impl):
                 return
             number = pn_event_type(impl)
-            transport = pn_event_transport(impl)
-            if not isnull(transport):
-                peer = self.peers.get(addressof(transport))
+            if number == PN_TRANSPORT:  # the transport has output to write
+                peer = self.peers.get(addressof(pn_event_transport(impl)))
                 if peer is not None:
                     self._dirty.add(peer)
             method = dispatch.get(number)
@@ -329,6 +329,13 @@ class IoLoop:
             peer.sock.close()
         except OSError:
             pass
+        # As proton's reactor does once a transport has closed: the connection (which the handler
+        # has freed) must not be left pointing at it.
+        peer.transport.unbind()
+        # The repair's push refers back to its transport; without that cycle the transport is
+        # released here, on this thread, not by a garbage collection in an administration thread
+        # while this one is inside proton.
+        peer.transport.__dict__.pop("push", None)
 
 
 __all__ = ["IoLoop", "LoopBridge"]
