@@ -1,6 +1,6 @@
 """Service Bus semantics, independent of the wire: entities, locks, sessions, dead-lettering.
 
-Everything here runs on the reactor thread of :mod:`.server`; nothing is shared with other
+Everything here runs on the I/O loop thread of :mod:`.loop`; nothing is shared with other
 threads, so there are no locks.  Every state change is written to the :class:`~.store.Store`
 inside a transaction before the caller acknowledges the client.
 

@@ -122,7 +122,8 @@ class IoLoop:
         self.bridge = bridge
         self.collector = Collector()
         self.selector = selectors.DefaultSelector()
-        self.listener = socket.create_server((host, port), backlog=128, reuse_port=False)
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]  # --host ::1 too
+        self.listener = socket.create_server((host, port), family=family, backlog=128)
         self.listener.setblocking(False)
         self.selector.register(self.listener, selectors.EVENT_READ, self._accept)
         if bridge is not None:
