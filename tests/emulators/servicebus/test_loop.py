@@ -1,15 +1,18 @@
-"""The emulator's I/O loop (issue 15): no timer when nothing is due, and the administration API's
-bridge onto the loop thread.  Broker and loop only, on a free port; the SDK-level behaviour over
-this loop is what the rest of tests/emulators exercises."""
+"""The emulator's I/O loop (issue 15): no timer when nothing is due, the administration API's
+bridge onto the loop thread, and connection churn through the SDK.  The rest of the SDK-level
+behaviour over this loop is what the other tests in tests/emulators exercise."""
 
 from __future__ import annotations
 
+import datetime as dt
 import socket
 import threading
 from pathlib import Path
 
+from azure.servicebus import ServiceBusClient, ServiceBusMessage
 from proton import Message
 
+from devstack.stack import ServiceBusEmulator
 from emulators.servicebus import codec
 from emulators.servicebus.broker import SWEEP_INTERVAL_MS, Broker
 from emulators.servicebus.config import load_config
@@ -79,3 +82,39 @@ def test_the_bridge_runs_calls_on_the_loop_thread_and_stop_ends_the_loop() -> No
         runner.join(10)
         bridge.close()
     assert not runner.is_alive()
+
+
+def test_connections_opened_and_closed_side_by_side_leave_the_emulator_serving() -> None:
+    # Connection churn as devhost makes it (a client per call, links closed with the connection):
+    # every closed transport is released by the loop while the others keep going.
+    failures: list[BaseException] = []
+
+    def churn(worker: int, emulator: ServiceBusEmulator) -> None:
+        for round_ in range(4):
+            try:
+                with ServiceBusClient.from_connection_string(emulator.connection_string) as client:
+                    with client.get_queue_sender("basic") as sender:
+                        sender.send_messages(ServiceBusMessage(f"{worker}-{round_}"))
+                        sender.schedule_messages(ServiceBusMessage("later"), dt.datetime.now(dt.UTC))
+                    with client.get_queue_receiver("sessions", session_id=f"churn-{worker}-{round_}",
+                                                   max_wait_time=1) as receiver:
+                        receiver.receive_messages(1, max_wait_time=0.2)
+            except BaseException as exc:
+                failures.append(exc)
+
+    with ServiceBusEmulator(CONFIG) as emulator:
+        workers = [threading.Thread(target=churn, args=(n, emulator)) for n in range(6)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        assert failures == []
+        assert emulator.process is not None and emulator.process.proc is not None
+        assert emulator.process.proc.poll() is None
+        with ServiceBusClient.from_connection_string(emulator.connection_string) as client:
+            with client.get_queue_sender("renew") as sender:
+                sender.send_messages(ServiceBusMessage("still here"))
+            with client.get_queue_receiver("renew", max_wait_time=5) as receiver:
+                (msg,) = receiver.receive_messages(1, max_wait_time=5)
+                assert str(msg) == "still here"
+                receiver.complete_message(msg)
