@@ -49,6 +49,12 @@ LOCKED_UNTIL_UTC = symbol("com.microsoft:locked-until-utc")
 LINK_TIMEOUT = symbol("com.microsoft:timeout")
 DATETIMEOFFSET_EPOCH = 621355968000000000  # .NET ticks at the Unix epoch
 INCOMING_CREDIT = 1000
+# Timed broker work (lock and session-lock expiry, scheduled messages, sweeps) runs this long after
+# it falls due, as it did on the 20 ms tick this emulator had before it slept while idle.  A lock
+# that lapses at the very moment its receiver's own wait ends (a 5 s session lock read for 5 s, in
+# Microsoft's receive-and-delete session test) is not taken from under it by a few milliseconds;
+# Service Bus's own expiry is no more punctual than that.
+TIMER_LATENESS_MS = 20
 DEFAULT_SESSION_WAIT_MS = 65_000
 DATETIME_MAX_MS = 253402300800000  # .NET DateTime.MaxValue as the SDKs encode it
 
@@ -125,7 +131,8 @@ class AmqpServer:
             log.exception("delivering failed")
 
     def next_due(self) -> int | None:
-        return self.broker.next_wake()
+        due = self.broker.next_wake()
+        return None if due is None else due + TIMER_LATENESS_MS
 
     def run_due(self, now: int) -> None:
         try:
