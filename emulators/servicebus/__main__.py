@@ -16,11 +16,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from proton.reactor import Container
-
-from .admin import AdminApi, AdminHttpServer, Catalog, ReactorBridge
-from .broker import Broker, now_ms
+from .admin import AdminApi, AdminHttpServer, Catalog
+from .broker import Broker
 from .config import ConfigError, load_config
+from .loop import IoLoop, LoopBridge
 from .server import AmqpServer
 from .store import MemoryStore, SqliteStore
 
@@ -58,9 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     # over the configuration file before the broker restores their messages.
     catalog = Catalog(config, store)
     broker = Broker(catalog.config, store)
-    container = Container(AmqpServer(broker))
-    bridge = ReactorBridge(after=lambda: broker.pump(now_ms()))
-    container.selectable(bridge)
+    server = AmqpServer(broker)
+    bridge = LoopBridge()
     # In memory, the certificate lasts as long as the process; on disk, it is kept with the data so
     # a client that trusts it keeps doing so across restarts.
     scratch = tempfile.mkdtemp(prefix="servicebus-admin-") if args.in_memory and not args.admin_cert else None
@@ -71,16 +69,17 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"servicebus emulator: cannot listen on {args.host}:{args.admin_port}: {exc}", file=sys.stderr)
         return 2
-    container.container_id = "servicebus-emulator"
     try:
-        acceptor = container.listen(f"amqp://{args.host}:{args.port}")
-    except Exception as exc:  # address in use, bad host
+        loop = IoLoop(server, args.host, args.port, bridge)
+    except OSError as exc:  # address in use, bad host
+        admin.server_close()
         print(f"servicebus emulator: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2
-    port = acceptor._selectable._delegate.getsockname()[1]  # the real port when --port 0
+    server.call_later = loop.call_later
+    port = loop.port
 
     def stop(signum: int, frame: object) -> None:
-        container.stop()
+        loop.stop()
 
     admin.start()
 
@@ -92,10 +91,11 @@ def main(argv: list[str] | None = None) -> int:
           f"administration API on http(s)://{args.host}:{admin.server_address[1]} "
           f"(certificate {admin.cert_path})", flush=True)
     try:
-        container.run()
+        loop.run()
     finally:
         admin.shutdown()
         admin.server_close()
+        bridge.close()
         store.close()
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -21,7 +21,7 @@ client can trust it (``connection_verify=PATH``).
 The :class:`Catalog` keeps what the API describes (every property, creation and update times,
 rules as declared); the :class:`~.broker.Broker` keeps what it needs to move messages.  Entities
 created, changed or deleted here are written to the store and replayed over the configuration
-file on the next start.  All broker work runs on the reactor thread through :class:`ReactorBridge`.
+file on the next start.  All broker work runs on the I/O loop's thread through :class:`~.loop.LoopBridge`.
 """
 
 from __future__ import annotations
@@ -29,23 +29,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
-import queue
 import re
 import socket
 import ssl
 import threading
 import xml.etree.ElementTree as ET  # noqa: N817 (the usual name)
-from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 from xml.sax.saxutils import escape
-
-from proton.reactor import EventInjector
 
 from .broker import ACTIVE, SCHEDULED, Broker, Holder, Topic, now_ms
 from .config import (
@@ -65,6 +59,7 @@ from .config import (
     subscription_config,
     topic_config,
 )
+from .loop import LoopBridge
 
 log = logging.getLogger("emulators.servicebus.admin")
 
@@ -906,40 +901,7 @@ def _description(body: bytes) -> ET.Element:
     return content[0]
 
 
-# -- the thread bridge and the HTTP(S) server ---------------------------------------------------
-class ReactorBridge(EventInjector):
-    """Runs callables on the reactor thread (where the broker lives) for other threads.
-
-    Add it with ``container.selectable(bridge)``; :meth:`call` blocks the calling thread until
-    the reactor has run the function."""
-
-    def __init__(self, after: Callable[[], None] | None = None) -> None:
-        super().__init__()
-        self._jobs: queue.Queue[tuple[Callable[[], Any], Future[Any]]] = queue.Queue()
-        self._after = after
-
-    def call(self, fn: Callable[[], Any], timeout: float = 30.0) -> Any:
-        future: Future[Any] = Future()
-        self._jobs.put((fn, future))
-        os.write(self.pipe[1], b"!")
-        return future.result(timeout)
-
-    def on_selectable_readable(self, event: Any) -> None:
-        # Not EventInjector's: it would read the (blocking) pipe a second time.
-        os.read(self.pipe[0], 512)
-        while True:
-            try:
-                fn, future = self._jobs.get_nowait()
-            except queue.Empty:
-                break
-            try:
-                future.set_result(fn())
-            except BaseException as exc:
-                future.set_exception(exc)
-        if self._after is not None:
-            self._after()
-
-
+# -- the HTTP(S) server ---------------------------------------------------------------------------
 def ensure_certificate(cert_path: Path) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1, ::1 and localhost, made once and kept beside its key."""
     key_path = cert_path.with_suffix(".key")
@@ -1004,7 +966,7 @@ class AdminHttpServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], api: AdminApi, bridge: ReactorBridge, cert: Path) -> None:
+    def __init__(self, address: tuple[str, int], api: AdminApi, bridge: LoopBridge, cert: Path) -> None:
         super().__init__(address, _Handler)
         self.api = api
         self.bridge = bridge

@@ -1,6 +1,6 @@
 """Service Bus semantics, independent of the wire: entities, locks, sessions, dead-lettering.
 
-Everything here runs on the reactor thread of :mod:`.server`; nothing is shared with other
+Everything here runs on the I/O loop thread of :mod:`.loop`; nothing is shared with other
 threads, so there are no locks.  Every state change is written to the :class:`~.store.Store`
 inside a transaction before the caller acknowledges the client.
 
@@ -57,6 +57,9 @@ def _stored_annotations(msg: "Msg") -> dict[Any, Any]:
     if msg.delivery_annotations:
         stored[STORED_DELIVERY_ANNOTATIONS] = msg.delivery_annotations
     return stored
+
+
+SWEEP_INTERVAL_MS = 1000
 
 
 def now_ms() -> int:
@@ -286,6 +289,7 @@ class Holder:
     def _track_expiry(self, msg: Msg) -> None:
         if msg.expires_ms is not None:
             heapq.heappush(self.expiries, (msg.expires_ms, msg.seq))
+            self.broker.sweep_at(msg.expires_ms)
 
     def _make_visible(self, msg: Msg) -> None:
         if msg.state == SCHEDULED:
@@ -769,7 +773,13 @@ class Broker:
         self._dirty: set[Holder] = set()
         self._wake: list[int] = []
         self._dups: dict[str, dict[str, int]] = {}
+        # When sweep() next has something to do (a time to live or a duplicate-detection window
+        # running out); None when nothing can expire, so an idle emulator never wakes for it.
+        self._sweep_due: int | None = None
+        self._last_sweep = 0
         self._restore()
+        if any(self._dups.values()):
+            self._sweep_due = now_ms()
 
     # -- lookup ---------------------------------------------------------------------------
     def holders(self) -> Iterable[Holder]:
@@ -861,6 +871,7 @@ class Broker:
             return True
         seen[key] = now
         self.store.record_duplicate(entity.path, key, now)
+        self.sweep_at(now + cfg.duplicate_window_ms)
         return False
 
     def forward(self, msg: Msg, target: str, now: int, source: Holder) -> None:
@@ -877,16 +888,27 @@ class Broker:
     def wake_at(self, ms: int) -> None:
         heapq.heappush(self._wake, ms)
 
+    def sweep_at(self, ms: int) -> None:
+        if self._sweep_due is None or ms < self._sweep_due:
+            self._sweep_due = ms
+
     def next_wake(self) -> int | None:
-        return self._wake[0] if self._wake else None
+        """When timed work is next due (epoch ms): a timer, or a sweep at most once a second."""
+        due = self._wake[0] if self._wake else None
+        if self._sweep_due is not None:
+            sweep = max(self._sweep_due, self._last_sweep + SWEEP_INTERVAL_MS)
+            due = sweep if due is None else min(due, sweep)
+        return due
 
     def run_due(self, now: int) -> None:
-        """Fire timers that are due and deliver whatever became ready."""
+        """Fire timers that are due, sweep if a sweep is due, and deliver whatever became ready."""
         if self._wake and self._wake[0] <= now:
             while self._wake and self._wake[0] <= now:
                 heapq.heappop(self._wake)
             for holder in list(self.holders()):
                 holder.tick(now)
+        if self._sweep_due is not None and now >= max(self._sweep_due, self._last_sweep + SWEEP_INTERVAL_MS):
+            self.sweep(now)
         self.pump(now)
 
     def pump(self, now: int) -> None:
@@ -896,8 +918,12 @@ class Broker:
 
     def sweep(self, now: int) -> None:
         """Expire messages whose time to live has passed and trim duplicate-detection history."""
+        self._last_sweep = now
+        due: int | None = None
         for holder in list(self.holders()):
             holder.sweep_expired(now)
+            if holder.expiries:
+                due = holder.expiries[0][0] if due is None else min(due, holder.expiries[0][0])
         for path, seen in self._dups.items():
             entity = self.queues.get(path) or self.topics.get(path)
             if entity is None:
@@ -909,6 +935,10 @@ class Broker:
             if stale:
                 with self.store.transaction():
                     self.store.forget_duplicates(path, now - window)
+            if seen:
+                oldest = min(seen.values()) + window
+                due = oldest if due is None else min(due, oldest)
+        self._sweep_due = due
 
     def _restore(self) -> None:
         now = now_ms()

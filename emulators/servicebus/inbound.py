@@ -158,7 +158,7 @@ class DeliveryIdRepair:
 
 def repair_delivery_ids(transport: Any) -> DeliveryIdRepair:
     """Put a :class:`DeliveryIdRepair` in front of ``transport`` (proton's ``Transport``, the one the
-    reactor pushes socket bytes into); returns it."""
+    I/O loop pushes socket bytes into); returns it."""
     repair = DeliveryIdRepair()
     push = transport.push
     backlog = b""
@@ -166,7 +166,7 @@ def repair_delivery_ids(transport: Any) -> DeliveryIdRepair:
     def push_repaired(data: bytes) -> None:
         nonlocal backlog
         pending = backlog + repair.feed(data)
-        # A renumbered performative may be a few bytes longer than the bytes the reactor made room
+        # A renumbered performative may be a few bytes longer than the bytes the loop made room
         # for; proton frees room as it reads whole frames, so push what fits until all is in.
         while pending:
             room = transport.capacity()

@@ -7,7 +7,7 @@ before it acknowledges anything to a client.  :class:`SqliteStore` uses SQLite i
 the whole machine would need ``synchronous=FULL`` and is not promised.  :class:`MemoryStore`
 keeps nothing (``--in-memory``), for fast tests.
 
-All methods are called from the broker's single reactor thread.
+All methods are called from the broker's single I/O loop thread.
 """
 
 from __future__ import annotations
