@@ -113,7 +113,8 @@ class AmqpServer:
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
-        self.call_later: Callable[[float, Callable[[], None]], None] | None = None  # set by the loop
+        # The IoLoop's call_later, given by whoever builds both (__main__).
+        self.call_later: Callable[[float, Callable[[], None]], None] | None = None
 
     # -- what the loop asks of its handler ------------------------------------------------
     @staticmethod
