@@ -236,7 +236,7 @@ def operations(spans: list[Any], since_ns: int, deliveries: int) -> dict[str, fl
 # to the stack's trace store.
 TRACING_MODES = {
     "off": ({}, False),
-    "no-op exporter": ({"OTEL_TRACES_EXPORTER": "none"}, False),
+    "no-op exporter": ({"OTEL_TRACES_EXPORTER": "none", "OTEL_SDK_DISABLED": "false"}, False),
     "trace store": ({}, True),
     "trace store, no SDK-call spans": ({"AZURE_TRACING_ENABLED": "false"}, True),
 }

@@ -8,7 +8,8 @@
   store (``devstack.traces``) receives them (SDK calls sampled by :mod:`.sampling`); with both
   set, both receive them;
 * neither: the OpenTelemetry API's no-op tracer, whose spans record nothing;
-* ``OTEL_TRACES_EXPORTER=none``: spans are made, then dropped (what tracing costs before export).
+* ``OTEL_TRACES_EXPORTER=none``: spans are made, then dropped (what tracing costs before export);
+* ``OTEL_SDK_DISABLED=true`` (OpenTelemetry's own switch): off, whatever else is set.
 
 The journey is carried by the envelope, not by the Functions host: every message's
 ``traceparent`` is the context of the PRODUCER span that sent it, and the span of the function
@@ -43,6 +44,7 @@ APPINSIGHTS_AUTHENTICATION = "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"
 OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
 OTLP_TRACES_ENDPOINT = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
 TRACES_EXPORTER = "OTEL_TRACES_EXPORTER"
+SDK_DISABLED = "OTEL_SDK_DISABLED"
 SDK_SPANS = "AZURE_TRACING_ENABLED"
 SERVICE_NAME = "choreography-functions"
 TRACER = "choreography"
@@ -80,6 +82,8 @@ def configure(env: Mapping[str, str] | None = None) -> str:
             return "configured"
         _configured = True
         env = os.environ if env is None else env
+        if env.get(SDK_DISABLED, "").strip().lower() == "true":
+            return "off"
         otlp = _otlp_endpoint(env) is not None
         if env.get(TRACES_EXPORTER) == "none":
             _sdk(env, None)

@@ -560,7 +560,9 @@ class Stack:
 
     def _tracing_settings(self) -> dict[str, str]:
         if not self.with_traces:
-            return {}
+            # Explicitly off: otherwise the app's local.settings.json(.example) names an OTLP
+            # endpoint where no trace store listens, and every span is made, batched and refused.
+            return {"OTEL_SDK_DISABLED": "true"}
         # Spans leave the app in batches every 200 ms (the SDK's default is 5 s), so a journey
         # shows up in `ops trace` as soon as it ends.
         return {"OTEL_EXPORTER_OTLP_ENDPOINT": self.traces_url, "OTEL_BSP_SCHEDULE_DELAY": "200"}

@@ -62,7 +62,28 @@ def test_an_application_insights_connection_string_uses_microsofts_distro_and_ot
     assert found["endpoints"] == ["http://127.0.0.1:9/v1/traces"]
 
 
+def test_otel_sdk_disabled_turns_tracing_off_whatever_else_is_set() -> None:
+    found = probe({"OTEL_SDK_DISABLED": "True", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+                   "APPLICATIONINSIGHTS_CONNECTION_STRING": FAKE_AI})
+    assert found == {"installed": "off", "provider": "ProxyTracerProvider", "recording": False,
+                     "sdk_spans": False, "exporters": [], "endpoints": []}
+
+
 def test_no_op_exporter_makes_spans_and_drops_them() -> None:
     found = probe({"OTEL_TRACES_EXPORTER": "none"})
     assert found["installed"] == "sdk without export" and found["recording"]
     assert found["exporters"] == ["Discard"]
+
+
+def test_a_stack_without_its_trace_store_turns_off_the_examples_otlp_endpoint() -> None:
+    """devhost exports local.settings.json.example (whose OTLP endpoint is the trace store's
+    port) under the stack's settings: without a trace store nothing may be sent there."""
+    from devhost.settings import apply_to_environment, load_local_settings
+    from devstack.stack import Stack
+
+    example = load_local_settings(ROOT / "tests", ROOT / "local.settings.json.example")
+    assert example.values.get("OTEL_EXPORTER_OTLP_ENDPOINT"), "the example no longer names an endpoint"
+    for with_traces, installed in ((False, "off"), (True, "otlp")):
+        env = Stack(with_traces=with_traces).app_settings()
+        apply_to_environment(example, {}, env, say=lambda _: None)
+        assert probe(env)["installed"] == installed
