@@ -4,6 +4,7 @@ in Azure the identity forms the Functions host reads (infra/modules/functionapp.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -154,3 +155,48 @@ def test_the_seeders_reach_an_azure_account_by_identity(monkeypatch: pytest.Monk
         assert tables.account_name == "devstoreaccount1"
     with connections.storage_tables("UseDevelopmentStorage=true") as tables:
         assert isinstance(tables.credential, AzureNamedKeyCredential)
+
+
+@pytest.fixture
+def no_http_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Any:
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy") or name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    connections.environment_has_http_settings.cache_clear()
+    yield tmp_path / "netrc"
+    connections.environment_has_http_settings.cache_clear()
+
+
+def http_transports() -> list[Any]:
+    """The opened transports of the app's Table and Blob clients."""
+    local = Connection(setting="AzureWebJobsStorage", connection_string="UseDevelopmentStorage=true")
+    clients = [connections.table_service(local)._client._client, connections.blob_service(local)._client._client]
+    transports = [client._pipeline._transport for client in clients]
+    for transport in transports:
+        transport.open()
+    return transports
+
+
+def test_without_proxy_or_netrc_the_http_clients_skip_the_per_call_lookups(no_http_settings: Any) -> None:
+    assert connections.environment_has_http_settings() is False
+    assert [(t.session.trust_env, t.connection_config.verify) for t in http_transports()] == [(False, True)] * 2
+
+
+def test_a_ca_bundle_variable_is_still_the_bundle_verified_against(
+        no_http_settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CURL_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    assert [(t.session.trust_env, t.connection_config.verify) for t in http_transports()] == \
+        [(False, "/etc/ssl/certs/ca-certificates.crt")] * 2
+
+
+@pytest.mark.parametrize("name", ["HTTPS_PROXY", "http_proxy", "NO_PROXY"])
+def test_a_proxy_variable_keeps_the_environment_trusted(
+        no_http_settings: Any, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.setenv(name, "http://127.0.0.1:9")
+    assert [t.session.trust_env for t in http_transports()] == [True] * 2
+
+
+def test_a_netrc_file_keeps_the_environment_trusted(no_http_settings: Any) -> None:
+    no_http_settings.write_text("machine example.invalid login user password secret\n")
+    assert [t.session.trust_env for t in http_transports()] == [True] * 2
