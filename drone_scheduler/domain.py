@@ -117,21 +117,30 @@ def candidates(fleet: Iterable[Drone], weight_kg: float, spread_by: str = "") ->
     """Free drones able to carry ``weight_kg``, best fit first; may be empty (all busy).
     Raises BusinessRuleViolation when no drone of the fleet could ever carry it.
 
-    Among drones of the same capacity the order depends on ``spread_by`` (the delivery id):
-    concurrent schedulers then try different drones first instead of all racing for the same
-    one and losing the ETag check to each other."""
+    Among drones of the same capacity the order depends on ``spread_by`` (the delivery id): the
+    same ring of drone ids, entered at a point of the delivery's own. Concurrent schedulers then
+    try different drones first instead of all racing for the same one and losing the ETag check
+    to each other, at one hash per capacity (not one per drone: fleets have hundreds)."""
     drones = list(fleet)
     capable = [drone for drone in drones if drone.capacity_kg >= weight_kg]
     if not capable:
         heaviest = max((drone.capacity_kg for drone in drones), default=0.0)
         raise BusinessRuleViolation(f"{weight_kg:g} kg is more than any drone in the fleet carries "
                                     f"(at most {heaviest:g} kg)", ReasonCode.NO_DRONE_CAN_CARRY)
-    return sorted((drone for drone in capable if drone.is_free),
-                  key=lambda d: (d.capacity_kg, _spread(spread_by, d.drone_id), d.drone_id))
+    by_capacity: dict[float, list[Drone]] = {}
+    for drone in capable:
+        if drone.is_free:
+            by_capacity.setdefault(drone.capacity_kg, []).append(drone)
+    ordered: list[Drone] = []
+    for capacity in sorted(by_capacity):
+        ring = sorted(by_capacity[capacity], key=lambda d: d.drone_id)
+        start = _spread(f"{spread_by}/{capacity:g}", len(ring)) if spread_by else 0
+        ordered.extend(ring[start:] + ring[:start])
+    return ordered
 
 
-def _spread(key: str, drone_id: str) -> bytes:
-    return hashlib.blake2b(f"{key}/{drone_id}".encode(), digest_size=8).digest() if key else b""
+def _spread(key: str, size: int) -> int:
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") % size
 
 
 def next_attempt_at(now: datetime, attempt: int, base: timedelta, cap: timedelta, deadline: datetime) -> datetime:
