@@ -23,14 +23,16 @@ process's CPU time is read from ``/proc`` at the end, so the CPU cost of a deliv
 of the result.
 
 **What tracing costs**: the same open-loop load (``--tracing-deliveries`` at ``--tracing-rate``) on
-three fresh stacks: tracing off, spans made and dropped (no-op exporter), and exported to the
-stack's trace store; CPU per delivery and its ratio to tracing off.
+fresh stacks: tracing off (``OTEL_SDK_DISABLED=true``, what a stack without its trace store sets),
+spans made and dropped (no-op exporter), and exported to the stack's trace store (with and
+without the SDK-call spans); CPU per delivery and its ratio to tracing off.
 
 **Against the floor** (issue 15): ``benchmarks/floor.py`` runs first, in the same run, on a fresh
 stack of its own: the operations the choreography needs per delivery, with the same SDKs and
-emulators and no project code. The project's open-loop scenario at the floor's rate (tracing
-off) is compared with it per process (devhost with the floor's client process) and in total,
-as ratios. The operations the project does per delivery are counted on one more fresh stack
+emulators and no project code. The project's open-loop run at the floor's rate (tracing off),
+on a fresh stack right after it, is compared with it per process (devhost with the floor's
+client process) and in total, as ratios; the two take turns ``--floor-repeats`` times and the
+median pair is shown. The operations the project does per delivery are counted on one more fresh stack
 with the trace store (each SDK call is a span there: sends, receives, completes, Table calls by
 kind, Event Grid publishes).
 
@@ -188,11 +190,15 @@ async def run(stack: Stack, urls: list[str], total: int, concurrency: int, rate:
         # Warm-up, not measured: connections, sender links and caches of a fresh host.
         await scenario(stack, urls, watcher, WARM_UP, WARM_UP, None)
         since = time.time_ns()
+        broker = stack.processes["servicebus"]
+        broker_lines = broker.lines_seen
         result = await scenario(stack, urls, watcher, total, concurrency, rate)
         if count_operations:
             await asyncio.sleep(2)  # the last spans leave the host in batches
-            result["operations_per_delivery"] = operations(StoreApi(stack.traces_url).spans(2_000_000), since,
-                                                           result["shipped"])
+            counted = operations(StoreApi(stack.traces_url).spans(2_000_000), since, result["shipped"])
+            accepts = sum(SESSION_ACCEPT in line for line in broker.lines_after(broker_lines))
+            result["operations_per_delivery"] = {**counted,
+                                                 "session accepts": round(accepts / max(1, result["shipped"]), 2)}
         return result
     finally:
         await watcher.stop()
@@ -211,10 +217,14 @@ SPAN_OPERATIONS = {
 }
 
 
+# A session accept is no span: the emulator, at --log-level info, prints a line for each.
+SESSION_ACCEPT = "locked by a receiver"
+
+
 def operations(spans: list[Any], since_ns: int, deliveries: int) -> dict[str, float]:
-    """SDK calls per delivery, by kind, from the spans that started after ``since_ns``. A session
-    accept is no span of its own; the invocations of the session-triggered function are counted
-    instead (every message the join needs or receives for nothing)."""
+    """SDK calls per delivery, by kind, from the spans that started after ``since_ns``, and the
+    invocations of the session-triggered function (every message the join needs or receives
+    for nothing)."""
     counted = {kind: 0 for kind in SPAN_OPERATIONS}
     by_name = {name: kind for kind, names in SPAN_OPERATIONS.items() for name in names}
     invocations = 0
@@ -248,7 +258,8 @@ def on_a_fresh_stack(args: argparse.Namespace, total: int, concurrency: int, rat
     delivery leaves a join timeout that fires, as a no-op, five minutes later)."""
     extra, with_traces = TRACING_MODES[tracing]
     settings = {"FLIGHT_TIME_SECONDS": "0", "PYTHON_THREADPOOL_THREAD_COUNT": str(args.threads), **extra}
-    with Stack(with_devhost=False, settings=settings, with_traces=with_traces) as stack:
+    with Stack(with_devhost=False, settings=settings, with_traces=with_traces,
+               servicebus_log_level="info" if count_operations else "warning") as stack:
         subprocess.run([sys.executable, "-m", "drone_scheduler.seed", "--connection", stack.storage_connection,
                         "--fleet-size", str(args.fleet_size)], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
         stack.start_devhost()
@@ -262,6 +273,23 @@ def on_a_fresh_stack(args: argparse.Namespace, total: int, concurrency: int, rat
 def floor(args: argparse.Namespace) -> dict[str, Any]:
     with Stack(with_devhost=False, with_traces=False) as stack:
         return run_floor(stack, args.floor_deliveries, args.floor_rate)
+
+
+def against_floor_interleaved(args: argparse.Namespace) -> dict[str, Any]:
+    """The floor and the project's run at the floor's rate, ``--floor-repeats`` times in turn, so
+    a drift of the machine (its speed moves by half within an hour) hits both alike; the pair
+    with the median total ratio is the one shown, every pair's total ratio beside it."""
+    pairs = []
+    for _ in range(args.floor_repeats):
+        floor_result = floor(args)
+        project = on_a_fresh_stack(args, max(1, int(args.floor_rate * args.rate_seconds)), max(args.concurrency, 64),
+                                   args.floor_rate, "off")
+        pairs.append((floor_result, project, against_floor(floor_result, project)))
+    ordered = sorted(pairs, key=lambda pair: pair[2]["total"]["ratio"])
+    floor_result, project, rows = ordered[(len(ordered) - 1) // 2]
+    return {"floor": floor_result, "project": project, "cpu_against_floor": rows,
+            "compared_scenario": f"{args.floor_rate:g}/s for {args.rate_seconds:g} s",
+            "total_ratio_runs": [pair[2]["total"]["ratio"] for pair in pairs]}
 
 
 def against_floor(floor_result: dict[str, Any], project: dict[str, Any]) -> dict[str, Any]:
@@ -342,9 +370,12 @@ def floor_markdown(comparison: dict[str, Any]) -> str:
     lines = []
     if "cpu_against_floor" in comparison:
         floor_result = comparison["floor"]
+        runs = comparison.get("total_ratio_runs", [])
         lines += ["", f"Against the floor (`benchmarks/floor.py`, same run: {floor_result['deliveries']} deliveries at "
                   f"{floor_result['offered_per_s']:g}/s, the same SDKs and emulators, no project code) and the "
-                  f"project's scenario {comparison['compared_scenario']} (tracing off), CPU ms per delivery:", "",
+                  f"project's {comparison['compared_scenario']} (tracing off) on a fresh stack after it, in turn "
+                  f"{len(runs)} times; total ratio of each pair {runs}, the median pair shown. CPU ms per delivery:",
+                  "",
                   "| process | project | floor | ratio |", "|---|---|---|---|"]
         lines += [f"| {name}{' (floor: its client)' if name == 'devhost' else ''} | {row['project_ms']} | "
                   f"{row['floor_ms']} | {row['ratio']} |" for name, row in comparison["cpu_against_floor"].items()]
@@ -374,25 +405,23 @@ def main() -> int:
     parser.add_argument("--only-tracing", action="store_true", help="run only the tracing-cost scenarios")
     parser.add_argument("--floor-deliveries", type=int, default=200, help="deliveries of the floor (0: no floor)")
     parser.add_argument("--floor-rate", type=float, default=10.0, help="the floor's rate, and the project's compared")
+    parser.add_argument("--floor-repeats", type=int, default=3,
+                        help="floor and project runs in turn, for the comparison (the median pair is shown)")
     args = parser.parse_args()
     results = []
     comparison: dict[str, Any] = {}
     if not args.only_tracing:
-        floor_result = floor(args) if args.floor_deliveries else None
+        if args.floor_deliveries and args.floor_repeats:
+            comparison.update(against_floor_interleaved(args))
         results.append({"scenario": "throughput", **on_a_fresh_stack(args, args.deliveries, args.concurrency, None,
                                                                      "off")})
-        rates = sorted(set(args.rates) | ({args.floor_rate} if floor_result else set()), reverse=True)
-        for rate in rates:
+        for rate in sorted(set(args.rates), reverse=True):
             total = max(1, int(rate * args.rate_seconds))
             results.append({"scenario": f"{rate:g}/s for {args.rate_seconds:g} s",
                             **on_a_fresh_stack(args, total, max(args.concurrency, 64), rate, "off")})
         counted = on_a_fresh_stack(args, max(1, int(args.floor_rate * args.rate_seconds)), max(args.concurrency, 64),
                                    args.floor_rate, "trace store", count_operations=True)
         comparison["operations_per_delivery"] = {"project": counted["operations_per_delivery"], "floor": OPERATIONS}
-        if floor_result:
-            at_rate = next(r for r in results if r.get("offered_per_s") == args.floor_rate)
-            comparison.update({"floor": floor_result, "cpu_against_floor": against_floor(floor_result, at_rate),
-                               "compared_scenario": at_rate["scenario"]})
     if args.tracing_deliveries:
         results.extend(tracing_cost(args))
     meta = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpus": os.cpu_count(),

@@ -135,6 +135,17 @@ class ManagedProcess:
     def pid(self) -> int | None:
         return self.proc.pid if self.proc is not None else None
 
+    @property
+    def lines_seen(self) -> int:
+        """How many lines the process has printed so far, kept or let go."""
+        with self._seen:
+            return self._dropped + len(self.lines)
+
+    def lines_after(self, seen: int) -> list[str]:
+        """The lines printed after the first ``seen`` (those still kept)."""
+        with self._seen:
+            return self.lines[max(seen - self._dropped, 0):]
+
     def start(self) -> ManagedProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **(self.env or {})}
         self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
@@ -506,6 +517,7 @@ class Stack:
     echo: bool = False
     log_dir: Path | None = None
     with_devhost: bool = True
+    servicebus_log_level: str = "warning"  # info: a line per session accept (the benchmark counts them)
     # The trace store the app exports its spans to (OTLP/HTTP); its SQLite file, or in memory.
     with_traces: bool = True
     traces_db: Path | None = None
@@ -628,7 +640,7 @@ class Stack:
     def _start_servicebus(self) -> None:
         cmd = servicebus_command(self.servicebus_config, self.ports.servicebus,
                                  self.data_dir / "servicebus" if self.data_dir else None,
-                                 admin_port=self.ports.servicebus_admin)
+                                 log_level=self.servicebus_log_level, admin_port=self.ports.servicebus_admin)
         proc = ManagedProcess("servicebus", cmd, log_path=self._log("servicebus"), echo=self.echo).start()
         self.processes["servicebus"] = proc
         self.servicebus_admin_certificate = proc.wait_for_line(SERVICEBUS_LISTENING, 60).group(4)

@@ -327,6 +327,8 @@ class AmqpServer:
         self.call_later(timeout_ms / 1000, give_up)
 
     def _open_session_link(self, link: Link, out: OutLink, holder: Holder, locked_until_ms: int) -> None:
+        # One line per session accept at --log-level info: what the drone-delivery benchmark counts.
+        log.info("session %s of %s locked by a receiver", out.session_id, holder.display)
         link.out = out
         link.connection.out_links.append(out)
         holder.attach(out)
