@@ -71,9 +71,9 @@ def http_transport() -> RequestsTransport:
     """The transport of one SDK client (its own ``requests`` session and connection pool).
 
     A ``requests`` session that trusts the environment looks it up on every call (the netrc
-    files on disk, the proxy and CA-bundle variables): about a tenth of the app's CPU in its
-    Table and Event Grid calls. Unless there is a proxy or a netrc file to find, the session
-    does not, and the CA bundle ``requests`` would take from the environment is read once here.
+    files on disk, the proxy and CA-bundle variables): about a tenth of a Table call's CPU in
+    the client. Unless there is a proxy or a netrc file to find, the session does not, and the
+    CA bundle ``requests`` would take from the environment is read once here.
     """
     if environment_has_http_settings():
         return RequestsTransport()
