@@ -5,6 +5,8 @@ in Azure the identity forms the Functions host reads (infra/modules/functionapp.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -158,7 +160,7 @@ def test_the_seeders_reach_an_azure_account_by_identity(monkeypatch: pytest.Monk
 
 
 @pytest.fixture
-def no_http_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Any:
+def no_http_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     for name in list(os.environ):
         if name.lower().endswith("_proxy") or name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
             monkeypatch.delenv(name)
@@ -178,13 +180,13 @@ def http_transports() -> list[Any]:
     return transports
 
 
-def test_without_proxy_or_netrc_the_http_clients_skip_the_per_call_lookups(no_http_settings: Any) -> None:
+def test_without_proxy_or_netrc_the_http_clients_skip_the_per_call_lookups(no_http_settings: Path) -> None:
     assert connections.environment_has_http_settings() is False
     assert [(t.session.trust_env, t.connection_config.verify) for t in http_transports()] == [(False, True)] * 2
 
 
 def test_a_ca_bundle_variable_is_still_the_bundle_verified_against(
-        no_http_settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        no_http_settings: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CURL_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
     assert [(t.session.trust_env, t.connection_config.verify) for t in http_transports()] == \
         [(False, "/etc/ssl/certs/ca-certificates.crt")] * 2
@@ -192,11 +194,11 @@ def test_a_ca_bundle_variable_is_still_the_bundle_verified_against(
 
 @pytest.mark.parametrize("name", ["HTTPS_PROXY", "http_proxy", "NO_PROXY"])
 def test_a_proxy_variable_keeps_the_environment_trusted(
-        no_http_settings: Any, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+        no_http_settings: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     monkeypatch.setenv(name, "http://127.0.0.1:9")
     assert [t.session.trust_env for t in http_transports()] == [True] * 2
 
 
-def test_a_netrc_file_keeps_the_environment_trusted(no_http_settings: Any) -> None:
+def test_a_netrc_file_keeps_the_environment_trusted(no_http_settings: Path) -> None:
     no_http_settings.write_text("machine example.invalid login user password secret\n")
     assert [t.session.trust_env for t in http_transports()] == [True] * 2
